@@ -1,0 +1,29 @@
+# The two commands of the README, and a few for development.
+# A stable target directory outside the clone lets repeated runs reuse builds.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/hailstone/target
+
+.PHONY: run test setup watch fmt lint
+
+## Build in release mode and serve on http://127.0.0.1:3000
+run:
+	scripts/setup.sh build
+	cargo leptos serve --release
+
+## Every test: the cargo tests of all crates, then Playwright in Chromium
+test:
+	scripts/setup.sh test
+	scripts/test.sh
+
+## Develop with live reload
+watch:
+	scripts/setup.sh build
+	cargo leptos watch
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy -p shared --all-targets -- -D warnings
+	cargo clippy -p server --all-targets -- -D warnings
+	cargo clippy -p app --features hydrate --target wasm32-unknown-unknown -- -D warnings

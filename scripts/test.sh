@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test: the pure domain, the server and app crates (as cargo-leptos
+# builds them), the wasm build of the domain, and the Playwright suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+step "cargo test -p shared"
+cargo test -p shared
+
+step "shared builds for wasm32-unknown-unknown"
+cargo build -p shared --target wasm32-unknown-unknown
+
+step "cargo leptos test (server with ssr, app with hydrate)"
+cargo leptos test
+
+step "cargo leptos end-to-end (Playwright in Chromium)"
+cargo leptos end-to-end

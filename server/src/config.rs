@@ -1,0 +1,357 @@
+//! The server's runtime configuration: `Leptos.toml`, then environment
+//! variables on top.
+//!
+//! cargo-leptos reads its *build* settings from `[[workspace.metadata.leptos]]`
+//! in Cargo.toml and passes the ones the server needs as `LEPTOS_*` variables
+//! when it starts the server; those variables override the file here, so a
+//! server started by cargo-leptos and one started by hand agree.
+
+use std::{
+    fmt::Display,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use leptos::config::LeptosOptions;
+use serde::Deserialize;
+
+/// The variable that names another configuration file.
+pub const CONFIG_PATH_VAR: &str = "HAILSTONE_CONFIG";
+/// The file read when [`CONFIG_PATH_VAR`] is not set, relative to the working
+/// directory (the workspace root under cargo-leptos).
+pub const DEFAULT_CONFIG_PATH: &str = "Leptos.toml";
+
+/// Everything the server reads at start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the server listens and where cargo-leptos put the compiled site.
+    pub site: Site,
+    /// How the Collatz tasks behave.
+    pub collatz: Collatz,
+    /// Bounds on what a client may ask of the server.
+    pub limits: Limits,
+}
+
+/// The `[site]` table: the values cargo-leptos also knows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Site {
+    /// The socket address to listen on.
+    pub addr: SocketAddr,
+    /// The folder holding the compiled site (static files are served from it).
+    pub root: String,
+    /// The folder under `root` with the wasm, JS and CSS.
+    pub pkg_dir: String,
+    /// The file name (without extension) of the wasm, JS and CSS.
+    pub output_name: String,
+    /// The port of cargo-leptos's live-reload socket, used in `watch` mode.
+    pub reload_port: u32,
+}
+
+/// The `[collatz]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Collatz {
+    /// Milliseconds between two steps of a new session's task.
+    pub step_interval_ms: u64,
+    /// The most digits a number typed by a user may have.
+    pub max_digits: usize,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// The largest request body, in bytes, the server reads before refusing.
+    pub max_body_bytes: usize,
+}
+
+/// Why the configuration could not be loaded. Each message names the file or
+/// the variable and the key at fault, so the operator can fix it at once.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is missing or unreadable.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, lacks a key, or has a value of the wrong type.
+    #[error("invalid configuration file {path}: {message}")]
+    Parse {
+        /// The file at fault.
+        path: PathBuf,
+        /// The parser's message, which names the key, line and column.
+        message: String,
+    },
+    /// An overriding environment variable does not parse.
+    #[error("invalid environment variable {var}={value:?} (overrides `{key}`): {message}")]
+    Env {
+        /// The variable at fault.
+        var: &'static str,
+        /// The key of the file it overrides.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it was refused.
+        message: String,
+    },
+    /// A value parses but makes no sense.
+    #[error("invalid configuration: `{key}` {message}")]
+    Invalid {
+        /// The key at fault.
+        key: &'static str,
+        /// What is wrong with it.
+        message: &'static str,
+    },
+}
+
+impl Config {
+    /// Loads the file named by `HAILSTONE_CONFIG` (or `Leptos.toml`) and
+    /// applies the process's environment on top.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let path = std::env::var_os(CONFIG_PATH_VAR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        Self::load(&path, |var| std::env::var(var).ok())
+    }
+
+    /// Loads `path`, then overrides its values with those `env` returns.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        config.override_from(&env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses the text of a configuration file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    fn override_from(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let site = &mut self.site;
+        set(&mut site.addr, env, "LEPTOS_SITE_ADDR", "site.addr")?;
+        set(&mut site.root, env, "LEPTOS_SITE_ROOT", "site.root")?;
+        set(
+            &mut site.pkg_dir,
+            env,
+            "LEPTOS_SITE_PKG_DIR",
+            "site.pkg-dir",
+        )?;
+        set(
+            &mut site.output_name,
+            env,
+            "LEPTOS_OUTPUT_NAME",
+            "site.output-name",
+        )?;
+        set(
+            &mut site.reload_port,
+            env,
+            "LEPTOS_RELOAD_PORT",
+            "site.reload-port",
+        )?;
+        let collatz = &mut self.collatz;
+        set(
+            &mut collatz.step_interval_ms,
+            env,
+            "HAILSTONE_STEP_INTERVAL_MS",
+            "collatz.step-interval-ms",
+        )?;
+        set(
+            &mut collatz.max_digits,
+            env,
+            "HAILSTONE_MAX_DIGITS",
+            "collatz.max-digits",
+        )?;
+        set(
+            &mut self.limits.max_body_bytes,
+            env,
+            "HAILSTONE_MAX_BODY_BYTES",
+            "limits.max-body-bytes",
+        )?;
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message| Err(ConfigError::Invalid { key, message });
+        if self.site.output_name.is_empty() {
+            return invalid("site.output-name", "must not be empty");
+        }
+        if self.collatz.max_digits == 0 {
+            return invalid("collatz.max-digits", "must be at least 1");
+        }
+        if self.limits.max_body_bytes == 0 {
+            return invalid("limits.max-body-bytes", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The step interval of a new session's task.
+    pub fn step_interval(&self) -> Duration {
+        Duration::from_millis(self.collatz.step_interval_ms)
+    }
+
+    /// The options Leptos renders with (script and style paths, reload port).
+    pub fn leptos_options(&self) -> LeptosOptions {
+        LeptosOptions::builder()
+            .output_name(self.site.output_name.as_str())
+            .site_root(self.site.root.as_str())
+            .site_pkg_dir(self.site.pkg_dir.as_str())
+            .site_addr(self.site.addr)
+            .reload_port(self.site.reload_port)
+            .build()
+    }
+}
+
+/// Replaces `slot` with the parsed value of `var`, when it is set.
+fn set<T>(
+    slot: &mut T,
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    key: &'static str,
+) -> Result<(), ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    if let Some(value) = env(var) {
+        *slot = value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+            var,
+            key,
+            message: e.to_string(),
+            value,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [site]
+        addr = "127.0.0.1:3000"
+        root = "target/site"
+        pkg-dir = "pkg"
+        output-name = "hailstone"
+        reload-port = 3001
+        [collatz]
+        step-interval-ms = 500
+        max-digits = 1000
+        [limits]
+        max-body-bytes = 16384
+    "#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Leptos.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn reads_every_value() {
+        let (_dir, path) = write(GOOD);
+        let config = Config::load(&path, |_| None).unwrap();
+        assert_eq!(config.site.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.step_interval(), Duration::from_millis(500));
+        assert_eq!(config.collatz.max_digits, 1000);
+        assert_eq!(config.limits.max_body_bytes, 16384);
+        let options = config.leptos_options();
+        assert_eq!(&*options.output_name, "hailstone");
+        assert_eq!(options.css_path(), "/pkg/hailstone.css");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let (_dir, path) = write(GOOD);
+        let config = Config::load(&path, |var| match var {
+            "LEPTOS_SITE_ADDR" => Some("127.0.0.1:4000".into()),
+            "HAILSTONE_STEP_INTERVAL_MS" => Some("5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.site.addr.port(), 4000);
+        assert_eq!(config.collatz.step_interval_ms, 5);
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Leptos.toml");
+        let message = Config::load(&path, |_| None).unwrap_err().to_string();
+        assert!(
+            message.contains("cannot read configuration file"),
+            "{message}"
+        );
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn a_missing_key_is_named_with_the_file() {
+        let (_dir, path) = write(&GOOD.replace("max-digits = 1000", ""));
+        let message = Config::load(&path, |_| None).unwrap_err().to_string();
+        assert!(message.contains("Leptos.toml"), "{message}");
+        assert!(message.contains("max-digits"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_the_file() {
+        let (_dir, path) =
+            write(&GOOD.replace("step-interval-ms = 500", "step-interval-ms = \"fast\""));
+        let message = Config::load(&path, |_| None).unwrap_err().to_string();
+        assert!(message.contains("Leptos.toml"), "{message}");
+        assert!(message.contains("step-interval-ms"), "{message}");
+    }
+
+    #[test]
+    fn malformed_toml_is_reported() {
+        let (_dir, path) = write("[site\naddr = ");
+        let message = Config::load(&path, |_| None).unwrap_err().to_string();
+        assert!(
+            message.starts_with("invalid configuration file"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let (_dir, path) =
+            write(&GOOD.replace("max-digits = 1000", "max-digits = 1000\nmax-digit = 5"));
+        let message = Config::load(&path, |_| None).unwrap_err().to_string();
+        assert!(message.contains("max-digit"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable_and_key() {
+        let (_dir, path) = write(GOOD);
+        let message = Config::load(&path, |var| {
+            (var == "HAILSTONE_MAX_DIGITS").then(|| "many".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("HAILSTONE_MAX_DIGITS"), "{message}");
+        assert!(message.contains("collatz.max-digits"), "{message}");
+    }
+
+    #[test]
+    fn zero_digits_is_refused() {
+        let (_dir, path) = write(&GOOD.replace("max-digits = 1000", "max-digits = 0"));
+        let message = Config::load(&path, |_| None).unwrap_err().to_string();
+        assert!(message.contains("collatz.max-digits"), "{message}");
+    }
+}

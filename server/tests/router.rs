@@ -1,0 +1,45 @@
+//! The router answered in-process (`oneshot`), without a socket.
+
+use std::path::Path;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use server::Config;
+use tower::ServiceExt;
+
+fn config() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Leptos.toml");
+    Config::load(&path, |_| None).unwrap()
+}
+
+async fn get(uri: &str) -> (StatusCode, String) {
+    let response = server::app(&config())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    assert_eq!(get("/healthz").await, (StatusCode::OK, "ok".to_owned()));
+}
+
+#[tokio::test]
+async fn the_page_is_rendered_with_its_scripts() {
+    let (status, html) = get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Collatz Conjecture"), "{html}");
+    assert!(html.contains("/pkg/hailstone.js"), "{html}");
+    assert!(html.contains("/pkg/hailstone.css"), "{html}");
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_404() {
+    let (status, _) = get("/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
