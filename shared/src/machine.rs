@@ -1,0 +1,295 @@
+//! One session's Collatz state machine: pure, synchronous, exact.
+//!
+//! Every change goes through [`Collatz::apply`] (a user's command) or
+//! [`Collatz::step`] (the background task), and each change that is made
+//! returns the [`Delta`] that describes it, with a version one higher than
+//! the last. The runtime holds the machine under a lock, publishes those
+//! deltas, and spawns a task when [`Outcome::start_task`] says so.
+
+use std::collections::VecDeque;
+
+use crate::{
+    input::{parse_number, DEFAULT_MAX_DIGITS},
+    magnitude,
+    wire::{Command, CommandError, Delta, RunView, Snapshot, Status, MAX_INTERVAL_MS},
+    Number, Profile,
+};
+
+/// Fixed choices of a session, from the server's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Milliseconds between steps until the user picks another interval.
+    pub interval_ms: u32,
+    /// The most digits a typed number may have.
+    pub max_digits: usize,
+    /// How many recent values a session keeps (the rest can be recomputed).
+    pub window: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval_ms: 500,
+            max_digits: DEFAULT_MAX_DIGITS,
+            window: 256,
+        }
+    }
+}
+
+/// A session's state.
+#[derive(Debug, Clone)]
+pub struct Collatz {
+    /// Fixed at creation.
+    settings: Settings,
+    /// Where the run stands.
+    status: Status,
+    /// Milliseconds between steps.
+    interval_ms: u32,
+    /// Changes whenever `Running` is entered or left, so a task started for
+    /// an older generation is recognised and refused.
+    generation: u64,
+    /// Grows by one with every change.
+    version: u64,
+    /// The current run, once a number was entered.
+    run: Option<Run>,
+}
+
+/// One trajectory: exact statistics always, recent values in a window.
+#[derive(Debug, Clone)]
+struct Run {
+    /// The value the run started from.
+    start: Number,
+    /// The newest value.
+    current: Number,
+    /// Steps taken from `start`.
+    steps: u64,
+    /// The largest value so far.
+    peak: Number,
+    /// The newest values as decimal strings, oldest first; ends with `current`.
+    recent: VecDeque<String>,
+    /// Every value's magnitude, downsampled, for the chart.
+    profile: Profile,
+}
+
+/// What [`Collatz::apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// The change to publish, if anything changed.
+    pub delta: Option<Delta>,
+    /// Spawn a background task for this generation.
+    pub start_task: Option<u64>,
+}
+
+/// Why [`Collatz::step`] made no step: the task that asked must stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The task belongs to an older generation.
+    Stale,
+    /// The run is not running (paused, finished or idle).
+    NotRunning,
+}
+
+impl Run {
+    fn new(start: Number) -> Run {
+        let text = start.to_string();
+        let mut profile = Profile::new();
+        profile.push(magnitude(&text));
+        Run {
+            current: start.clone(),
+            peak: start.clone(),
+            start,
+            steps: 0,
+            recent: VecDeque::from([text]),
+            profile,
+        }
+    }
+
+    /// Takes one step; returns the new value and whether it is a new peak.
+    fn advance(&mut self, window: usize) -> (String, bool) {
+        self.current.step();
+        self.steps += 1;
+        let text = self.current.to_string();
+        self.profile.push(magnitude(&text));
+        if self.recent.len() >= window {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(text.clone());
+        let new_peak = self.current > self.peak;
+        if new_peak {
+            self.peak = self.current.clone();
+        }
+        (text, new_peak)
+    }
+
+    fn view(&self) -> RunView {
+        RunView {
+            start: self.start.to_string(),
+            steps: self.steps,
+            peak: self.peak.to_string(),
+            recent: self.recent.clone(),
+            profile: self.profile.clone(),
+        }
+    }
+}
+
+impl Collatz {
+    /// A fresh session: idle, version 0.
+    pub fn new(settings: Settings) -> Collatz {
+        Collatz {
+            settings,
+            status: Status::Idle,
+            interval_ms: settings.interval_ms,
+            generation: 0,
+            version: 0,
+            run: None,
+        }
+    }
+
+    /// Where the run stands.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The current generation (see [`Collatz::step`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The version of the latest change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Milliseconds between steps.
+    pub fn interval_ms(&self) -> u32 {
+        self.interval_ms
+    }
+
+    /// The current value, once a number was entered.
+    pub fn current(&self) -> Option<&Number> {
+        self.run.as_ref().map(|run| &run.current)
+    }
+
+    /// The whole visible state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            version: self.version,
+            status: self.status,
+            interval_ms: self.interval_ms,
+            run: self.run.as_ref().map(Run::view),
+        }
+    }
+
+    /// Applies a user's command. A refused command changes nothing.
+    pub fn apply(&mut self, command: &Command) -> Result<Outcome, CommandError> {
+        let (before, status_before, interval_before) =
+            (self.version, self.status, self.interval_ms);
+        let mut start_task = None;
+        let mut restart = false;
+        match command {
+            Command::SetNumber { text } => {
+                let number = parse_number(text, self.settings.max_digits)?;
+                let finished = number.is_one();
+                self.run = Some(Run::new(number));
+                restart = true;
+                let status = match self.status {
+                    _ if finished => Status::Finished,
+                    // The user's pause is respected: the new run waits.
+                    Status::Paused => Status::Paused,
+                    // Idle, finished or running: the run (re)starts running;
+                    // a running task carries on with the new run.
+                    Status::Idle | Status::Finished | Status::Running => Status::Running,
+                };
+                start_task = self.enter(status);
+            }
+            Command::SetRunning { running: true } => {
+                if self.status == Status::Paused {
+                    start_task = self.enter(Status::Running);
+                }
+            }
+            Command::SetRunning { running: false } => {
+                if self.status == Status::Running {
+                    self.enter(Status::Paused);
+                }
+            }
+            Command::SetInterval { ms } => {
+                if *ms > MAX_INTERVAL_MS {
+                    return Err(CommandError::Interval {
+                        max_ms: MAX_INTERVAL_MS,
+                    });
+                }
+                self.interval_ms = *ms;
+            }
+        }
+        let changed =
+            restart || self.status != status_before || self.interval_ms != interval_before;
+        if changed {
+            self.version += 1;
+        }
+        let delta = changed.then(|| {
+            let run = self.run.as_ref();
+            Delta {
+                base: before,
+                version: self.version,
+                status: self.status,
+                interval_ms: self.interval_ms,
+                restart,
+                appended: if restart {
+                    run.map(|run| vec![run.start.to_string()])
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+                steps: run.map_or(0, |run| run.steps),
+                peak: restart
+                    .then(|| run.map(|run| run.peak.to_string()))
+                    .flatten(),
+            }
+        });
+        Ok(Outcome { delta, start_task })
+    }
+
+    /// One step of the background task of `generation`. Refused unless that
+    /// generation is current and the run is running; the task must then stop.
+    pub fn step(&mut self, generation: u64) -> Result<Delta, Refused> {
+        if generation != self.generation {
+            return Err(Refused::Stale);
+        }
+        let (Status::Running, Some(run)) = (self.status, self.run.as_mut()) else {
+            return Err(Refused::NotRunning);
+        };
+        let (value, new_peak) = run.advance(self.settings.window);
+        let peak = new_peak.then(|| value.clone());
+        let steps = run.steps;
+        if run.current.is_one() {
+            self.enter(Status::Finished);
+        }
+        let base = self.version;
+        self.version += 1;
+        Ok(Delta {
+            base,
+            version: self.version,
+            status: self.status,
+            interval_ms: self.interval_ms,
+            restart: false,
+            appended: vec![value],
+            steps,
+            peak,
+        })
+    }
+
+    /// Moves to `status`, bumping the generation whenever `Running` is
+    /// entered or left. Returns the generation of the task to start when
+    /// `Running` is entered. The caller bumps the version.
+    fn enter(&mut self, status: Status) -> Option<u64> {
+        if status == self.status {
+            return None;
+        }
+        let was_running = self.status == Status::Running;
+        self.status = status;
+        if was_running || status == Status::Running {
+            self.generation += 1;
+        }
+        (status == Status::Running).then_some(self.generation)
+    }
+}

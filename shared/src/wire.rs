@@ -1,0 +1,238 @@
+//! What travels between the browser and the server, as JSON.
+//!
+//! Numbers travel as decimal strings: a JSON number loses precision past
+//! 2^53, and a float would creep in. The server streams one [`Snapshot`]
+//! first, then [`Delta`]s that carry only what changed.
+
+use std::{collections::VecDeque, fmt};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{input::InputError, magnitude, Profile};
+
+/// The longest step interval a user may choose, in milliseconds.
+pub const MAX_INTERVAL_MS: u32 = 10_000;
+
+/// A user's command, sent from the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// The text of the number input, validated on arrival.
+    SetNumber {
+        /// What the user typed.
+        text: String,
+    },
+    /// The Running switch.
+    SetRunning {
+        /// On or off.
+        running: bool,
+    },
+    /// Milliseconds between two steps; 0 is as fast as possible.
+    SetInterval {
+        /// The new interval.
+        ms: u32,
+    },
+}
+
+/// Why a command was refused; the state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum CommandError {
+    /// The typed number is not acceptable.
+    Number {
+        /// The reason.
+        reason: InputError,
+    },
+    /// The interval is out of range.
+    Interval {
+        /// The most allowed.
+        max_ms: u32,
+    },
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Number { reason } => reason.fmt(f),
+            CommandError::Interval { max_ms } => {
+                write!(f, "The step interval can be at most {max_ms} ms.")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+impl From<InputError> for CommandError {
+    fn from(reason: InputError) -> Self {
+        CommandError::Number { reason }
+    }
+}
+
+/// Where a session's run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// No number entered yet.
+    Idle,
+    /// The background task is stepping.
+    Running,
+    /// The user switched it off; the run is kept.
+    Paused,
+    /// The run reached 1.
+    Finished,
+}
+
+/// The whole visible state of a session at one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The version this snapshot shows; the SSE event id.
+    pub version: u64,
+    /// Where the run stands.
+    pub status: Status,
+    /// Milliseconds between steps.
+    pub interval_ms: u32,
+    /// The current run; `None` before the first number.
+    pub run: Option<RunView>,
+}
+
+/// A run as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    /// The value the run started from.
+    pub start: String,
+    /// Steps taken: the list holds `steps + 1` values.
+    pub steps: u64,
+    /// The largest value so far.
+    pub peak: String,
+    /// The newest values, oldest first; the last one is the current value.
+    /// Older ones are dropped (the trajectory can be recomputed from `start`).
+    pub recent: VecDeque<String>,
+    /// The whole trajectory, downsampled, for the chart.
+    pub profile: Profile,
+}
+
+impl RunView {
+    /// The current value.
+    pub fn current(&self) -> &str {
+        self.recent
+            .back()
+            .map_or(self.start.as_str(), String::as_str)
+    }
+
+    /// The step index of `recent[0]`.
+    pub fn first_recent_step(&self) -> u64 {
+        self.steps + 1 - self.recent.len() as u64
+    }
+}
+
+/// What changed between two versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The version this delta applies on top of.
+    pub base: u64,
+    /// The version it brings the state to; the SSE event id.
+    pub version: u64,
+    /// Where the run stands afterwards.
+    pub status: Status,
+    /// The step interval afterwards.
+    pub interval_ms: u32,
+    /// A new run began: the list restarts with `appended[0]` as its start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
+    /// Values added to the list, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub appended: Vec<String>,
+    /// Steps taken in the run afterwards.
+    pub steps: u64,
+    /// The new peak, when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<String>,
+}
+
+impl Delta {
+    /// One delta with the effect of `self` then `next` (which must follow
+    /// it): how a slow subscriber's backlog becomes one message.
+    pub fn merge(mut self, next: Delta) -> Delta {
+        debug_assert_eq!(self.version, next.base, "deltas merge in order");
+        if next.restart {
+            return Delta {
+                base: self.base,
+                ..next
+            };
+        }
+        self.version = next.version;
+        self.status = next.status;
+        self.interval_ms = next.interval_ms;
+        self.appended.extend(next.appended);
+        self.steps = next.steps;
+        self.peak = next.peak.or(self.peak);
+        self
+    }
+}
+
+/// One message of the update stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Update {
+    /// The whole state: the first message, and after a gap.
+    Snapshot(Snapshot),
+    /// What changed since the previous message.
+    Delta(Delta),
+}
+
+/// A delta that does not follow the state it was applied to: the client must
+/// resynchronise from a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The version the client has.
+    pub have: u64,
+    /// The version the delta applies to.
+    pub base: u64,
+}
+
+impl Snapshot {
+    /// Applies a delta, keeping at most `window` recent values. A delta for a
+    /// version already seen is ignored; one that skips versions is a [`Gap`].
+    pub fn apply(&mut self, delta: &Delta, window: usize) -> Result<(), Gap> {
+        if delta.version <= self.version {
+            return Ok(());
+        }
+        if delta.base != self.version {
+            return Err(Gap {
+                have: self.version,
+                base: delta.base,
+            });
+        }
+        let mut values = delta.appended.iter();
+        if delta.restart {
+            let start = values.next().cloned().unwrap_or_default();
+            let mut profile = Profile::new();
+            profile.push(magnitude(&start));
+            self.run = Some(RunView {
+                peak: start.clone(),
+                steps: 0,
+                recent: VecDeque::from([start.clone()]),
+                profile,
+                start,
+            });
+        }
+        if let Some(run) = &mut self.run {
+            for value in values {
+                run.profile.push(magnitude(value));
+                run.recent.push_back(value.clone());
+            }
+            while run.recent.len() > window.max(1) {
+                run.recent.pop_front();
+            }
+            run.steps = delta.steps;
+            if let Some(peak) = &delta.peak {
+                run.peak.clone_from(peak);
+            }
+        }
+        self.version = delta.version;
+        self.status = delta.status;
+        self.interval_ms = delta.interval_ms;
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! The session state machine's rules, case by case and as properties.
+
+use proptest::prelude::*;
+use shared::{
+    input::InputError,
+    wire::{Command, CommandError, Snapshot, Status},
+    Collatz, Refused, Settings,
+};
+
+fn set_number(text: &str) -> Command {
+    Command::SetNumber { text: text.into() }
+}
+
+fn set_running(running: bool) -> Command {
+    Command::SetRunning { running }
+}
+
+fn machine() -> Collatz {
+    Collatz::new(Settings::default())
+}
+
+fn current(machine: &Collatz) -> String {
+    machine.current().unwrap().to_string()
+}
+
+#[test]
+fn a_number_on_an_idle_session_starts_running() {
+    let mut m = machine();
+    let outcome = m.apply(&set_number("27")).unwrap();
+    assert_eq!(m.status(), Status::Running);
+    let generation = outcome.start_task.expect("a task starts");
+    assert_eq!(generation, m.generation());
+    let delta = outcome.delta.unwrap();
+    assert!(delta.restart);
+    assert_eq!(delta.appended, ["27"]);
+    assert_eq!((delta.base, delta.version), (0, 1));
+    assert_eq!(m.step(generation).unwrap().appended, ["82"]);
+}
+
+#[test]
+fn a_number_while_running_continues_from_it_with_the_same_task() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    m.step(generation).unwrap();
+    let outcome = m.apply(&set_number("6")).unwrap();
+    assert_eq!(outcome.start_task, None, "no second task");
+    assert_eq!(m.status(), Status::Running);
+    assert_eq!(m.generation(), generation);
+    assert_eq!(m.step(generation).unwrap().appended, ["3"]);
+}
+
+#[test]
+fn a_number_while_paused_is_prepared_and_stays_paused() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    m.apply(&set_running(false)).unwrap();
+    let outcome = m.apply(&set_number("6")).unwrap();
+    assert_eq!(outcome.start_task, None);
+    assert_eq!(m.status(), Status::Paused);
+    assert_eq!(current(&m), "6");
+    assert!(m.step(generation).is_err());
+    let resumed = m.apply(&set_running(true)).unwrap().start_task.unwrap();
+    assert_eq!(m.step(resumed).unwrap().appended, ["3"]);
+}
+
+#[test]
+fn a_number_on_a_finished_run_starts_again() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("2")).unwrap().start_task.unwrap();
+    let delta = m.step(generation).unwrap();
+    assert_eq!(delta.status, Status::Finished);
+    assert_eq!(m.step(generation), Err(Refused::Stale));
+    let next = m.apply(&set_number("3")).unwrap().start_task;
+    assert!(next.is_some());
+    assert_eq!(m.status(), Status::Running);
+}
+
+#[test]
+fn one_is_finished_at_once_and_the_switch_stays_off() {
+    let mut m = machine();
+    let outcome = m.apply(&set_number("1")).unwrap();
+    assert_eq!(outcome.start_task, None);
+    assert_eq!(m.status(), Status::Finished);
+    let outcome = m.apply(&set_running(true)).unwrap();
+    assert_eq!(outcome, Default::default());
+    assert_eq!(m.status(), Status::Finished);
+}
+
+#[test]
+fn switching_on_with_no_number_does_nothing() {
+    let mut m = machine();
+    assert_eq!(m.apply(&set_running(true)).unwrap(), Default::default());
+    assert_eq!(m.status(), Status::Idle);
+    assert_eq!(m.version(), 0);
+}
+
+#[test]
+fn off_refuses_the_old_task_at_once() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    let delta = m.apply(&set_running(false)).unwrap().delta.unwrap();
+    assert_eq!(delta.status, Status::Paused);
+    assert_eq!(m.step(generation), Err(Refused::Stale));
+    assert_eq!(current(&m), "27");
+}
+
+#[test]
+fn off_then_on_leaves_exactly_one_task_able_to_step() {
+    let mut m = machine();
+    let old = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    m.apply(&set_running(false)).unwrap();
+    let new = m.apply(&set_running(true)).unwrap().start_task.unwrap();
+    assert_ne!(old, new);
+    assert_eq!(m.step(old), Err(Refused::Stale));
+    assert!(m.step(new).is_ok());
+    // Switching on again while running starts nothing.
+    assert_eq!(m.apply(&set_running(true)).unwrap().start_task, None);
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let mut m = machine();
+    m.apply(&set_number("27")).unwrap();
+    let before = m.snapshot();
+    for text in ["", "abc", "-7", "1.5", "1e3", "1_000", &"9".repeat(1001)] {
+        let error = m.apply(&set_number(text)).unwrap_err();
+        assert!(matches!(error, CommandError::Number { .. }), "{text}");
+        assert_eq!(m.snapshot(), before, "{text}");
+    }
+    assert_eq!(
+        m.apply(&set_number("0")).unwrap_err(),
+        CommandError::Number {
+            reason: InputError::Zero
+        }
+    );
+}
+
+#[test]
+fn the_interval_is_bounded() {
+    let mut m = machine();
+    let delta = m
+        .apply(&Command::SetInterval { ms: 0 })
+        .unwrap()
+        .delta
+        .unwrap();
+    assert_eq!(delta.interval_ms, 0);
+    assert!(m.apply(&Command::SetInterval { ms: 10_001 }).is_err());
+    assert_eq!(m.interval_ms(), 0);
+    // The same interval again is no change.
+    assert_eq!(
+        m.apply(&Command::SetInterval { ms: 0 }).unwrap().delta,
+        None
+    );
+}
+
+#[test]
+fn the_window_is_bounded_but_the_stats_are_exact() {
+    let mut m = Collatz::new(Settings {
+        window: 8,
+        ..Settings::default()
+    });
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    while m.step(generation).is_ok() {}
+    let run = m.snapshot().run.unwrap();
+    assert_eq!(run.steps, 111);
+    assert_eq!(run.peak, "9232");
+    assert_eq!(run.recent, ["20", "10", "5", "16", "8", "4", "2", "1"]);
+    assert_eq!(run.first_recent_step(), 104);
+    assert_eq!(run.profile.count, 112);
+}
+
+/// Any command a user could send, good or bad.
+fn any_command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        prop_oneof![
+            Just("27".to_owned()),
+            Just("1".to_owned()),
+            Just("2".to_owned()),
+            Just("abc".to_owned()),
+            Just("-7".to_owned()),
+            Just("0".to_owned()),
+            "[1-9][0-9]{0,30}",
+        ]
+        .prop_map(|text| Command::SetNumber { text }),
+        any::<bool>().prop_map(|running| Command::SetRunning { running }),
+        prop_oneof![Just(0u32), Just(500), Just(20_000)].prop_map(|ms| Command::SetInterval { ms }),
+    ]
+}
+
+/// A user's command, or a step attempt by the task of some generation.
+#[derive(Debug, Clone)]
+enum Event {
+    Command(Command),
+    /// A step by the task started `age` starts ago (0: the newest).
+    Step {
+        age: usize,
+    },
+}
+
+fn any_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        any_command().prop_map(Event::Command),
+        (0usize..3).prop_map(|age| Event::Step { age }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Never a step after pause, never a stale step, never two live tasks,
+    /// versions grow by one per change, and the deltas rebuild the state.
+    #[test]
+    fn the_machine_keeps_its_invariants(events in proptest::collection::vec(any_event(), 0..60)) {
+        let mut m = machine();
+        let mut started: Vec<u64> = Vec::new();
+        let mut client = m.snapshot();
+        for event in events {
+            let before = m.snapshot();
+            let generation_before = m.generation();
+            match event {
+                Event::Command(command) => match m.apply(&command) {
+                    Ok(outcome) => {
+                        if let Some(generation) = outcome.start_task {
+                            prop_assert_eq!(m.status(), Status::Running);
+                            prop_assert!(generation > generation_before);
+                            started.push(generation);
+                        }
+                        match outcome.delta {
+                            Some(delta) => {
+                                prop_assert_eq!(delta.base, before.version);
+                                prop_assert_eq!(delta.version, before.version + 1);
+                                client.apply(&delta, 256).unwrap();
+                            }
+                            None => prop_assert_eq!(&m.snapshot(), &before),
+                        }
+                    }
+                    Err(_) => prop_assert_eq!(&m.snapshot(), &before),
+                },
+                Event::Step { age } => {
+                    let Some(&generation) = started.iter().rev().nth(age) else { continue };
+                    let is_live = generation == m.generation() && m.status() == Status::Running;
+                    match m.step(generation) {
+                        Ok(delta) => {
+                            prop_assert!(is_live, "only the live task steps");
+                            prop_assert_eq!(before.status, Status::Running);
+                            prop_assert_eq!(delta.version, before.version + 1);
+                            client.apply(&delta, 256).unwrap();
+                        }
+                        Err(_) => {
+                            prop_assert!(!is_live);
+                            prop_assert_eq!(&m.snapshot(), &before);
+                        }
+                    }
+                }
+            }
+            // At most one started task can still step.
+            let live = started
+                .iter()
+                .filter(|&&g| g == m.generation() && m.status() == Status::Running)
+                .count();
+            prop_assert!(live <= 1);
+            prop_assert!(m.version() >= before.version);
+            prop_assert_eq!(&client, &m.snapshot());
+        }
+    }
+
+    /// A paused machine takes no step, whoever asks.
+    #[test]
+    fn never_steps_after_pause(start in "[1-9][0-9]{0,20}", steps in 0usize..20) {
+        let mut m = machine();
+        if let Some(generation) = m.apply(&set_number(&start)).unwrap().start_task {
+            for _ in 0..steps {
+                let _ = m.step(generation);
+            }
+            m.apply(&set_running(false)).unwrap();
+            let frozen: Snapshot = m.snapshot();
+            for generation in 0..=m.generation() + 1 {
+                prop_assert!(m.step(generation).is_err());
+            }
+            prop_assert_eq!(m.snapshot(), frozen);
+        }
+    }
+}

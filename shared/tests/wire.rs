@@ -1,0 +1,181 @@
+//! The JSON contract, both directions, and delta merging.
+
+use shared::{
+    input::InputError,
+    wire::{Command, CommandError, Delta, Snapshot, Status, Update},
+    Collatz, Settings,
+};
+
+fn round_trip<T>(value: &T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    serde_json::from_str(&serde_json::to_string(value).unwrap()).unwrap()
+}
+
+#[test]
+fn commands_have_a_stable_shape() {
+    let cases = [
+        (
+            Command::SetNumber { text: "27".into() },
+            r#"{"command":"set_number","text":"27"}"#,
+        ),
+        (
+            Command::SetRunning { running: false },
+            r#"{"command":"set_running","running":false}"#,
+        ),
+        (
+            Command::SetInterval { ms: 0 },
+            r#"{"command":"set_interval","ms":0}"#,
+        ),
+    ];
+    for (command, json) in cases {
+        assert_eq!(serde_json::to_string(&command).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Command>(json).unwrap(), command);
+    }
+}
+
+#[test]
+fn malformed_commands_are_refused_not_guessed() {
+    for json in [
+        r#"{"command":"set_number","text":27}"#,
+        r#"{"command":"explode"}"#,
+        r#"{"command":"set_interval","ms":-1}"#,
+        r#"{"command":"set_interval","ms":1.5}"#,
+        "not json",
+    ] {
+        assert!(serde_json::from_str::<Command>(json).is_err(), "{json}");
+    }
+}
+
+#[test]
+fn errors_round_trip_with_their_messages() {
+    let errors = [
+        CommandError::Number {
+            reason: InputError::TooLong {
+                digits: 1001,
+                max: 1000,
+            },
+        },
+        CommandError::Number {
+            reason: InputError::Sign,
+        },
+        CommandError::Interval { max_ms: 10_000 },
+    ];
+    for error in errors {
+        let back = round_trip(&error);
+        assert_eq!(back.to_string(), error.to_string());
+        assert_eq!(back, error);
+    }
+}
+
+/// A machine that ran 27 for a while, paused, and took a big number.
+fn busy_machine() -> (Collatz, Vec<Delta>) {
+    let mut m = Collatz::new(Settings::default());
+    let mut deltas = Vec::new();
+    let outcome = m.apply(&Command::SetNumber { text: "27".into() }).unwrap();
+    deltas.push(outcome.delta.unwrap());
+    let generation = outcome.start_task.unwrap();
+    for _ in 0..10 {
+        deltas.push(m.step(generation).unwrap());
+    }
+    let big = "123456789012345678901234567890123456789012345678901234567890";
+    deltas.push(
+        m.apply(&Command::SetNumber { text: big.into() })
+            .unwrap()
+            .delta
+            .unwrap(),
+    );
+    for _ in 0..5 {
+        deltas.push(m.step(generation).unwrap());
+    }
+    deltas.push(
+        m.apply(&Command::SetRunning { running: false })
+            .unwrap()
+            .delta
+            .unwrap(),
+    );
+    (m, deltas)
+}
+
+#[test]
+fn snapshots_and_deltas_round_trip_exactly() {
+    let (m, deltas) = busy_machine();
+    let snapshot = m.snapshot();
+    assert_eq!(round_trip(&snapshot), snapshot);
+    let update = Update::Snapshot(snapshot);
+    assert_eq!(round_trip(&update), update);
+    for delta in deltas {
+        assert_eq!(round_trip(&delta), delta);
+        let update = Update::Delta(delta);
+        assert_eq!(round_trip(&update), update);
+    }
+}
+
+#[test]
+fn big_values_travel_as_strings() {
+    let (m, deltas) = busy_machine();
+    let json = serde_json::to_value(Update::Snapshot(m.snapshot())).unwrap();
+    assert_eq!(json["type"], "snapshot");
+    assert_eq!(json["status"], "paused");
+    assert!(json["run"]["start"].is_string());
+    assert_eq!(
+        json["run"]["start"],
+        "123456789012345678901234567890123456789012345678901234567890"
+    );
+    let step = serde_json::to_value(Update::Delta(deltas[1].clone())).unwrap();
+    assert_eq!(step["type"], "delta");
+    assert_eq!(step["appended"], serde_json::json!(["82"]));
+    assert_eq!(step["peak"], "82");
+    // A step carries only what changed: no restart flag, no start value.
+    assert!(step.get("restart").is_none());
+}
+
+#[test]
+fn merged_deltas_rebuild_the_same_state() {
+    let (m, deltas) = busy_machine();
+    let start = Snapshot {
+        version: 0,
+        status: Status::Idle,
+        interval_ms: 500,
+        run: None,
+    };
+    // One at a time.
+    let mut one_by_one = start.clone();
+    for delta in &deltas {
+        one_by_one.apply(delta, 256).unwrap();
+    }
+    assert_eq!(one_by_one, m.snapshot());
+    // Any suffix merged into one message, applied on top of its prefix.
+    for split in 0..deltas.len() {
+        let mut client = start.clone();
+        for delta in &deltas[..split] {
+            client.apply(delta, 256).unwrap();
+        }
+        let merged = deltas[split..]
+            .iter()
+            .cloned()
+            .reduce(Delta::merge)
+            .unwrap();
+        assert_eq!(merged.base, client.version);
+        client.apply(&merged, 256).unwrap();
+        assert_eq!(client, m.snapshot(), "split at {split}");
+    }
+}
+
+#[test]
+fn a_gap_is_detected_and_an_old_delta_ignored() {
+    let (_, deltas) = busy_machine();
+    let mut client = Snapshot {
+        version: 0,
+        status: Status::Idle,
+        interval_ms: 500,
+        run: None,
+    };
+    let gap = client.apply(&deltas[1], 256).unwrap_err();
+    assert_eq!((gap.have, gap.base), (0, 1));
+    client.apply(&deltas[0], 256).unwrap();
+    let seen = client.clone();
+    client.apply(&deltas[0], 256).unwrap();
+    assert_eq!(client, seen, "a repeated delta changes nothing");
+}
