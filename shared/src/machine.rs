@@ -182,8 +182,7 @@ impl Collatz {
 
     /// Applies a user's command. A refused command changes nothing.
     pub fn apply(&mut self, command: &Command) -> Result<Outcome, CommandError> {
-        let (before, status_before, interval_before) =
-            (self.version, self.status, self.interval_ms);
+        let (status_before, interval_before) = (self.status, self.interval_ms);
         let mut start_task = None;
         let mut restart = false;
         match command {
@@ -223,28 +222,12 @@ impl Collatz {
         }
         let changed =
             restart || self.status != status_before || self.interval_ms != interval_before;
-        if changed {
-            self.version += 1;
-        }
-        let delta = changed.then(|| {
-            let run = self.run.as_ref();
-            Delta {
-                base: before,
-                version: self.version,
-                status: self.status,
-                interval_ms: self.interval_ms,
-                restart,
-                appended: if restart {
-                    run.map(|run| vec![run.start.to_string()])
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-                steps: run.map_or(0, |run| run.steps),
-                peak: restart
-                    .then(|| run.map(|run| run.peak.to_string()))
-                    .flatten(),
+        let delta = changed.then(|| match (restart, &self.run) {
+            (true, Some(run)) => {
+                let start = run.start.to_string();
+                self.publish(true, vec![start.clone()], Some(start))
             }
+            _ => self.publish(false, Vec::new(), None),
         });
         Ok(Outcome { delta, start_task })
     }
@@ -260,22 +243,37 @@ impl Collatz {
         };
         let (value, new_peak) = run.advance(self.settings.window);
         let peak = new_peak.then(|| value.clone());
-        let steps = run.steps;
         if run.current.is_one() {
             self.enter(Status::Finished);
         }
+        Ok(self.publish(false, vec![value], peak))
+    }
+
+    /// The task of `generation` died without finishing: pause the run, so
+    /// the switch never says running while nothing runs. Nothing happens if
+    /// that task was already stale.
+    pub fn halt(&mut self, generation: u64) -> Option<Delta> {
+        if generation != self.generation || self.status != Status::Running {
+            return None;
+        }
+        self.enter(Status::Paused);
+        Some(self.publish(false, Vec::new(), None))
+    }
+
+    /// Records a change: bumps the version and describes the new state.
+    fn publish(&mut self, restart: bool, appended: Vec<String>, peak: Option<String>) -> Delta {
         let base = self.version;
         self.version += 1;
-        Ok(Delta {
+        Delta {
             base,
             version: self.version,
             status: self.status,
             interval_ms: self.interval_ms,
-            restart: false,
-            appended: vec![value],
-            steps,
+            restart,
+            appended,
+            steps: self.run.as_ref().map_or(0, |run| run.steps),
             peak,
-        })
+        }
     }
 
     /// Moves to `status`, bumping the generation whenever `Running` is

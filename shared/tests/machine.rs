@@ -281,3 +281,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_dead_task_leaves_the_switch_off() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    let delta = m.halt(generation).unwrap();
+    assert_eq!(delta.status, Status::Paused);
+    assert_eq!(m.status(), Status::Paused);
+    assert!(m.step(generation).is_err());
+    // A stale task's death changes nothing.
+    let resumed = m.apply(&set_running(true)).unwrap().start_task.unwrap();
+    assert_eq!(m.halt(generation), None);
+    assert_eq!(m.status(), Status::Running);
+    assert!(m.step(resumed).is_ok());
+}
