@@ -1,6 +1,8 @@
 //! Hailstone's user interface: one page, rendered on the server (`ssr`) and
 //! hydrated in the browser (`hydrate`).
 
+pub mod api;
+
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::{

@@ -16,6 +16,7 @@ use std::{
 
 use leptos::config::LeptosOptions;
 use serde::Deserialize;
+use shared::{wire::MAX_INTERVAL_MS, Settings};
 
 /// The variable that names another configuration file.
 pub const CONFIG_PATH_VAR: &str = "HAILSTONE_CONFIG";
@@ -33,6 +34,8 @@ pub struct Config {
     pub collatz: Collatz,
     /// Bounds on what a client may ask of the server.
     pub limits: Limits,
+    /// How many sessions live, and for how long.
+    pub sessions: Sessions,
 }
 
 /// The `[site]` table: the values cargo-leptos also knows.
@@ -67,6 +70,20 @@ pub struct Collatz {
 pub struct Limits {
     /// The largest request body, in bytes, the server reads before refusing.
     pub max_body_bytes: usize,
+}
+
+/// The `[sessions]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Sessions {
+    /// The most live sessions; a new browser beyond it gets 503.
+    pub max: usize,
+    /// Seconds an idle session (no subscriber, nothing running) is kept.
+    pub idle_timeout_secs: u64,
+    /// How many recent values a session keeps for the page.
+    pub window: usize,
+    /// How many recent deltas a session keeps for reconnecting streams.
+    pub log_capacity: usize,
 }
 
 /// Why the configuration could not be loaded. Each message names the file or
@@ -182,6 +199,31 @@ impl Config {
             "HAILSTONE_MAX_BODY_BYTES",
             "limits.max-body-bytes",
         )?;
+        let sessions = &mut self.sessions;
+        set(
+            &mut sessions.max,
+            env,
+            "HAILSTONE_MAX_SESSIONS",
+            "sessions.max",
+        )?;
+        set(
+            &mut sessions.idle_timeout_secs,
+            env,
+            "HAILSTONE_SESSION_IDLE_TIMEOUT_SECS",
+            "sessions.idle-timeout-secs",
+        )?;
+        set(
+            &mut sessions.window,
+            env,
+            "HAILSTONE_WINDOW",
+            "sessions.window",
+        )?;
+        set(
+            &mut sessions.log_capacity,
+            env,
+            "HAILSTONE_LOG_CAPACITY",
+            "sessions.log-capacity",
+        )?;
         Ok(())
     }
 
@@ -196,12 +238,39 @@ impl Config {
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max-body-bytes", "must be at least 1");
         }
+        if self.collatz.step_interval_ms > u64::from(MAX_INTERVAL_MS) {
+            return invalid("collatz.step-interval-ms", "must be at most 10000");
+        }
+        for (key, value) in [
+            ("sessions.max", self.sessions.max),
+            ("sessions.window", self.sessions.window),
+            ("sessions.log-capacity", self.sessions.log_capacity),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
+        }
         Ok(())
     }
 
     /// The step interval of a new session's task.
     pub fn step_interval(&self) -> Duration {
         Duration::from_millis(self.collatz.step_interval_ms)
+    }
+
+    /// How long an idle session is kept.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.sessions.idle_timeout_secs)
+    }
+
+    /// The fixed choices of every new session.
+    pub fn session_settings(&self) -> Settings {
+        Settings {
+            // Validated above: at most MAX_INTERVAL_MS.
+            interval_ms: self.collatz.step_interval_ms as u32,
+            max_digits: self.collatz.max_digits,
+            window: self.sessions.window,
+        }
     }
 
     /// The options Leptos renders with (script and style paths, reload port).
@@ -254,6 +323,11 @@ mod tests {
         max-digits = 1000
         [limits]
         max-body-bytes = 16384
+        [sessions]
+        max = 10
+        idle-timeout-secs = 60
+        window = 256
+        log-capacity = 128
     "#;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {

@@ -1,32 +1,168 @@
-//! Hailstone's server: the router, and [`run`], which serves it until told to
-//! stop. `main.rs` only reads the configuration, binds the socket and waits
-//! for a signal; tests drive [`run`] and [`app`] directly.
+//! Hailstone's server: sessions, background tasks, server-sent events.
+//!
+//! [`run`] serves until told to stop, then cancels and waits for every task
+//! and stream. `main.rs` only reads the configuration, binds the socket and
+//! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
 
 pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod session;
+pub mod sessions;
+pub mod sse;
+pub mod tasks;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use app::{shell, App};
-use axum::{extract::DefaultBodyLimit, routing::get, Router};
+use axum::{
+    extract::{FromRef, State},
+    middleware::{from_fn, from_fn_with_state},
+    routing::get,
+    Router,
+};
+use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use shared::wire::{Command, CommandError};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tracing::Instrument;
 
 pub use config::Config;
 
-/// The whole HTTP surface: the rendered page, the compiled site's files,
-/// server functions and `/healthz`.
-pub fn app(config: &Config) -> Router {
+use crate::{metrics::Metrics, session::Session, sessions::Sessions, tasks::Tasks};
+
+/// The server's runtime: one owner per concern.
+pub struct Runtime {
+    /// Every live session.
+    pub sessions: Sessions,
+    /// Every background task.
+    pub tasks: Tasks,
+    /// Live counts for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled once, at shutdown: ends every task and event stream.
+    pub shutdown: CancellationToken,
+}
+
+impl Runtime {
+    /// An empty runtime for `config`.
+    pub fn new(config: &Config) -> Arc<Runtime> {
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        Arc::new(Runtime {
+            sessions: Sessions::new(
+                config.session_settings(),
+                config.sessions.log_capacity,
+                config.sessions.max,
+                shutdown.clone(),
+            ),
+            tasks: Tasks::new(metrics.clone()),
+            metrics,
+            shutdown,
+        })
+    }
+
+    /// Applies a user's command to `session` in its lock section, and spawns
+    /// the task it starts, if any. Returns the version showing its effect.
+    pub async fn command(
+        &self,
+        session: &Arc<Session>,
+        command: Command,
+    ) -> Result<u64, CommandError> {
+        let span = tracing::info_span!(
+            "command",
+            session = %session.id().short(),
+            kind = command_kind(&command)
+        );
+        async {
+            self.metrics.commands.inc();
+            let (version, started) = session.apply(&command).await.inspect_err(|error| {
+                tracing::debug!(%error, "refused");
+            })?;
+            if let Some(started) = started {
+                self.tasks.spawn(session.clone(), started);
+            }
+            Ok(version)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Drops idle sessions every so often until shutdown.
+    pub async fn expire_idle_sessions(self: Arc<Self>, timeout: Duration) {
+        let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = ticks.tick() => {
+                    let expired = self.sessions.expire(timeout);
+                    if expired > 0 {
+                        tracing::info!(expired, live = self.sessions.len(), "idle sessions expired");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancels every task and stream, and waits for the tasks to end.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tasks.wait().await;
+    }
+}
+
+fn command_kind(command: &Command) -> &'static str {
+    match command {
+        Command::SetNumber { .. } => "set_number",
+        Command::SetRunning { running: true } => "set_running_on",
+        Command::SetRunning { running: false } => "set_running_off",
+        Command::SetInterval { .. } => "set_interval",
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+struct AppState {
+    /// Paths of the compiled site, for rendering and static files.
+    options: LeptosOptions,
+    /// Sessions, tasks, metrics.
+    runtime: Arc<Runtime>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.options.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Runtime> {
+    fn from_ref(state: &AppState) -> Self {
+        state.runtime.clone()
+    }
+}
+
+/// The whole HTTP surface. The page, server functions and `/events` get the
+/// request's session; `/healthz`, `/metrics` and static files do not.
+pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
     let options = config.leptos_options();
+    let state = AppState {
+        options: options.clone(),
+        runtime: runtime.clone(),
+    };
     let routes = generate_route_list(App);
     Router::new()
+        .route("/events", get(sse::events))
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .route_layer(from_fn_with_state(runtime, http::session_layer))
         .route("/healthz", get(healthz))
-        .leptos_routes(&options, routes, {
-            let options = options.clone();
-            move || shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler(shell))
-        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
-        .with_state(options)
+        .route("/metrics", get(metrics))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(from_fn(http::server_fn_status))
+        .layer(from_fn(http::same_origin))
+        .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
+        .with_state(state)
 }
 
 /// Liveness: answers as long as the server accepts connections.
@@ -34,18 +170,38 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Serves [`app`] on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// Live counts in Prometheus text format.
+async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl axum::response::IntoResponse {
+    runtime.metrics.sessions.set(runtime.sessions.len() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        runtime.metrics.encode(),
+    )
+}
+
+/// Serves on `listener` until `shutdown` completes; then ends every event
+/// stream and task, lets requests in flight finish, and returns.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = app(&config);
+    let runtime = Runtime::new(&config);
+    let router = app(runtime.clone(), &config);
+    let expiry = tokio::spawn(runtime.clone().expire_idle_sessions(config.idle_timeout()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let token = runtime.shutdown.clone();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await;
+    runtime.stop().await;
+    let _ = expiry.await;
     tracing::info!("stopped");
-    Ok(())
+    served
 }

@@ -13,7 +13,8 @@ fn config() -> Config {
 }
 
 async fn get(uri: &str) -> (StatusCode, String) {
-    let response = server::app(&config())
+    let config = config();
+    let response = server::app(server::Runtime::new(&config), &config)
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
         .unwrap();

@@ -15,7 +15,7 @@ pub const MAX_INTERVAL_MS: u32 = 10_000;
 
 /// A user's command, sent from the browser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// The text of the number input, validated on arrival.
     SetNumber {

@@ -18,15 +18,15 @@ fn commands_have_a_stable_shape() {
     let cases = [
         (
             Command::SetNumber { text: "27".into() },
-            r#"{"command":"set_number","text":"27"}"#,
+            r#"{"type":"set_number","text":"27"}"#,
         ),
         (
             Command::SetRunning { running: false },
-            r#"{"command":"set_running","running":false}"#,
+            r#"{"type":"set_running","running":false}"#,
         ),
         (
             Command::SetInterval { ms: 0 },
-            r#"{"command":"set_interval","ms":0}"#,
+            r#"{"type":"set_interval","ms":0}"#,
         ),
     ];
     for (command, json) in cases {
@@ -38,10 +38,10 @@ fn commands_have_a_stable_shape() {
 #[test]
 fn malformed_commands_are_refused_not_guessed() {
     for json in [
-        r#"{"command":"set_number","text":27}"#,
-        r#"{"command":"explode"}"#,
-        r#"{"command":"set_interval","ms":-1}"#,
-        r#"{"command":"set_interval","ms":1.5}"#,
+        r#"{"type":"set_number","text":27}"#,
+        r#"{"type":"explode"}"#,
+        r#"{"type":"set_interval","ms":-1}"#,
+        r#"{"type":"set_interval","ms":1.5}"#,
         "not json",
     ] {
         assert!(serde_json::from_str::<Command>(json).is_err(), "{json}");

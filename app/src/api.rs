@@ -1,0 +1,107 @@
+//! The server functions the page calls, and the boundary they cross.
+//!
+//! Their bodies run on the server and reach the session through
+//! [`SessionApi`], a trait the `server` crate implements and puts in each
+//! request's extensions, so `app` never depends on `server`.
+
+use leptos::prelude::*;
+use leptos::server_fn::{
+    codec::{Json, JsonEncoding},
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use serde::{Deserialize, Serialize};
+use shared::wire::{Command, CommandError, Snapshot};
+
+/// Everything a server function can answer instead of a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// The command was refused; the state is unchanged.
+    #[error("{0}")]
+    Command(CommandError),
+    /// The request was malformed.
+    #[error("The request could not be read: {0}")]
+    BadRequest(String),
+    /// The request carried no session (the server answers 503 before this
+    /// when it has no room for one).
+    #[error("Your session could not be found; reload the page.")]
+    NoSession,
+    /// The server could not be reached (only ever made in the browser).
+    #[error("The server cannot be reached; check the connection and try again.")]
+    Unreachable(String),
+    /// Anything else; the details are in the server's log.
+    #[error("Something went wrong on the server; please try again.")]
+    Internal,
+}
+
+impl AppError {
+    /// The HTTP status a direct caller sees.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Command(_) => 422,
+            AppError::BadRequest(_) => 400,
+            AppError::NoSession => 401,
+            AppError::Unreachable(_) | AppError::Internal => 500,
+        }
+    }
+}
+
+impl From<CommandError> for AppError {
+    fn from(error: CommandError) -> Self {
+        AppError::Command(error)
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(message)
+            | ServerFnErrorErr::MissingArg(message)
+            | ServerFnErrorErr::Deserialization(message) => AppError::BadRequest(message),
+            ServerFnErrorErr::Request(message) => AppError::Unreachable(message),
+            _ => AppError::Internal,
+        }
+    }
+}
+
+/// A future that can cross the trait boundary.
+#[cfg(feature = "ssr")]
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// One session, as the server functions see it.
+#[cfg(feature = "ssr")]
+pub trait SessionApi: Send + Sync + 'static {
+    /// Applies a command while holding the session's lock; returns the
+    /// version that shows its effect.
+    fn command(&self, command: Command) -> BoxFuture<'_, Result<u64, CommandError>>;
+
+    /// The session's state now.
+    fn snapshot(&self) -> BoxFuture<'_, Snapshot>;
+}
+
+/// The session of the request being handled, put in its extensions by the
+/// server's session layer.
+#[cfg(feature = "ssr")]
+#[derive(Clone)]
+pub struct CurrentSession(pub std::sync::Arc<dyn SessionApi>);
+
+#[cfg(feature = "ssr")]
+fn current_session() -> Result<CurrentSession, AppError> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<CurrentSession>().cloned())
+        .ok_or(AppError::NoSession)
+}
+
+/// Sends one command of the user's; answers the version that shows it.
+/// `POST /api/command` with `{"command": {...}}`.
+#[server(endpoint = "command", input = Json)]
+pub async fn send_command(command: Command) -> Result<u64, AppError> {
+    Ok(current_session()?.0.command(command).await?)
+}
+
+/// The session's whole state, for the first render. `POST /api/snapshot`.
+#[server(endpoint = "snapshot", input = Json)]
+pub async fn load_snapshot() -> Result<Snapshot, AppError> {
+    Ok(current_session()?.0.snapshot().await)
+}

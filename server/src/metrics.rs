@@ -1,0 +1,76 @@
+//! Live counts, exposed at `/metrics` in Prometheus text format.
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+
+/// The server's counters and gauges. Cheap to update: each is one atomic.
+pub struct Metrics {
+    /// Every metric, for encoding.
+    registry: Registry,
+    /// Live sessions; set from the registry when scraped.
+    pub sessions: Gauge,
+    /// Background tasks alive now.
+    pub running_tasks: Gauge,
+    /// Open event streams.
+    pub subscribers: Gauge,
+    /// Collatz steps committed.
+    pub steps: Counter,
+    /// Values sent to subscribers (a value sent to two counts twice).
+    pub values_streamed: Counter,
+    /// Commands applied (accepted or refused).
+    pub commands: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric under the `hailstone_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hailstone");
+        let metrics = Metrics {
+            sessions: Gauge::default(),
+            running_tasks: Gauge::default(),
+            subscribers: Gauge::default(),
+            steps: Counter::default(),
+            values_streamed: Counter::default(),
+            commands: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("sessions", "Live sessions", metrics.sessions.clone());
+        registry.register(
+            "running_tasks",
+            "Background tasks alive now",
+            metrics.running_tasks.clone(),
+        );
+        registry.register(
+            "subscribers",
+            "Open event streams",
+            metrics.subscribers.clone(),
+        );
+        registry.register("steps", "Collatz steps committed", metrics.steps.clone());
+        registry.register(
+            "values_streamed",
+            "Values sent to subscribers",
+            metrics.values_streamed.clone(),
+        );
+        registry.register("commands", "Commands applied", metrics.commands.clone());
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

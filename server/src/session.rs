@@ -1,0 +1,334 @@
+//! One browser's session: its state behind a `tokio::sync::Mutex`, the lock
+//! section every change goes through, and the log reconnecting streams read.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+};
+
+use shared::{
+    wire::{Command, CommandError, Delta, Snapshot, Update},
+    Collatz, Outcome, Refused,
+};
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// A session's identifier: 128 random bits, written as 32 hex digits in the
+/// cookie. Unguessable, so one browser can never name another's session.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(u128);
+
+impl SessionId {
+    /// A fresh identifier from the operating system's random source.
+    pub fn random() -> SessionId {
+        SessionId(rand::random())
+    }
+
+    /// Reads an identifier written by [`Display`](fmt::Display); `None` for
+    /// anything else.
+    pub fn parse(text: &str) -> Option<SessionId> {
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u128::from_str_radix(text, 16).ok().map(SessionId)
+    }
+
+    /// The first eight hex digits: enough to tell sessions apart in a log,
+    /// too few to take one over.
+    pub fn short(&self) -> String {
+        format!("{:08x}", self.0 >> 96)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.short())
+    }
+}
+
+/// One browser's session.
+pub struct Session {
+    /// Its identifier, also the cookie's value.
+    id: SessionId,
+    /// The state; changed only through [`Session::update`].
+    state: Mutex<State>,
+    /// Holds the latest published version; subscribers wait on it. Only a
+    /// doorbell: the data is in the state's log.
+    doorbell: watch::Sender<u64>,
+    /// Open event streams, so an idle session with a page open is kept.
+    subscribers: AtomicUsize,
+    /// When a request last touched the session, in the registry's clock.
+    last_seen: AtomicU64,
+    /// Cancelled on shutdown; each task's token is a child of it.
+    shutdown: CancellationToken,
+}
+
+/// What the lock guards: the state machine, its recent deltas, and the token
+/// of the one task allowed to run.
+pub struct State {
+    /// The session's Collatz state machine.
+    machine: Collatz,
+    /// Recent deltas, for reconnecting streams and slow subscribers.
+    log: UpdateLog,
+    /// The live task's generation and its cancellation token.
+    task: Option<(u64, CancellationToken)>,
+}
+
+/// What a command started: a task to spawn, with its generation and token.
+pub struct Started {
+    /// The generation the task steps for.
+    pub generation: u64,
+    /// Cancelled when the task is no longer wanted (stop, shutdown).
+    pub cancel: CancellationToken,
+    /// The interval to wait before its first step, in milliseconds.
+    pub interval_ms: u32,
+}
+
+impl State {
+    /// The state machine, read-only: changes go through the methods below so
+    /// that each is logged.
+    pub fn machine(&self) -> &Collatz {
+        &self.machine
+    }
+
+    /// Applies a user's command. When it starts a run, returns the task to
+    /// spawn; the previous task's token is cancelled.
+    pub fn apply(
+        &mut self,
+        command: &Command,
+        shutdown: &CancellationToken,
+    ) -> Result<(u64, Option<Started>), CommandError> {
+        let Outcome { delta, start_task } = self.machine.apply(command)?;
+        self.record(delta);
+        let started = start_task.map(|generation| {
+            let cancel = shutdown.child_token();
+            self.task = Some((generation, cancel.clone()));
+            Started {
+                generation,
+                cancel,
+                interval_ms: self.machine.interval_ms(),
+            }
+        });
+        Ok((self.machine.version(), started))
+    }
+
+    /// One step of the task of `generation`.
+    pub fn step(&mut self, generation: u64) -> Result<Delta, Refused> {
+        let delta = self.machine.step(generation)?;
+        self.record(Some(delta.clone()));
+        Ok(delta)
+    }
+
+    /// The task of `generation` died: pause its run.
+    pub fn halt(&mut self, generation: u64) {
+        let delta = self.machine.halt(generation);
+        self.record(delta);
+    }
+
+    /// What a subscriber at version `cursor` needs next: nothing when it is
+    /// up to date, the deltas it missed merged into one when the log still
+    /// has them all, and a snapshot otherwise.
+    pub fn since(&self, cursor: Option<u64>) -> Option<Update> {
+        let version = self.machine.version();
+        match cursor {
+            Some(cursor) if cursor == version => None,
+            Some(cursor) if cursor < version => match self.log.since(cursor) {
+                Some(delta) => Some(Update::Delta(delta)),
+                None => Some(Update::Snapshot(self.machine.snapshot())),
+            },
+            // No cursor, or one from the future (a client of an older server).
+            _ => Some(Update::Snapshot(self.machine.snapshot())),
+        }
+    }
+
+    /// Logs a change, and retires the task token of an older generation so
+    /// that a stopped task wakes and ends at once.
+    fn record(&mut self, delta: Option<Delta>) {
+        if let Some(delta) = delta {
+            self.log.push(delta);
+        }
+        if let Some((generation, cancel)) = &self.task {
+            if *generation != self.machine.generation() {
+                cancel.cancel();
+                self.task = None;
+            }
+        }
+    }
+}
+
+impl Session {
+    /// A fresh, idle session.
+    pub fn new(
+        id: SessionId,
+        machine: Collatz,
+        log_capacity: usize,
+        now: u64,
+        shutdown: CancellationToken,
+    ) -> Session {
+        let version = machine.version();
+        Session {
+            id,
+            state: Mutex::new(State {
+                machine,
+                log: UpdateLog::new(log_capacity),
+                task: None,
+            }),
+            doorbell: watch::Sender::new(version),
+            subscribers: AtomicUsize::new(0),
+            last_seen: AtomicU64::new(now),
+            shutdown,
+        }
+    }
+
+    /// Its identifier.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The lock section (Reflex's `async with self`): waits for the
+    /// session's lock, which queues fairly, then runs `change` on the latest
+    /// state with every other handler excluded. The closure is synchronous,
+    /// so the lock is never held across an `.await`. After the lock is
+    /// released, subscribers are told of the new version, if there is one.
+    pub async fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.state.lock().await;
+        let before = state.machine.version();
+        let result = change(&mut state);
+        let after = state.machine.version();
+        drop(state);
+        if after != before {
+            self.doorbell.send_replace(after);
+        }
+        result
+    }
+
+    /// Applies a user's command in the lock section.
+    pub async fn apply(&self, command: &Command) -> Result<(u64, Option<Started>), CommandError> {
+        self.update(|state| state.apply(command, &self.shutdown))
+            .await
+    }
+
+    /// The state now.
+    pub async fn snapshot(&self) -> Snapshot {
+        self.state.lock().await.machine.snapshot()
+    }
+
+    /// A receiver that wakes on every published version.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.doorbell.subscribe()
+    }
+
+    /// Counts open event streams.
+    pub fn subscribers(&self) -> &AtomicUsize {
+        &self.subscribers
+    }
+
+    /// Notes that a request touched the session at `now`.
+    pub fn touch(&self, now: u64) {
+        self.last_seen.store(now, Ordering::Relaxed);
+    }
+
+    /// True when nobody watches it, nothing runs, and it was last touched
+    /// at or before `cutoff`. A session whose lock is held is busy.
+    pub fn is_idle_since(&self, cutoff: u64) -> bool {
+        if self.subscribers.load(Ordering::Relaxed) > 0
+            || self.last_seen.load(Ordering::Relaxed) > cutoff
+        {
+            return false;
+        }
+        match self.state.try_lock() {
+            Ok(state) => state.machine.status() != shared::wire::Status::Running,
+            Err(_) => false,
+        }
+    }
+}
+
+/// The last deltas of a session, contiguous in version.
+struct UpdateLog {
+    /// Oldest first; each one's `base` is the previous one's `version`.
+    deltas: VecDeque<Delta>,
+    /// The most deltas kept.
+    capacity: usize,
+}
+
+impl UpdateLog {
+    fn new(capacity: usize) -> UpdateLog {
+        UpdateLog {
+            deltas: VecDeque::with_capacity(capacity.min(64)),
+            capacity,
+        }
+    }
+
+    fn push(&mut self, delta: Delta) {
+        if self.deltas.len() == self.capacity {
+            self.deltas.pop_front();
+        }
+        self.deltas.push_back(delta);
+    }
+
+    /// Every delta after `cursor`, merged; `None` if some are gone.
+    fn since(&self, cursor: u64) -> Option<Delta> {
+        let first = self.deltas.iter().position(|delta| delta.base == cursor)?;
+        self.deltas.range(first..).cloned().reduce(Delta::merge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::Settings;
+
+    #[test]
+    fn ids_round_trip_and_refuse_forgeries() {
+        let id = SessionId::random();
+        assert_eq!(SessionId::parse(&id.to_string()), Some(id));
+        assert_ne!(SessionId::random(), id);
+        for bad in [
+            "",
+            "xyz",
+            &"g".repeat(32),
+            &"0".repeat(31),
+            &"0".repeat(33),
+            "+0000000000000000000000000000000",
+        ] {
+            assert_eq!(SessionId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(id.short().len(), 8);
+        assert!(id.to_string().starts_with(&id.short()));
+    }
+
+    fn deltas(n: usize) -> (Collatz, Vec<Delta>) {
+        let mut machine = Collatz::new(Settings::default());
+        let outcome = machine
+            .apply(&Command::SetNumber { text: "27".into() })
+            .unwrap();
+        let mut deltas = vec![outcome.delta.unwrap()];
+        for _ in 1..n {
+            deltas.push(machine.step(outcome.start_task.unwrap()).unwrap());
+        }
+        (machine, deltas)
+    }
+
+    #[test]
+    fn the_log_merges_what_a_cursor_missed() {
+        let (_, deltas) = deltas(10);
+        let mut log = UpdateLog::new(4);
+        for delta in deltas.iter().cloned() {
+            log.push(delta);
+        }
+        // Versions 7..=10 are kept.
+        let merged = log.since(7).unwrap();
+        assert_eq!((merged.base, merged.version), (7, 10));
+        assert_eq!(merged.appended.len(), 3);
+        assert_eq!(log.since(6).unwrap().version, 10);
+        assert_eq!(log.since(5), None, "gone: the caller sends a snapshot");
+        assert_eq!(log.since(10), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! `GET /events`: a session's updates as server-sent events.
+//!
+//! The first event is a snapshot, or, on a reconnect with `Last-Event-ID`,
+//! exactly the deltas missed (a snapshot if the log no longer has them all).
+//! After that, each event brings the client from its version to the newest:
+//! a subscriber that falls behind gets one bigger, merged delta, never a
+//! growing queue. Each event's `id` is the version it brings the client to.
+
+use std::{
+    convert::Infallible,
+    sync::{atomic::Ordering, Arc},
+};
+
+use axum::{
+    extract::State,
+    http::HeaderMap,
+    response::sse::{Event, KeepAlive, Sse},
+    Extension,
+};
+use futures::{stream, Stream};
+use shared::wire::Update;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{metrics::Metrics, session::Session, Runtime};
+
+/// Opens the event stream of the request's session.
+pub async fn events(
+    State(runtime): State<Arc<Runtime>>,
+    Extension(session): Extension<Arc<Session>>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let cursor = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let subscriber = Subscriber::new(
+        session,
+        cursor,
+        runtime.shutdown.clone(),
+        runtime.metrics.clone(),
+    );
+    let updates = stream::unfold(subscriber, |mut subscriber| async move {
+        let update = subscriber.next().await?;
+        Some((Ok(subscriber.event(&update)), subscriber))
+    });
+    Sse::new(updates).keep_alive(KeepAlive::default())
+}
+
+/// One open stream: where its client is, and how to wait for more.
+struct Subscriber {
+    /// The session watched.
+    session: Arc<Session>,
+    /// The version the client has; `None` before its first snapshot.
+    cursor: Option<u64>,
+    /// Rings on every new version.
+    doorbell: watch::Receiver<u64>,
+    /// Ends the stream on shutdown.
+    shutdown: CancellationToken,
+    /// Counts subscribers and values sent.
+    metrics: Arc<Metrics>,
+}
+
+impl Subscriber {
+    fn new(
+        session: Arc<Session>,
+        cursor: Option<u64>,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Subscriber {
+        session.subscribers().fetch_add(1, Ordering::Relaxed);
+        metrics.subscribers.inc();
+        Subscriber {
+            doorbell: session.subscribe(),
+            session,
+            cursor,
+            shutdown,
+            metrics,
+        }
+    }
+
+    /// The next update, waiting until there is one; `None` at shutdown.
+    async fn next(&mut self) -> Option<Update> {
+        loop {
+            // Mark the doorbell seen *before* reading, so a version
+            // published after the read still wakes the wait below.
+            self.doorbell.borrow_and_update();
+            let cursor = self.cursor;
+            if let Some(update) = self.session.update(|state| state.since(cursor)).await {
+                self.cursor = Some(match &update {
+                    Update::Snapshot(snapshot) => snapshot.version,
+                    Update::Delta(delta) => delta.version,
+                });
+                return Some(update);
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return None,
+                changed = self.doorbell.changed() => changed.ok()?,
+            }
+        }
+    }
+
+    /// The SSE event carrying `update`.
+    fn event(&self, update: &Update) -> Event {
+        let (version, values) = match update {
+            Update::Snapshot(snapshot) => (
+                snapshot.version,
+                snapshot.run.as_ref().map_or(0, |run| run.recent.len()),
+            ),
+            Update::Delta(delta) => (delta.version, delta.appended.len()),
+        };
+        self.metrics.values_streamed.inc_by(values as u64);
+        Event::default()
+            .id(version.to_string())
+            .json_data(update)
+            .expect("updates serialise to JSON")
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.session.subscribers().fetch_sub(1, Ordering::Relaxed);
+        self.metrics.subscribers.dec();
+    }
+}

@@ -1,0 +1,356 @@
+//! The runtime over real HTTP: sessions, commands, the event stream.
+
+mod support;
+
+use shared::wire::{Command, Snapshot, Status, Update};
+use support::{trajectory, Browser, Events, TestServer};
+
+fn set_number(text: &str) -> Command {
+    Command::SetNumber { text: text.into() }
+}
+
+/// Reads `events` until the run has finished, folding every update into a
+/// client-side snapshot; returns the values in the order they arrived.
+async fn values_until_finished(
+    events: &mut Events,
+    mut client: Option<Snapshot>,
+) -> (Vec<String>, Snapshot) {
+    let mut values = Vec::new();
+    let mut last_id = 0;
+    while let Some((id, update)) = events.next().await {
+        assert!(
+            id > last_id || client.is_none(),
+            "ids grow: {id} after {last_id}"
+        );
+        last_id = id;
+        match update {
+            Update::Snapshot(snapshot) => {
+                assert_eq!(snapshot.version, id);
+                values = snapshot
+                    .run
+                    .as_ref()
+                    .map_or(Vec::new(), |run| run.recent.iter().cloned().collect());
+                client = Some(snapshot);
+            }
+            Update::Delta(delta) => {
+                assert_eq!(delta.version, id);
+                if delta.restart {
+                    values.clear();
+                }
+                values.extend(delta.appended.iter().cloned());
+                client
+                    .as_mut()
+                    .expect("a snapshot first")
+                    .apply(&delta, usize::MAX)
+                    .unwrap();
+            }
+        }
+        let client = client.as_ref().unwrap();
+        if client.status == Status::Finished {
+            return (values, client.clone());
+        }
+    }
+    panic!("stream ended before the run finished");
+}
+
+#[tokio::test]
+async fn twenty_seven_reaches_one_in_order_for_two_subscribers() {
+    let server = TestServer::with_interval(1).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    let mut first = browser.events(None).await;
+    let mut second = browser.events(None).await;
+    // Both streams open with a snapshot of the idle session.
+    let mut idle = Vec::new();
+    for events in [&mut first, &mut second] {
+        let (id, update) = events.next().await.unwrap();
+        assert_eq!(id, 0);
+        let Update::Snapshot(snapshot @ Snapshot { run: None, .. }) = update else {
+            panic!("an idle snapshot first")
+        };
+        idle.push(snapshot);
+    }
+    browser.command(set_number("27")).await;
+    let expected = trajectory(27);
+    assert_eq!(expected.len(), 112);
+    for (events, idle) in [&mut first, &mut second].into_iter().zip(idle) {
+        let (values, snapshot) = values_until_finished(events, Some(idle)).await;
+        assert_eq!(values, expected);
+        let run = snapshot.run.unwrap();
+        assert_eq!((run.steps, run.peak.as_str()), (111, "9232"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnect_gets_exactly_the_missed_deltas() {
+    let server = TestServer::with_interval(20).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    browser.command(set_number("27")).await;
+    let mut events = browser.events(None).await;
+    let mut values = Vec::new();
+    let mut last_id = 0;
+    // Read a few updates, then drop the connection.
+    for _ in 0..4 {
+        let (id, update) = events.next().await.unwrap();
+        match update {
+            Update::Snapshot(snapshot) => values.extend(snapshot.run.unwrap().recent),
+            Update::Delta(delta) => values.extend(delta.appended),
+        }
+        last_id = id;
+    }
+    drop(events);
+    // Let the task run on without a subscriber.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut events = browser.events(Some(last_id)).await;
+    let (id, update) = events.next().await.unwrap();
+    let Update::Delta(delta) = update else {
+        panic!("a reconnect within the log gets deltas, not a snapshot");
+    };
+    assert_eq!(delta.base, last_id, "exactly from where it left");
+    assert!(
+        delta.appended.len() > 1,
+        "the missed values, merged into one event"
+    );
+    assert_eq!(id, delta.version);
+    values.extend(delta.appended);
+    let expected = trajectory(27);
+    assert_eq!(values[..], expected[..values.len()], "no gap, no duplicate");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnect_past_the_log_gets_a_snapshot() {
+    let mut config = support::config();
+    config.collatz.step_interval_ms = 1;
+    config.sessions.log_capacity = 4;
+    let server = TestServer::start(config).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    browser.command(set_number("27")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut events = browser.events(Some(1)).await;
+    let (id, update) = events.next().await.unwrap();
+    let Update::Snapshot(snapshot) = update else {
+        panic!("the log no longer has version 2: a snapshot is due");
+    };
+    assert_eq!(id, snapshot.version);
+    assert!(snapshot.version > 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_isolated_and_forged_ids_get_a_fresh_session() {
+    let server = TestServer::with_interval(1000).await;
+    let mut alice = Browser::new(&server);
+    alice.visit().await;
+    alice.command(set_number("27")).await;
+
+    let mut bob = Browser::new(&server);
+    bob.visit().await;
+    assert_ne!(alice.cookie, bob.cookie);
+    let (_, update) = bob.events(None).await.next().await.unwrap();
+    assert!(
+        matches!(update, Update::Snapshot(Snapshot { run: None, .. })),
+        "Bob sees his own idle session"
+    );
+    bob.command(set_number("6")).await;
+
+    let (_, update) = alice.events(None).await.next().await.unwrap();
+    let Update::Snapshot(snapshot) = update else {
+        panic!()
+    };
+    assert_eq!(
+        snapshot.run.unwrap().start,
+        "27",
+        "Bob's command did not touch Alice's run"
+    );
+
+    // A forged id names no session: it gets a new one, with a new cookie.
+    let mut mallory = Browser::new(&server);
+    mallory.cookie = Some(format!("hailstone_session={}", "0".repeat(32)));
+    let response = mallory.get("/").send().await.unwrap();
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Lax")
+            && set_cookie.contains("Path=/")
+    );
+    mallory.keep_cookie(&response);
+    let (_, update) = mallory.events(None).await.next().await.unwrap();
+    assert!(matches!(
+        update,
+        Update::Snapshot(Snapshot { run: None, .. })
+    ));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_typed_error_and_changes_nothing() {
+    let server = TestServer::with_interval(1000).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    let version = browser.command(set_number("27")).await;
+    for text in ["", "abc", "-7", "1.5", "1e3", "1_000", &"9".repeat(1001)] {
+        let (status, body) = browser.send(set_number(text)).await;
+        assert_eq!(status, 422, "{text:?}: {body}");
+        let error: app::api::AppError = serde_json::from_str(&body).unwrap();
+        assert!(matches!(error, app::api::AppError::Command(_)), "{body}");
+    }
+    let (_, update) = browser.events(None).await.next().await.unwrap();
+    let Update::Snapshot(snapshot) = update else {
+        panic!()
+    };
+    assert_eq!(snapshot.version, version, "nothing changed");
+    assert_eq!(snapshot.run.unwrap().start, "27");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_4xx_with_a_message() {
+    let mut config = support::config();
+    config.limits.max_body_bytes = 4096;
+    let server = TestServer::start(config).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+
+    let cases: [(&str, &str, String, u16); 4] = [
+        (
+            "malformed JSON",
+            "application/json",
+            "{not json".into(),
+            400,
+        ),
+        (
+            "unknown command",
+            "application/json",
+            r#"{"command":{"type":"explode"}}"#.into(),
+            400,
+        ),
+        (
+            "wrong content type",
+            "text/plain",
+            r#"{"command":{"type":"set_running","running":true}}"#.into(),
+            415,
+        ),
+        (
+            "oversize body",
+            "application/json",
+            format!(
+                r#"{{"command":{{"type":"set_number","text":"{}"}}}}"#,
+                "9".repeat(5000)
+            ),
+            413,
+        ),
+    ];
+    for (name, content_type, body, status) in cases {
+        let response = browser
+            .post("/api/command")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        assert!(
+            !response.text().await.unwrap().is_empty(),
+            "{name}: a message"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cross_origin_post_is_refused() {
+    let server = TestServer::with_interval(1000).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    let response = browser
+        .post("/api/command")
+        .header("content-type", "application/json")
+        .header("origin", "http://evil.example")
+        .body(r#"{"command":{"type":"set_number","text":"27"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (_, update) = browser.events(None).await.next().await.unwrap();
+    assert!(
+        matches!(update, Update::Snapshot(Snapshot { run: None, .. })),
+        "nothing changed"
+    );
+    // The same request from the page's own origin is accepted.
+    let response = browser
+        .post("/api/command")
+        .header("content-type", "application/json")
+        .header("origin", server.url(""))
+        .body(r#"{"command":{"type":"set_number","text":"27"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_cap_answers_503() {
+    let mut config = support::config();
+    config.sessions.max = 1;
+    let server = TestServer::start(config).await;
+    let mut first = Browser::new(&server);
+    first.visit().await;
+    let response = Browser::new(&server).get("/").send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.text().await.unwrap().contains("capacity"));
+    // The session that exists still works.
+    first.command(set_number("5")).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let server = TestServer::with_interval(1).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    let mut events = browser.events(None).await;
+    browser.command(set_number("27")).await;
+    values_until_finished(&mut events, None).await;
+
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "hailstone_sessions 1",
+        "hailstone_subscribers 1",
+        "hailstone_steps_total 111",
+        "hailstone_values_streamed_total 112",
+        "hailstone_commands_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    // /healthz and /metrics make no session.
+    assert!(!metrics.contains("hailstone_sessions 2"));
+    drop(events);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams() {
+    let server = TestServer::with_interval(1000).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    browser.command(set_number("27")).await;
+    let mut events = browser.events(None).await;
+    events.next().await.unwrap();
+    server.stop().await; // waits for run() to return, so the stream must end
+    while events.next().await.is_some() {}
+}

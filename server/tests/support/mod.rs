@@ -1,0 +1,208 @@
+//! A real server on 127.0.0.1, and a client that behaves like one browser:
+//! it keeps its session cookie, sends commands to the server function and
+//! reads the event stream.
+#![allow(dead_code)] // each test file uses a part of it
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use futures::StreamExt;
+use serde_json::json;
+use server::Config;
+use shared::wire::{Command, Update};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// The repository's Leptos.toml, as the server reads it.
+pub fn config() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Leptos.toml");
+    Config::load(&path, |_| None).unwrap()
+}
+
+/// A server running in this process until dropped or stopped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// A fast server: `interval_ms` between steps.
+    pub async fn with_interval(interval_ms: u64) -> TestServer {
+        let mut config = config();
+        config.collatz.step_interval_ms = interval_ms;
+        TestServer::start(config).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Asks the server to stop and waits until it has.
+    pub async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), self.handle.take().unwrap())
+            .await
+            .expect("server stops within 10 s");
+        result.unwrap().unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// One browser.
+pub struct Browser {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    pub fn new(server: &TestServer) -> Browser {
+        Browser {
+            base: server.url(""),
+            http: reqwest::Client::new(),
+            cookie: None,
+        }
+    }
+
+    /// Loads the page, keeping the session cookie it sets.
+    pub async fn visit(&mut self) -> String {
+        let response = self.get("/").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        self.keep_cookie(&response);
+        response.text().await.unwrap()
+    }
+
+    pub fn keep_cookie(&mut self, response: &reqwest::Response) {
+        if let Some(value) = response.headers().get("set-cookie") {
+            let pair = value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            self.cookie = Some(pair);
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.with_cookie(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.with_cookie(self.http.post(format!("{}{path}", self.base)))
+    }
+
+    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        }
+    }
+
+    /// Sends a command as the page does; returns the status and the body.
+    pub async fn send(&self, command: Command) -> (u16, String) {
+        let response = self
+            .post("/api/command")
+            .header("content-type", "application/json")
+            .body(json!({ "command": command }).to_string())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Sends a command that must be accepted; returns its version.
+    pub async fn command(&self, command: Command) -> u64 {
+        let (status, body) = self.send(command).await;
+        assert_eq!(status, 200, "{body}");
+        body.parse().unwrap()
+    }
+
+    /// Opens the event stream, optionally resuming after `last_event_id`.
+    pub async fn events(&self, last_event_id: Option<u64>) -> Events {
+        let mut request = self.get("/events");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Events {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+}
+
+/// A parsed server-sent event stream.
+pub struct Events {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    /// The next event's id and update (keep-alive comments are skipped);
+    /// `None` when the stream ends. Fails after 20 s of silence.
+    pub async fn next(&mut self) -> Option<(u64, Update)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("id:") {
+                        id = Some(value.trim().parse().unwrap());
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((
+                    id.expect("every event has an id"),
+                    serde_json::from_str(&data).unwrap(),
+                ));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
+                .await
+                .expect("an event within 20 s")?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+    }
+}
+
+/// The trajectory of `start`, computed naively.
+pub fn trajectory(mut n: u64) -> Vec<String> {
+    let mut values = vec![n.to_string()];
+    while n != 1 {
+        n = if n.is_multiple_of(2) { n / 2 } else { 3 * n + 1 };
+        values.push(n.to_string());
+    }
+    values
+}

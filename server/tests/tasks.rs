@@ -1,0 +1,224 @@
+//! The background-task runtime under tokio's paused clock: exactly one task
+//! per session, no step after "off", versions that only grow.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use proptest::prelude::*;
+use server::{session::Session, Runtime};
+use shared::wire::{Command, Snapshot, Status};
+
+fn runtime(interval_ms: u64) -> Arc<Runtime> {
+    let mut config = support::config();
+    config.collatz.step_interval_ms = interval_ms;
+    Runtime::new(&config)
+}
+
+fn set_number(text: &str) -> Command {
+    Command::SetNumber { text: text.into() }
+}
+
+fn set_running(running: bool) -> Command {
+    Command::SetRunning { running }
+}
+
+/// Lets every ready task run until none is left to run.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn steps(session: &Session) -> u64 {
+    session.snapshot().await.run.map_or(0, |run| run.steps)
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_come_one_interval_apart() {
+    let runtime = runtime(500);
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(499)).await;
+    assert_eq!(steps(&session).await, 0);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(steps(&session).await, 1);
+    tokio::time::sleep(Duration::from_millis(5000)).await;
+    assert_eq!(steps(&session).await, 11);
+    runtime.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn off_then_on_within_one_interval_runs_one_loop() {
+    let runtime = runtime(500);
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    runtime.command(&session, set_running(false)).await.unwrap();
+    runtime.command(&session, set_running(true)).await.unwrap();
+    settle().await;
+    assert_eq!(runtime.tasks.len(), 1, "the stopped task ended at once");
+    // Ten intervals after "on": ten steps, not twenty.
+    tokio::time::sleep(Duration::from_millis(5001)).await;
+    assert_eq!(steps(&session).await, 10);
+    assert_eq!(runtime.tasks.len(), 1);
+    runtime.stop().await;
+    assert_eq!(runtime.tasks.len(), 0, "shutdown waits for every task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_step_lands_after_off_is_acknowledged() {
+    let runtime = runtime(500);
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1250)).await;
+    runtime.command(&session, set_running(false)).await.unwrap();
+    let frozen = session.snapshot().await;
+    tokio::time::sleep(Duration::from_millis(10_000)).await;
+    assert_eq!(session.snapshot().await, frozen);
+    settle().await;
+    assert_eq!(runtime.tasks.len(), 0);
+    runtime.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_number_while_running_keeps_the_same_task() {
+    let runtime = runtime(500);
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    runtime.command(&session, set_number("6")).await.unwrap();
+    settle().await;
+    assert_eq!(runtime.tasks.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let run = session.snapshot().await.run.unwrap();
+    assert_eq!(run.start, "6");
+    assert_eq!(run.recent, ["6", "3", "10"]);
+    runtime.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_run_ends_its_task() {
+    let runtime = runtime(10);
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle().await;
+    let snapshot = session.snapshot().await;
+    assert_eq!(snapshot.status, Status::Finished);
+    assert_eq!(snapshot.run.unwrap().steps, 111);
+    assert_eq!(runtime.tasks.len(), 0);
+    runtime.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_sessions_expire_but_running_ones_stay() {
+    let mut config = support::config();
+    config.sessions.idle_timeout_secs = 60;
+    let runtime = Runtime::new(&config);
+    let idle = runtime.sessions.create().unwrap();
+    let busy = runtime.sessions.create().unwrap();
+    runtime.command(&busy, set_number("837799")).await.unwrap(); // 524 steps: still running
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(runtime.sessions.expire(Duration::from_secs(60)), 0);
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_eq!(runtime.sessions.expire(Duration::from_secs(60)), 1);
+    assert!(runtime.sessions.get(idle.id()).is_none());
+    assert!(runtime.sessions.get(busy.id()).is_some());
+    runtime.stop().await;
+}
+
+/// What a user or the clock can do.
+#[derive(Debug, Clone)]
+enum Event {
+    Command(Command),
+    Wait(u64),
+}
+
+fn any_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        3 => prop_oneof![
+            Just(set_number("27")),
+            Just(set_number("7")),
+            Just(set_number("1")),
+            Just(set_number("abc")),
+            Just(set_running(true)),
+            Just(set_running(false)),
+            Just(Command::SetInterval { ms: 0 }),
+            Just(Command::SetInterval { ms: 300 }),
+            Just(Command::SetInterval { ms: 500 }),
+        ]
+        .prop_map(Event::Command),
+        2 => (0u64..1200).prop_map(Event::Wait),
+    ]
+}
+
+/// Plays `events` on one session; checks after each that at most one task
+/// lives (exactly one while running), that nothing steps while not running,
+/// and that the updates a subscriber reads have strictly growing versions
+/// and rebuild the session's state.
+async fn play(events: Vec<Event>) -> Result<(), TestCaseError> {
+    let runtime = runtime(500);
+    let session = runtime.sessions.create().unwrap();
+    let mut client: Snapshot = session.snapshot().await;
+    for event in events {
+        match event {
+            Event::Command(command) => {
+                let _ = runtime.command(&session, command).await;
+            }
+            Event::Wait(ms) => {
+                let before = session.snapshot().await;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                if before.status != Status::Running {
+                    prop_assert_eq!(
+                        session.snapshot().await,
+                        before,
+                        "no step while not running"
+                    );
+                }
+            }
+        }
+        settle().await;
+        let now = session.snapshot().await;
+        let tasks = runtime.tasks.len();
+        if now.status == Status::Running {
+            prop_assert_eq!(tasks, 1, "exactly one task while running");
+        } else {
+            prop_assert_eq!(tasks, 0, "no task while {:?}", now.status);
+        }
+        let cursor = Some(client.version);
+        if let Some(update) = session.update(|state| state.since(cursor)).await {
+            let version = match update {
+                shared::wire::Update::Snapshot(snapshot) => {
+                    prop_assert!(snapshot.version > client.version);
+                    client = snapshot;
+                    client.version
+                }
+                shared::wire::Update::Delta(delta) => {
+                    prop_assert!(delta.version > client.version);
+                    client.apply(&delta, 256).unwrap();
+                    delta.version
+                }
+            };
+            prop_assert_eq!(version, now.version);
+        }
+        prop_assert_eq!(&client, &now);
+    }
+    runtime.stop().await;
+    prop_assert_eq!(runtime.tasks.len(), 0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn one_task_no_step_after_off_versions_grow(events in proptest::collection::vec(any_event(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(play(events))?;
+    }
+}
