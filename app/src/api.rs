@@ -78,6 +78,9 @@ pub trait SessionApi: Send + Sync + 'static {
 
     /// The session's state now.
     fn snapshot(&self) -> BoxFuture<'_, Snapshot>;
+
+    /// The most digits a typed number may have.
+    fn max_digits(&self) -> usize;
 }
 
 /// The session of the request being handled, put in its extensions by the
@@ -100,8 +103,23 @@ pub async fn send_command(command: Command) -> Result<u64, AppError> {
     Ok(current_session()?.0.command(command).await?)
 }
 
-/// The session's whole state, for the first render. `POST /api/snapshot`.
-#[server(endpoint = "snapshot", input = Json)]
-pub async fn load_snapshot() -> Result<Snapshot, AppError> {
-    Ok(current_session()?.0.snapshot().await)
+/// What the page needs to render: the session's state and the settings the
+/// browser validates with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// The session's state.
+    pub snapshot: Snapshot,
+    /// The most digits a typed number may have.
+    pub max_digits: usize,
+}
+
+/// Loads the page's data; during server rendering, before any HTML is sent.
+/// `POST /api/page`.
+#[server(endpoint = "page", input = Json)]
+pub async fn load_page() -> Result<Page, AppError> {
+    let session = current_session()?.0;
+    Ok(Page {
+        snapshot: session.snapshot().await,
+        max_digits: session.max_digits(),
+    })
 }

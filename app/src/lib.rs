@@ -2,13 +2,22 @@
 //! hydrated in the browser (`hydrate`).
 
 pub mod api;
+mod chart;
+mod commands;
+mod controls;
+mod page;
+mod results;
+#[cfg(feature = "hydrate")]
+mod stream;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    StaticSegment,
+    SsrMode, StaticSegment,
 };
+
+pub use page::CollatzPage;
 
 /// The HTML document around [`App`], rendered by the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -19,6 +28,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                <meta name="description" content="Watch the Collatz sequence of any number, stepped by a background task on the server."/>
                 <link rel="stylesheet" id="leptos" href=options.css_path()/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
@@ -40,27 +50,11 @@ pub fn App() -> impl IntoView {
         <Title text="Hailstone · Collatz Conjecture"/>
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=StaticSegment("") view=CollatzPage/>
+                // Async: the session's state is in the first HTML, so a
+                // reload mid-run shows the list at once.
+                <Route path=StaticSegment("") view=CollatzPage ssr=SsrMode::Async/>
             </Routes>
         </Router>
-    }
-}
-
-/// The Collatz page.
-#[component]
-fn CollatzPage() -> impl IntoView {
-    // Effects run in the browser only, so this flips once the wasm has
-    // hydrated the page; the end-to-end tests wait for it.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
-
-    view! {
-        <main class="page" data-hydrated=move || hydrated.get().to_string()>
-            <h1>
-                <a href="https://en.wikipedia.org/wiki/Collatz_conjecture">"Collatz Conjecture"</a>
-            </h1>
-            <p>"Enter a number below"</p>
-        </main>
     }
 }
 

@@ -70,6 +70,10 @@ pub struct Collatz {
 pub struct Limits {
     /// The largest request body, in bytes, the server reads before refusing.
     pub max_body_bytes: usize,
+    /// Seconds after which the server ends an event stream (the browser
+    /// resumes it with `Last-Event-ID`, losing nothing); 0 for never. Lets
+    /// proxies and load balancers rotate long connections.
+    pub stream_lifetime_secs: u64,
 }
 
 /// The `[sessions]` table.
@@ -199,6 +203,12 @@ impl Config {
             "HAILSTONE_MAX_BODY_BYTES",
             "limits.max-body-bytes",
         )?;
+        set(
+            &mut self.limits.stream_lifetime_secs,
+            env,
+            "HAILSTONE_STREAM_LIFETIME_SECS",
+            "limits.stream-lifetime-secs",
+        )?;
         let sessions = &mut self.sessions;
         set(
             &mut sessions.max,
@@ -256,6 +266,12 @@ impl Config {
     /// The step interval of a new session's task.
     pub fn step_interval(&self) -> Duration {
         Duration::from_millis(self.collatz.step_interval_ms)
+    }
+
+    /// How long an event stream lasts, if limited.
+    pub fn stream_lifetime(&self) -> Option<Duration> {
+        let secs = self.limits.stream_lifetime_secs;
+        (secs > 0).then(|| Duration::from_secs(secs))
     }
 
     /// How long an idle session is kept.
@@ -323,6 +339,7 @@ mod tests {
         max-digits = 1000
         [limits]
         max-body-bytes = 16384
+        stream-lifetime-secs = 0
         [sessions]
         max = 10
         idle-timeout-secs = 60

@@ -166,6 +166,10 @@ impl SessionApi for SessionHandle {
     fn snapshot(&self) -> app::api::BoxFuture<'_, Snapshot> {
         Box::pin(self.session.snapshot())
     }
+
+    fn max_digits(&self) -> usize {
+        self.runtime.settings.max_digits
+    }
 }
 
 #[cfg(test)]

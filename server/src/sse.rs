@@ -9,6 +9,7 @@
 use std::{
     convert::Infallible,
     sync::{atomic::Ordering, Arc},
+    time::Duration,
 };
 
 use axum::{
@@ -19,10 +20,13 @@ use axum::{
 };
 use futures::{stream, Stream};
 use shared::wire::Update;
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{metrics::Metrics, session::Session, Runtime};
+
+/// How soon a browser reconnects after the stream drops.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// Opens the event stream of the request's session.
 pub async fn events(
@@ -37,6 +41,9 @@ pub async fn events(
     let subscriber = Subscriber::new(
         session,
         cursor,
+        runtime
+            .stream_lifetime
+            .map(|lifetime| Instant::now() + lifetime),
         runtime.shutdown.clone(),
         runtime.metrics.clone(),
     );
@@ -57,6 +64,8 @@ struct Subscriber {
     doorbell: watch::Receiver<u64>,
     /// Ends the stream on shutdown.
     shutdown: CancellationToken,
+    /// When the stream ends by itself (the client reconnects and resumes).
+    deadline: Option<Instant>,
     /// Counts subscribers and values sent.
     metrics: Arc<Metrics>,
 }
@@ -65,6 +74,7 @@ impl Subscriber {
     fn new(
         session: Arc<Session>,
         cursor: Option<u64>,
+        deadline: Option<Instant>,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> Subscriber {
@@ -75,6 +85,7 @@ impl Subscriber {
             session,
             cursor,
             shutdown,
+            deadline,
             metrics,
         }
     }
@@ -93,8 +104,15 @@ impl Subscriber {
                 });
                 return Some(update);
             }
+            let expired = async {
+                match self.deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.shutdown.cancelled() => return None,
+                () = expired => return None,
                 changed = self.doorbell.changed() => changed.ok()?,
             }
         }
@@ -112,6 +130,7 @@ impl Subscriber {
         self.metrics.values_streamed.inc_by(values as u64);
         Event::default()
             .id(version.to_string())
+            .retry(RECONNECT_AFTER)
             .json_data(update)
             .expect("updates serialise to JSON")
     }

@@ -354,3 +354,60 @@ async fn shutdown_ends_open_streams() {
     server.stop().await; // waits for run() to return, so the stream must end
     while events.next().await.is_some() {}
 }
+
+#[tokio::test]
+async fn a_stream_ended_by_the_server_resumes_without_loss() {
+    let mut config = support::config();
+    config.collatz.step_interval_ms = 20; // 111 steps: over two seconds
+    config.limits.stream_lifetime_secs = 1;
+    let server = TestServer::start(config).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    let mut events = browser.events(None).await;
+    let (mut last_id, first) = events.next().await.unwrap();
+    let Update::Snapshot(mut client) = first else {
+        panic!()
+    };
+    browser.command(set_number("27")).await;
+    let mut values = Vec::new();
+    let mut reconnects = 0;
+    while client.status != Status::Finished || values.len() < 112 {
+        match events.next().await {
+            Some((id, Update::Delta(delta))) => {
+                if delta.restart {
+                    values.clear();
+                }
+                values.extend(delta.appended.iter().cloned());
+                client.apply(&delta, usize::MAX).unwrap();
+                last_id = id;
+            }
+            Some((_, Update::Snapshot(_))) => panic!("a resume within the log gets deltas"),
+            None => {
+                // The server ended the stream: resume as a browser does.
+                reconnects += 1;
+                events = browser.events(Some(last_id)).await;
+            }
+        }
+    }
+    assert_eq!(values, trajectory(27));
+    assert!(reconnects >= 1, "the server ended the stream at least once");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_html_already_shows_the_run() {
+    let server = TestServer::with_interval(1).await;
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    let mut events = browser.events(None).await;
+    browser.command(set_number("27")).await;
+    values_until_finished(&mut events, None).await;
+    let html = browser.visit().await;
+    // The newest values, numbered by step, the stats and the status line.
+    assert!(html.contains(r#"<li value="111">1</li>"#), "{html}");
+    assert!(html.contains(r#"<li value="110">2</li>"#));
+    assert!(html.contains("9,232"));
+    assert!(html.contains("Reached 1 in 111 steps."));
+    assert!(html.contains(r#"aria-checked="false""#));
+    server.stop().await;
+}

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Number;
+use crate::{group_digits, Number};
 
 /// The default longest number a user may enter, in digits.
 pub const DEFAULT_MAX_DIGITS: usize = 1000;
@@ -59,8 +59,8 @@ impl fmt::Display for InputError {
             InputError::TooLong { digits, max } => write!(
                 f,
                 "That number has {} digits; the most allowed is {}.",
-                grouped(*digits),
-                grouped(*max)
+                group_digits(&digits.to_string()),
+                group_digits(&max.to_string())
             ),
         }
     }
@@ -126,19 +126,6 @@ fn classify_non_digits(text: &str) -> InputError {
         return InputError::NonAsciiDigit;
     }
     InputError::NotANumber
-}
-
-/// `1234567` as `1,234,567`, for messages.
-fn grouped(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -236,14 +223,6 @@ mod tests {
             parse_number("123", 2),
             Err(InputError::TooLong { digits: 3, max: 2 })
         );
-    }
-
-    #[test]
-    fn grouping() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(1234567), "1,234,567");
     }
 
     proptest::proptest! {

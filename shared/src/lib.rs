@@ -15,5 +15,5 @@ mod profile;
 pub mod wire;
 
 pub use machine::{Collatz, Outcome, Refused, Settings};
-pub use number::{magnitude, Number};
+pub use number::{group_digits, magnitude, Number};
 pub use profile::{Profile, PROFILE_POINTS};

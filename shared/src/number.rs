@@ -174,6 +174,18 @@ pub fn magnitude(decimal: &str) -> u32 {
     u32::try_from(milli + scale).unwrap_or(u32::MAX)
 }
 
+/// Decimal digits in groups of three, for people: `9232` as `9,232`.
+pub fn group_digits(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +220,15 @@ mod tests {
         assert_eq!(Number::from_digits(""), None);
         assert_eq!(Number::from_digits("12a"), None);
         assert_eq!(Number::from_digits("007"), Some(Number::from(7)));
+    }
+
+    #[test]
+    fn grouping() {
+        assert_eq!(group_digits("0"), "0");
+        assert_eq!(group_digits("999"), "999");
+        assert_eq!(group_digits("1000"), "1,000");
+        assert_eq!(group_digits("9232"), "9,232");
+        assert_eq!(group_digits("1234567"), "1,234,567");
     }
 
     #[test]

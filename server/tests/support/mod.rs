@@ -201,7 +201,11 @@ impl Events {
 pub fn trajectory(mut n: u64) -> Vec<String> {
     let mut values = vec![n.to_string()];
     while n != 1 {
-        n = if n.is_multiple_of(2) { n / 2 } else { 3 * n + 1 };
+        n = if n.is_multiple_of(2) {
+            n / 2
+        } else {
+            3 * n + 1
+        };
         values.push(n.to_string());
     }
     values

@@ -1,0 +1,194 @@
+//! The controls: the number input, the Running switch, the step interval.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use shared::{
+    input::parse_number,
+    wire::{Command, Status},
+};
+
+use crate::page::{describe, PageState};
+
+/// How long typing must pause before the number is sent.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// The **Number** input: sent 500 ms after the last keystroke, or at once
+/// on Enter; validated here first with the server's own rules. A server
+/// update never overwrites what the user is typing.
+#[component]
+pub fn NumberInput() -> impl IntoView {
+    let state = expect_context::<PageState>();
+    let start = move || {
+        state
+            .snapshot
+            .with(|s| s.run.as_ref().map(|run| run.start.clone()))
+    };
+    let draft = RwSignal::new(start().unwrap_or_default());
+    let error = RwSignal::new(None::<String>);
+    // Typed but not yet sent.
+    let dirty = StoredValue::new(false);
+    let focused = StoredValue::new(false);
+    let timer = StoredValue::new(None::<TimeoutHandle>);
+    // Which send the shown error belongs to: only the latest counts.
+    let sent = StoredValue::new(0u64);
+
+    let cancel_timer = move || {
+        if let Some(handle) = timer.get_value() {
+            handle.clear();
+            timer.set_value(None);
+        }
+    };
+    let commit = move || {
+        cancel_timer();
+        if !dirty.get_value() {
+            return;
+        }
+        dirty.set_value(false);
+        let text = draft.get_untracked();
+        if let Err(reason) = parse_number(&text, state.max_digits.get_value()) {
+            error.set(Some(reason.to_string()));
+            return;
+        }
+        let this = sent.get_value() + 1;
+        sent.set_value(this);
+        let reply = Callback::new(move |answer: Result<u64, crate::api::AppError>| {
+            if sent.get_value() == this {
+                error.set(answer.err().map(|e| e.to_string()));
+            }
+        });
+        state.send.run((Command::SetNumber { text }, reply));
+    };
+    let on_input = move |event| {
+        draft.set(event_target_value(&event));
+        dirty.set_value(true);
+        error.set(None);
+        cancel_timer();
+        timer.set_value(set_timeout_with_handle(commit, DEBOUNCE).ok());
+    };
+    let on_keydown = move |event: leptos::ev::KeyboardEvent| {
+        if event.key() == "Enter" {
+            event.prevent_default();
+            commit();
+        }
+    };
+    // Follow a run started elsewhere (another tab), unless the user is busy here.
+    Effect::new(move |previous: Option<Option<String>>| {
+        let start = start();
+        if previous.is_some() && !focused.get_value() && !dirty.get_value() {
+            if let Some(start) = &start {
+                draft.set(start.clone());
+            }
+        }
+        start
+    });
+
+    view! {
+        <div class="field">
+            <label for="number">"Number"</label>
+            <input
+                id="number"
+                name="number"
+                type="text"
+                inputmode="numeric"
+                autocomplete="off"
+                spellcheck="false"
+                placeholder="27"
+                aria-describedby="number-error"
+                aria-invalid=move || error.with(Option::is_some).to_string()
+                prop:value=move || draft.get()
+                on:input=on_input
+                on:keydown=on_keydown
+                on:focus=move |_| focused.set_value(true)
+                on:blur=move |_| focused.set_value(false)
+            />
+            <p id="number-error" class="error" aria-live="polite">
+                {move || error.get()}
+            </p>
+        </div>
+    }
+}
+
+/// The **Running** switch, showing the server's status.
+#[component]
+pub fn RunningSwitch() -> impl IntoView {
+    let state = expect_context::<PageState>();
+    let status = move || state.snapshot.with(|s| s.status);
+    let running = move || status() == Status::Running;
+    let toggle = move |_| {
+        let command = Command::SetRunning {
+            running: !running(),
+        };
+        state.send.run((command, Callback::new(|_| {})));
+    };
+    let steps = move || {
+        state
+            .snapshot
+            .with(|s| s.run.as_ref().map_or(0, |run| run.steps))
+    };
+    view! {
+        <div class="switch-field">
+            <button
+                id="running"
+                type="button"
+                role="switch"
+                class="switch"
+                aria-checked=move || running().to_string()
+                aria-describedby="run-status"
+                on:click=toggle
+            >
+                <span class="track" aria-hidden="true"><span class="thumb"></span></span>
+                <span class="switch-label">"Running"</span>
+            </button>
+            <p id="run-status" class="run-status" data-status=move || format!("{:?}", status()).to_lowercase()>
+                {move || describe(status(), steps())}
+            </p>
+        </div>
+    }
+}
+
+/// The intervals offered, in milliseconds, and their labels.
+const INTERVALS: [(u32, &str); 7] = [
+    (1000, "1 s"),
+    (500, "0.5 s"),
+    (250, "0.25 s"),
+    (100, "0.1 s"),
+    (20, "20 ms"),
+    (1, "1 ms"),
+    (0, "As fast as possible"),
+];
+
+/// The step interval.
+#[component]
+pub fn IntervalPicker() -> impl IntoView {
+    let state = expect_context::<PageState>();
+    let current = move || state.snapshot.with(|s| s.interval_ms);
+    let on_change = move |event| {
+        if let Ok(ms) = event_target_value(&event).parse::<u32>() {
+            state
+                .send
+                .run((Command::SetInterval { ms }, Callback::new(|_| {})));
+        }
+    };
+    view! {
+        <div class="field interval">
+            <label for="interval">"Step every"</label>
+            <select id="interval" name="interval" on:change=on_change prop:value=move || current().to_string()>
+                {move || {
+                    let current = current();
+                    let known = INTERVALS.iter().any(|(ms, _)| *ms == current);
+                    let custom = (!known).then(|| view! { <option value=current.to_string()>{format!("{current} ms")}</option> });
+                    view! {
+                        {custom}
+                        {INTERVALS
+                            .iter()
+                            .map(|(ms, label)| view! {
+                                <option value=ms.to_string() selected=*ms == current>{*label}</option>
+                            })
+                            .collect_view()}
+                    }
+                }}
+            </select>
+        </div>
+    }
+}

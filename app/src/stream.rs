@@ -1,0 +1,126 @@
+//! The browser's end of `/events`: one `EventSource` per page, opened after
+//! hydration and closed in `on_cleanup`. Updates fold into the page's
+//! snapshot signal; a gap (a delta that does not follow) reopens the stream
+//! for a fresh snapshot.
+
+use std::{cell::RefCell, rc::Rc};
+
+use leptos::{
+    prelude::*,
+    wasm_bindgen::{closure::Closure, JsCast},
+};
+use send_wrapper::SendWrapper;
+use shared::wire::Update as Message;
+use web_sys::{EventSource, MessageEvent};
+
+use crate::page::{Link, PageState, WINDOW};
+
+/// How long to wait before reopening a stream the browser gave up on.
+const REOPEN_AFTER_MS: u64 = 1000;
+
+/// The open stream and the callbacks it holds (dropped with it).
+struct Open {
+    source: EventSource,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_open: Closure<dyn FnMut(web_sys::Event)>,
+    _on_error: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+type Slot = Rc<RefCell<Option<Open>>>;
+
+/// Opens the page's stream now and closes it when the page goes away.
+pub fn subscribe(state: PageState) {
+    let slot: Slot = Rc::new(RefCell::new(None));
+    open(state, &slot);
+    let slot = SendWrapper::new(slot);
+    on_cleanup(move || {
+        slot.borrow_mut().take();
+    });
+}
+
+fn open(state: PageState, slot: &Slot) {
+    state.link.set(Link::Connecting);
+    let Ok(source) = EventSource::new("/events") else {
+        state.link.set(Link::Reconnecting);
+        return;
+    };
+    let on_message = {
+        let slot = Rc::downgrade(slot);
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
+            let Ok(update) = serde_json::from_str::<Message>(&text) else {
+                return;
+            };
+            state.link.set(Link::Live);
+            let in_step = match update {
+                Message::Snapshot(snapshot) => {
+                    state.snapshot.set(snapshot);
+                    true
+                }
+                Message::Delta(delta) => state
+                    .snapshot
+                    .try_update(|snapshot| snapshot.apply(&delta, WINDOW).is_ok())
+                    .unwrap_or(false),
+            };
+            if !in_step {
+                // Missed something: start over from a snapshot.
+                if let Some(slot) = slot.upgrade() {
+                    reopen(state, &slot, 0);
+                }
+            }
+        })
+    };
+    let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| state.link.set(Link::Live));
+    let on_error = {
+        let slot = Rc::downgrade(slot);
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            state.link.set(Link::Reconnecting);
+            // CONNECTING: the browser retries by itself, with Last-Event-ID.
+            // CLOSED: it gave up (an error status); try again later.
+            if let Some(slot) = slot.upgrade() {
+                let closed = slot
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|open| open.source.ready_state() == EventSource::CLOSED);
+                if closed {
+                    reopen(state, &slot, REOPEN_AFTER_MS);
+                }
+            }
+        })
+    };
+    source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    *slot.borrow_mut() = Some(Open {
+        source,
+        _on_message: on_message,
+        _on_open: on_open,
+        _on_error: on_error,
+    });
+}
+
+/// Closes the current stream and opens a fresh one after `delay_ms`.
+fn reopen(state: PageState, slot: &Slot, delay_ms: u64) {
+    let old = slot.borrow_mut().take();
+    if let Some(old) = &old {
+        old.source.close();
+    }
+    // This may run inside one of the old stream's callbacks, which must not
+    // be dropped while they run: drop them later, in the timeout.
+    let slot = Rc::downgrade(slot);
+    let restart = move || {
+        drop(old);
+        if let Some(slot) = slot.upgrade() {
+            open(state, &slot);
+        }
+    };
+    set_timeout(restart, std::time::Duration::from_millis(delay_ms));
+}
