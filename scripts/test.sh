@@ -17,4 +17,6 @@ step "cargo leptos test (server with ssr, app with hydrate)"
 cargo leptos test
 
 step "cargo leptos end-to-end (Playwright in Chromium)"
-cargo leptos end-to-end
+# A fast step interval keeps the suite short; streams that the server ends
+# every few seconds prove that every page resumes without losing a value.
+HAILSTONE_STEP_INTERVAL_MS=100 HAILSTONE_STREAM_LIFETIME_SECS=4 cargo leptos end-to-end

@@ -49,10 +49,13 @@ pub fn Chart() -> impl IntoView {
     }
 }
 
-/// SVG polyline points for a profile, in integer coordinates.
+/// SVG polyline points for a profile, in integer coordinates. The vertical
+/// axis spans the run's smallest to largest value, so the shape shows for
+/// huge numbers too.
 pub fn polyline(profile: &Profile) -> String {
     let points = &profile.points;
-    let top = u64::from(profile.max()).max(1);
+    let low = u64::from(points.iter().copied().min().unwrap_or(0));
+    let range = (u64::from(profile.max()) - low).max(1);
     let last = (points.len() as u64).saturating_sub(1).max(1);
     let span = HEIGHT - 2 * MARGIN;
     points
@@ -60,7 +63,7 @@ pub fn polyline(profile: &Profile) -> String {
         .enumerate()
         .map(|(i, &m)| {
             let x = i as u64 * WIDTH / last;
-            let y = HEIGHT - MARGIN - u64::from(m) * span / top;
+            let y = HEIGHT - MARGIN - (u64::from(m) - low) * span / range;
             format!("{x},{y}")
         })
         .collect::<Vec<_>>()
@@ -79,5 +82,11 @@ mod tests {
         }
         assert_eq!(polyline(&profile), "0,232 333,120 666,8 1000,176");
         assert_eq!(polyline(&Profile::new()), "");
+        // The axis starts at the smallest value, not at zero.
+        let mut high = Profile::new();
+        for m in [100_000, 101_000] {
+            high.push(m);
+        }
+        assert_eq!(polyline(&high), "0,232 1000,8");
     }
 }

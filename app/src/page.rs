@@ -123,7 +123,7 @@ fn LinkIndicator() -> impl IntoView {
 pub fn describe(status: Status, steps: u64) -> String {
     match status {
         Status::Idle => "Enter a number to start.".to_owned(),
-        Status::Running => "Running".to_owned(),
+        Status::Running => format!("{} steps so far", shared::group_digits(&steps.to_string())),
         Status::Paused => "Paused".to_owned(),
         Status::Finished => format!(
             "Reached 1 in {} steps.",
