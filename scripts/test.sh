@@ -19,4 +19,8 @@ cargo leptos test
 step "cargo leptos end-to-end (Playwright in Chromium)"
 # A fast step interval keeps the suite short; streams that the server ends
 # every few seconds prove that every page resumes without losing a value.
-HAILSTONE_STEP_INTERVAL_MS=100 HAILSTONE_STREAM_LIFETIME_SECS=4 cargo leptos end-to-end
+# Sessions go to a store of this run's own.
+store_dir=$(mktemp -d)
+trap 'rm -rf "$store_dir"' EXIT
+HAILSTONE_STEP_INTERVAL_MS=100 HAILSTONE_STREAM_LIFETIME_SECS=4 \
+  HAILSTONE_STORE_PATH="$store_dir/e2e.db" cargo leptos end-to-end

@@ -37,6 +37,7 @@ impl AppError {
     /// The HTTP status a direct caller sees.
     pub fn status(&self) -> u16 {
         match self {
+            AppError::Command(CommandError::Unsaved) => 503,
             AppError::Command(_) => 422,
             AppError::BadRequest(_) => 400,
             AppError::NoSession => 401,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 use shared::{
-    input::parse_number,
+    input::check_number,
     wire::{Command, Status},
 };
 
@@ -46,7 +46,7 @@ pub fn NumberInput() -> impl IntoView {
         }
         dirty.set_value(false);
         let text = draft.get_untracked();
-        if let Err(reason) = parse_number(&text, state.max_digits.get_value()) {
+        if let Err(reason) = check_number(&text, state.max_digits.get_value()) {
             error.set(Some(reason.to_string()));
             return;
         }

@@ -36,6 +36,16 @@ pub struct Config {
     pub limits: Limits,
     /// How many sessions live, and for how long.
     pub sessions: Sessions,
+    /// Where sessions are kept across restarts.
+    pub store: Store,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Store {
+    /// The SQLite file (created on first start); `:memory:` keeps nothing.
+    pub path: PathBuf,
 }
 
 /// The `[site]` table: the values cargo-leptos also knows.
@@ -234,6 +244,12 @@ impl Config {
             "HAILSTONE_LOG_CAPACITY",
             "sessions.log-capacity",
         )?;
+        set(
+            &mut self.store.path,
+            env,
+            "HAILSTONE_STORE_PATH",
+            "store.path",
+        )?;
         Ok(())
     }
 
@@ -345,6 +361,8 @@ mod tests {
         idle-timeout-secs = 60
         window = 256
         log-capacity = 128
+        [store]
+        path = "hailstone.db"
     "#;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {

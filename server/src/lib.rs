@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod session;
 pub mod sessions;
 pub mod sse;
+pub mod store;
 pub mod tasks;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -33,7 +34,13 @@ use tracing::Instrument;
 
 pub use config::Config;
 
-use crate::{metrics::Metrics, session::Session, sessions::Sessions, tasks::Tasks};
+use crate::{
+    metrics::Metrics,
+    session::Session,
+    sessions::Sessions,
+    store::{Store, StoreError},
+    tasks::Tasks,
+};
 
 /// The server's runtime: one owner per concern.
 pub struct Runtime {
@@ -53,8 +60,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// An empty runtime for `config`.
-    pub fn new(config: &Config) -> Arc<Runtime> {
+    /// A runtime for `config`, saving sessions in `store`. Call
+    /// [`Runtime::restore`] to bring back the stored sessions.
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Arc<Runtime> {
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
         Arc::new(Runtime {
@@ -62,6 +70,7 @@ impl Runtime {
                 config.session_settings(),
                 config.sessions.log_capacity,
                 config.sessions.max,
+                store,
                 shutdown.clone(),
             ),
             tasks: Tasks::new(metrics.clone()),
@@ -96,6 +105,18 @@ impl Runtime {
         }
         .instrument(span)
         .await
+    }
+
+    /// Brings back every stored session and resumes the tasks of those that
+    /// were running; returns how many sessions came back.
+    pub async fn restore(&self) -> Result<usize, StoreError> {
+        let sessions = self.sessions.restore()?;
+        for session in &sessions {
+            if let Some(started) = session.update(|state| state.resume()).await {
+                self.tasks.spawn(session.clone(), started);
+            }
+        }
+        Ok(sessions.len())
     }
 
     /// Drops idle sessions every so often until shutdown.
@@ -192,13 +213,19 @@ async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl axum::response::In
 }
 
 /// Serves on `listener` until `shutdown` completes; then ends every event
-/// stream and task, lets requests in flight finish, and returns.
+/// stream and task, lets requests in flight finish, and returns. Sessions
+/// stored in `store` come back first, running ones running.
 pub async fn run(
     listener: TcpListener,
     config: Config,
+    store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let runtime = Runtime::new(&config);
+    let runtime = Runtime::new(&config, store);
+    let restored = runtime.restore().await.map_err(std::io::Error::other)?;
+    if restored > 0 {
+        tracing::info!(restored, "sessions restored");
+    }
     let router = app(runtime.clone(), &config);
     let expiry = tokio::spawn(runtime.clone().expire_idle_sessions(config.idle_timeout()));
     tracing::info!(addr = %listener.local_addr()?, "listening");

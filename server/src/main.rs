@@ -1,7 +1,7 @@
 //! The `server` binary: configuration, socket, signals. Everything else is in
 //! the library (`server::run`).
 
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
 use server::Config;
 use tokio::net::TcpListener;
@@ -22,6 +22,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let store = match server::store::SqliteStore::open(&config.store.path) {
+        Ok(store) => Arc::new(store),
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let addr = config.site.addr;
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
@@ -33,7 +40,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::run(listener, config, shutdown_signal()).await {
+    match server::run(listener, config, store, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("server failed: {error}");

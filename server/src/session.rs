@@ -4,15 +4,20 @@
 use std::{
     collections::VecDeque,
     fmt,
-    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use shared::{
-    wire::{Command, CommandError, Delta, Snapshot, Update},
+    wire::{Command, CommandError, Delta, Snapshot, Status, Update},
     Collatz, Outcome, Refused,
 };
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, StoreError};
 
 /// A session's identifier: 128 random bits, written as 32 hex digits in the
 /// cookie. Unguessable, so one browser can never name another's session.
@@ -66,12 +71,14 @@ pub struct Session {
     subscribers: AtomicUsize,
     /// When a request last touched the session, in the registry's clock.
     last_seen: AtomicU64,
-    /// Cancelled on shutdown; each task's token is a child of it.
-    shutdown: CancellationToken,
 }
 
-/// What the lock guards: the state machine, its recent deltas, and the token
-/// of the one task allowed to run.
+/// A running session saves a checkpoint at least every this many versions,
+/// so a restart redoes at most this many steps.
+pub const CHECKPOINT_EVERY: u64 = 32;
+
+/// What the lock guards: the state machine, its recent deltas, the token of
+/// the one task allowed to run, and where the state is saved.
 pub struct State {
     /// The session's Collatz state machine.
     machine: Collatz,
@@ -79,6 +86,14 @@ pub struct State {
     log: UpdateLog,
     /// The live task's generation and its cancellation token.
     task: Option<(u64, CancellationToken)>,
+    /// The session's id, its key in the store.
+    id: SessionId,
+    /// Where the state is saved.
+    store: Arc<dyn Store>,
+    /// The version saved last.
+    saved_version: u64,
+    /// Cancelled on shutdown; each task's token is a child of it.
+    shutdown: CancellationToken,
 }
 
 /// What a command started: a task to spawn, with its generation and token.
@@ -98,38 +113,69 @@ impl State {
         &self.machine
     }
 
-    /// Applies a user's command. When it starts a run, returns the task to
-    /// spawn; the previous task's token is cancelled.
-    pub fn apply(
-        &mut self,
-        command: &Command,
-        shutdown: &CancellationToken,
-    ) -> Result<(u64, Option<Started>), CommandError> {
-        let Outcome { delta, start_task } = self.machine.apply(command)?;
+    /// Applies a user's command. The change is made on a copy and kept
+    /// only once it is stored, so memory never runs ahead of the store and
+    /// nothing unsaved is acknowledged or published. When the command starts
+    /// a run, returns the task to spawn; the previous task's token is
+    /// cancelled.
+    pub fn apply(&mut self, command: &Command) -> Result<(u64, Option<Started>), CommandError> {
+        let mut next = self.machine.clone();
+        let Outcome { delta, start_task } = next.apply(command)?;
+        if delta.is_some() {
+            save(&*self.store, self.id, &next).map_err(|_| CommandError::Unsaved)?;
+            self.saved_version = next.version();
+        }
+        self.machine = next;
         self.record(delta);
-        let started = start_task.map(|generation| {
-            let cancel = shutdown.child_token();
-            self.task = Some((generation, cancel.clone()));
-            Started {
-                generation,
-                cancel,
-                interval_ms: self.machine.interval_ms(),
-            }
-        });
+        let started = start_task.map(|generation| self.start_task(generation));
         Ok((self.machine.version(), started))
     }
 
-    /// One step of the task of `generation`.
+    /// One step of the task of `generation`, checkpointed every
+    /// [`CHECKPOINT_EVERY`] versions and when the run ends. If the
+    /// checkpoint cannot be written, the run is paused.
     pub fn step(&mut self, generation: u64) -> Result<Delta, Refused> {
         let delta = self.machine.step(generation)?;
         self.record(Some(delta.clone()));
+        let due = delta.status != Status::Running
+            || delta.version >= self.saved_version + CHECKPOINT_EVERY;
+        if due && self.checkpoint().is_err() {
+            self.halt(generation);
+        }
         Ok(delta)
     }
 
-    /// The task of `generation` died: pause its run.
+    /// The task of `generation` died: pause its run (and try to store that).
     pub fn halt(&mut self, generation: u64) {
         let delta = self.machine.halt(generation);
+        if delta.is_some() {
+            let _ = self.checkpoint();
+        }
         self.record(delta);
+    }
+
+    /// A restored session that was running: the task to spawn for it.
+    pub fn resume(&mut self) -> Option<Started> {
+        (self.machine.status() == Status::Running)
+            .then(|| self.start_task(self.machine.generation()))
+    }
+
+    /// Makes the token of a new task of `generation` and remembers it.
+    fn start_task(&mut self, generation: u64) -> Started {
+        let cancel = self.shutdown.child_token();
+        self.task = Some((generation, cancel.clone()));
+        Started {
+            generation,
+            cancel,
+            interval_ms: self.machine.interval_ms(),
+        }
+    }
+
+    /// Stores the state as it is now.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        save(&*self.store, self.id, &self.machine)?;
+        self.saved_version = self.machine.version();
+        Ok(())
     }
 
     /// What a subscriber at version `cursor` needs next: nothing when it is
@@ -163,13 +209,21 @@ impl State {
     }
 }
 
+/// Stores `machine` as session `id`'s state; failures are logged here, once.
+fn save(store: &dyn Store, id: SessionId, machine: &Collatz) -> Result<(), StoreError> {
+    store.save(id, &machine.saved()).inspect_err(
+        |error| tracing::error!(%error, session = %id.short(), "could not save the session"),
+    )
+}
+
 impl Session {
-    /// A fresh, idle session.
+    /// A session with the given state (fresh, or restored from the store).
     pub fn new(
         id: SessionId,
         machine: Collatz,
         log_capacity: usize,
         now: u64,
+        store: Arc<dyn Store>,
         shutdown: CancellationToken,
     ) -> Session {
         let version = machine.version();
@@ -179,11 +233,14 @@ impl Session {
                 machine,
                 log: UpdateLog::new(log_capacity),
                 task: None,
+                id,
+                store,
+                saved_version: version,
+                shutdown,
             }),
             doorbell: watch::Sender::new(version),
             subscribers: AtomicUsize::new(0),
             last_seen: AtomicU64::new(now),
-            shutdown,
         }
     }
 
@@ -211,8 +268,7 @@ impl Session {
 
     /// Applies a user's command in the lock section.
     pub async fn apply(&self, command: &Command) -> Result<(u64, Option<Started>), CommandError> {
-        self.update(|state| state.apply(command, &self.shutdown))
-            .await
+        self.update(|state| state.apply(command)).await
     }
 
     /// The state now.
@@ -244,7 +300,7 @@ impl Session {
             return false;
         }
         match self.state.try_lock() {
-            Ok(state) => state.machine.status() != shared::wire::Status::Running,
+            Ok(state) => state.machine.status() != Status::Running,
             Err(_) => false,
         }
     }

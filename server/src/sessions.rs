@@ -6,11 +6,14 @@ use std::{
     time::Duration,
 };
 
-use shared::{Collatz, Settings};
+use shared::{Collatz, Settings, Unrestorable};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::session::{Session, SessionId};
+use crate::{
+    session::{Session, SessionId, CHECKPOINT_EVERY},
+    store::{Store, StoreError},
+};
 
 /// Every live session.
 pub struct Sessions {
@@ -25,6 +28,8 @@ pub struct Sessions {
     max: usize,
     /// The registry's clock starts here; sessions store seconds since.
     epoch: Instant,
+    /// Where every session is saved.
+    store: Arc<dyn Store>,
     /// Cancelled on shutdown; passed to every session.
     shutdown: CancellationToken,
 }
@@ -39,6 +44,7 @@ impl Sessions {
         settings: Settings,
         log_capacity: usize,
         max: usize,
+        store: Arc<dyn Store>,
         shutdown: CancellationToken,
     ) -> Sessions {
         Sessions {
@@ -47,8 +53,42 @@ impl Sessions {
             log_capacity,
             max,
             epoch: Instant::now(),
+            store,
             shutdown,
         }
+    }
+
+    /// Rebuilds every stored session; returns them (to resume their
+    /// tasks). A record that cannot be rebuilt is left in the store, skipped
+    /// with a warning. Versions are raised past anything published before
+    /// the restart.
+    pub fn restore(&self) -> Result<Vec<Arc<Session>>, StoreError> {
+        let mut restored = Vec::new();
+        let mut map = self.lock();
+        for (id, saved) in self.store.load()? {
+            match Collatz::restore(self.settings, &saved, CHECKPOINT_EVERY + 1) {
+                Ok(machine) => {
+                    let session = Arc::new(self.session(id, machine));
+                    map.insert(id, session.clone());
+                    restored.push(session);
+                }
+                Err(Unrestorable(why)) => {
+                    tracing::warn!(session = %id.short(), why, "a stored session cannot be rebuilt; skipped")
+                }
+            }
+        }
+        Ok(restored)
+    }
+
+    fn session(&self, id: SessionId, machine: Collatz) -> Session {
+        Session::new(
+            id,
+            machine,
+            self.log_capacity,
+            self.now(),
+            self.store.clone(),
+            self.shutdown.clone(),
+        )
     }
 
     /// The session named by `id`, if it is live.
@@ -70,13 +110,7 @@ impl Sessions {
                 break id;
             }
         };
-        let session = Arc::new(Session::new(
-            id,
-            Collatz::new(self.settings),
-            self.log_capacity,
-            self.now(),
-            self.shutdown.clone(),
-        ));
+        let session = Arc::new(self.session(id, Collatz::new(self.settings)));
         map.insert(id, session.clone());
         Ok(session)
     }
@@ -91,15 +125,24 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Drops every session idle for longer than `timeout`; returns how many.
+    /// Drops every session idle for longer than `timeout`, from memory and
+    /// from the store; returns how many.
     pub fn expire(&self, timeout: Duration) -> usize {
         let Some(cutoff) = self.now().checked_sub(timeout.as_secs()) else {
             return 0;
         };
-        let mut map = self.lock();
-        let before = map.len();
-        map.retain(|_, session| !session.is_idle_since(cutoff));
-        before - map.len()
+        let mut expired = Vec::new();
+        self.lock().retain(|id, session| {
+            let idle = session.is_idle_since(cutoff);
+            if idle {
+                expired.push(*id);
+            }
+            !idle
+        });
+        if let Err(error) = self.store.delete(&expired) {
+            tracing::error!(%error, "could not delete expired sessions; they will be restored at the next start");
+        }
+        expired.len()
     }
 
     /// Seconds since the registry started.

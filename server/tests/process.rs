@@ -13,6 +13,7 @@ fn server_command(addr: SocketAddr) -> Command {
     command
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .env("LEPTOS_SITE_ADDR", addr.to_string())
+        .env("HAILSTONE_STORE_PATH", ":memory:")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

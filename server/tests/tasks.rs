@@ -12,7 +12,7 @@ use shared::wire::{Command, Snapshot, Status};
 fn runtime(interval_ms: u64) -> Arc<Runtime> {
     let mut config = support::config();
     config.collatz.step_interval_ms = interval_ms;
-    Runtime::new(&config)
+    Runtime::new(&config, support::store(&config))
 }
 
 fn set_number(text: &str) -> Command {
@@ -115,7 +115,7 @@ async fn a_finished_run_ends_its_task() {
 async fn idle_sessions_expire_but_running_ones_stay() {
     let mut config = support::config();
     config.sessions.idle_timeout_secs = 60;
-    let runtime = Runtime::new(&config);
+    let runtime = Runtime::new(&config, support::store(&config));
     let idle = runtime.sessions.create().unwrap();
     let busy = runtime.sessions.create().unwrap();
     runtime.command(&busy, set_number("837799")).await.unwrap(); // 524 steps: still running

@@ -73,6 +73,14 @@ impl std::error::Error for InputError {}
 /// Surrounding whitespace is trimmed and leading zeros are allowed; anything
 /// else that is not ASCII digits is refused with the reason. Never panics.
 pub fn parse_number(text: &str, max_digits: usize) -> Result<Number, InputError> {
+    let digits = check_number(text, max_digits)?;
+    Number::from_digits(digits).ok_or(InputError::NotANumber)
+}
+
+/// The same validation as [`parse_number`], without building the number:
+/// returns its significant digits. The browser uses this one, so it needs no
+/// big-integer code.
+pub fn check_number(text: &str, max_digits: usize) -> Result<&str, InputError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(InputError::Empty);
@@ -88,7 +96,7 @@ pub fn parse_number(text: &str, max_digits: usize) -> Result<Number, InputError>
                 max: max_digits,
             });
         }
-        return Number::from_digits(significant).ok_or(InputError::NotANumber);
+        return Ok(significant);
     }
     Err(classify_non_digits(text))
 }

@@ -8,6 +8,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
     input::{parse_number, DEFAULT_MAX_DIGITS},
     magnitude,
@@ -70,6 +72,28 @@ struct Run {
     /// Every value's magnitude, downsampled, for the chart.
     profile: Profile,
 }
+
+/// What a durable store keeps of a session: enough to rebuild it exactly,
+/// since a trajectory is recomputed from its start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// The run's start, once a number was entered.
+    pub start: Option<String>,
+    /// Steps taken from `start`.
+    pub steps: u64,
+    /// Where the run stood.
+    pub status: Status,
+    /// Milliseconds between steps.
+    pub interval_ms: u32,
+    /// The version when saved.
+    pub version: u64,
+    /// The generation when saved.
+    pub generation: u64,
+}
+
+/// A saved state that cannot be rebuilt (a damaged or foreign record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrestorable(pub &'static str);
 
 /// What [`Collatz::apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -143,6 +167,63 @@ impl Collatz {
             version: 0,
             run: None,
         }
+    }
+
+    /// What a store keeps of this state.
+    pub fn saved(&self) -> Saved {
+        Saved {
+            start: self.run.as_ref().map(|run| run.start.to_string()),
+            steps: self.run.as_ref().map_or(0, |run| run.steps),
+            status: self.status,
+            interval_ms: self.interval_ms,
+            version: self.version,
+            generation: self.generation,
+        }
+    }
+
+    /// Rebuilds a saved state by recomputing its trajectory, with its
+    /// version raised by `version_gap`: more than the changes that may have
+    /// been published after it was saved, so versions never go backwards.
+    pub fn restore(
+        settings: Settings,
+        saved: &Saved,
+        version_gap: u64,
+    ) -> Result<Collatz, Unrestorable> {
+        let run = match &saved.start {
+            None => None,
+            Some(start) => {
+                let number = Number::from_digits(start)
+                    .ok_or(Unrestorable("start is not a positive number"))?;
+                let mut run = Run::new(number);
+                for _ in 0..saved.steps {
+                    if run.current.is_one() {
+                        return Err(Unrestorable("more steps than the trajectory has"));
+                    }
+                    run.advance(settings.window);
+                }
+                Some(run)
+            }
+        };
+        let finished = run.as_ref().is_some_and(|run| run.current.is_one());
+        let status = match (saved.status, &run) {
+            (_, None) => Status::Idle,
+            (_, Some(_)) if finished => Status::Finished,
+            (Status::Idle | Status::Finished, Some(_)) => {
+                return Err(Unrestorable("a run that is neither idle nor at 1"))
+            }
+            (status, Some(_)) => status,
+        };
+        if saved.interval_ms > MAX_INTERVAL_MS {
+            return Err(Unrestorable("interval out of range"));
+        }
+        Ok(Collatz {
+            settings,
+            status,
+            interval_ms: saved.interval_ms,
+            generation: saved.generation,
+            version: saved.version + version_gap,
+            run,
+        })
     }
 
     /// Where the run stands.

@@ -48,6 +48,8 @@ pub enum CommandError {
         /// The most allowed.
         max_ms: u32,
     },
+    /// The change could not be stored, so it was not made.
+    Unsaved,
 }
 
 impl fmt::Display for CommandError {
@@ -56,6 +58,9 @@ impl fmt::Display for CommandError {
             CommandError::Number { reason } => reason.fmt(f),
             CommandError::Interval { max_ms } => {
                 write!(f, "The step interval can be at most {max_ms} ms.")
+            }
+            CommandError::Unsaved => {
+                f.write_str("Your change could not be saved, so it was not made; please try again.")
             }
         }
     }

@@ -296,3 +296,65 @@ fn a_dead_task_leaves_the_switch_off() {
     assert_eq!(m.status(), Status::Running);
     assert!(m.step(resumed).is_ok());
 }
+
+#[test]
+fn a_saved_state_restores_exactly_with_a_higher_version() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    for _ in 0..40 {
+        m.step(generation).unwrap();
+    }
+    let saved = m.saved();
+    assert_eq!((saved.start.as_deref(), saved.steps), (Some("27"), 40));
+    let restored = Collatz::restore(Settings::default(), &saved, 100).unwrap();
+    let (mut a, mut b) = (m.snapshot(), restored.snapshot());
+    assert_eq!(b.version, a.version + 100);
+    b.version = a.version;
+    assert_eq!(a, b, "the same run, window, peak and profile");
+    assert_eq!(restored.status(), Status::Running);
+    assert_eq!(restored.generation(), generation);
+    // It carries on where it was.
+    let mut restored = restored;
+    a = {
+        m.step(generation).unwrap();
+        m.snapshot()
+    };
+    restored.step(generation).unwrap();
+    assert_eq!(restored.snapshot().run, a.run);
+}
+
+#[test]
+fn damaged_saved_states_are_refused() {
+    let good = {
+        let mut m = machine();
+        m.apply(&set_number("6")).unwrap();
+        m.saved()
+    };
+    let cases = [
+        shared::Saved {
+            start: Some("abc".into()),
+            ..good.clone()
+        },
+        shared::Saved {
+            start: Some("0".into()),
+            ..good.clone()
+        },
+        shared::Saved {
+            steps: 9,
+            ..good.clone()
+        }, // 6 reaches 1 in 8
+        shared::Saved {
+            interval_ms: 99_999,
+            ..good.clone()
+        },
+    ];
+    for saved in cases {
+        assert!(
+            Collatz::restore(Settings::default(), &saved, 1).is_err(),
+            "{saved:?}"
+        );
+    }
+    let finished = shared::Saved { steps: 8, ..good };
+    let restored = Collatz::restore(Settings::default(), &finished, 1).unwrap();
+    assert_eq!(restored.status(), Status::Finished);
+}

@@ -3,18 +3,29 @@
 //! reads the event stream.
 #![allow(dead_code)] // each test file uses a part of it
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::json;
-use server::Config;
+use server::{
+    store::{SqliteStore, Store},
+    Config,
+};
 use shared::wire::{Command, Update};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-/// The repository's Leptos.toml, as the server reads it.
+/// The repository's Leptos.toml, as the server reads it, with a store that
+/// keeps nothing.
 pub fn config() -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Leptos.toml");
-    Config::load(&path, |_| None).unwrap()
+    let mut config = Config::load(&path, |_| None).unwrap();
+    config.store.path = ":memory:".into();
+    config
+}
+
+/// The store `config` names.
+pub fn store(config: &Config) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&config.store.path).unwrap())
 }
 
 /// A server running in this process until dropped or stopped.
@@ -29,7 +40,8 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server::run(listener, config, async {
+        let store = store(&config);
+        let handle = tokio::spawn(server::run(listener, config, store, async {
             let _ = stopped.await;
         }));
         TestServer {
@@ -48,6 +60,10 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn url_for(addr: SocketAddr) -> String {
+        format!("http://{addr}")
     }
 
     /// Asks the server to stop and waits until it has.
@@ -77,8 +93,13 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(server: &TestServer) -> Browser {
+        Browser::at(&server.url(""))
+    }
+
+    /// A browser for a server at `base` (`http://host:port`).
+    pub fn at(base: &str) -> Browser {
         Browser {
-            base: server.url(""),
+            base: base.to_owned(),
             http: reqwest::Client::new(),
             cookie: None,
         }

@@ -1,0 +1,167 @@
+//! A restart loses nothing: the real server binary is killed with SIGKILL
+//! mid-run and started again on the same store.
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use shared::wire::{Command as UserCommand, Status, Update};
+use support::{trajectory, Browser};
+
+fn start(addr: SocketAddr, store: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("LEPTOS_SITE_ADDR", addr.to_string())
+        .env("HAILSTONE_STORE_PATH", store)
+        .env("HAILSTONE_STEP_INTERVAL_MS", "50")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("http://{addr}/healthz")).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("server not ready");
+}
+
+/// Records values by step index; a value seen twice must agree.
+fn record(seen: &mut BTreeMap<u64, String>, first_step: u64, values: &[String]) {
+    for (offset, value) in values.iter().enumerate() {
+        let step = first_step + offset as u64;
+        if let Some(old) = seen.insert(step, value.clone()) {
+            assert_eq!(&old, value, "step {step} changed after the restart");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_server_comes_back_with_every_session_and_its_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("hailstone.db");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut server = start(addr, &store);
+    wait_ready(addr).await;
+
+    let base = support::TestServer::url_for(addr);
+    let mut browser = Browser::at(&base);
+    browser.visit().await;
+    let mut idle = Browser::at(&base);
+    idle.visit().await;
+    idle.command(UserCommand::SetInterval { ms: 250 }).await;
+
+    let mut events = browser.events(None).await;
+    browser
+        .command(UserCommand::SetNumber { text: "27".into() })
+        .await;
+    let mut seen = BTreeMap::new();
+    let mut last_version = 0;
+    while seen.len() < 40 {
+        let (id, update) = events.next().await.unwrap();
+        if let Update::Delta(delta) = update {
+            record(
+                &mut seen,
+                delta.steps + 1 - delta.appended.len() as u64,
+                &delta.appended,
+            );
+        }
+        last_version = id;
+    }
+
+    server.kill().unwrap(); // SIGKILL: no shutdown, no last write
+    server.wait().unwrap();
+    let mut server = start(addr, &store);
+    wait_ready(addr).await;
+
+    // The open page's stream resumes by itself: its Last-Event-ID is past
+    // what the new process logged, so it gets a snapshot, never an older
+    // version.
+    let mut events = browser.events(Some(last_version)).await;
+    let (id, update) = events.next().await.unwrap();
+    let Update::Snapshot(mut client) = update else {
+        panic!("a snapshot after a restart")
+    };
+    assert!(
+        id > last_version,
+        "versions never go backwards: {id} after {last_version}"
+    );
+    assert_eq!(client.status, Status::Running, "the run resumed");
+    let run = client.run.clone().unwrap();
+    assert!(
+        run.steps + 1 + 32 >= seen.len() as u64,
+        "at most a checkpoint's worth is redone"
+    );
+    record(
+        &mut seen,
+        run.first_recent_step(),
+        &run.recent.iter().cloned().collect::<Vec<_>>(),
+    );
+    while client.status == Status::Running {
+        let Some((_, Update::Delta(delta))) = events.next().await else {
+            panic!("deltas follow")
+        };
+        record(
+            &mut seen,
+            delta.steps + 1 - delta.appended.len() as u64,
+            &delta.appended,
+        );
+        client.apply(&delta, usize::MAX).unwrap();
+    }
+    assert_eq!(client.status, Status::Finished);
+    assert_eq!(
+        seen.into_values().collect::<Vec<_>>(),
+        trajectory(27),
+        "no gap, no duplicate"
+    );
+
+    // The other session is back too, with its own settings.
+    let (_, update) = idle.events(None).await.next().await.unwrap();
+    let Update::Snapshot(other) = update else {
+        panic!()
+    };
+    assert_eq!(other.interval_ms, 250);
+    assert_eq!(other.run, None);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_store_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("hailstone.db");
+    std::fs::write(&store, b"not a database at all".repeat(200)).unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("LEPTOS_SITE_ADDR", addr.to_string())
+        .env("HAILSTONE_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains(&store.display().to_string()), "{log}");
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        b"not a database at all".repeat(200)
+    );
+}
