@@ -2,7 +2,7 @@
 # A stable target directory outside the clone lets repeated runs reuse builds.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hailstone/target
 
-.PHONY: run test setup watch fmt lint
+.PHONY: run test bench watch fmt lint
 
 ## Build in release mode and serve on http://127.0.0.1:3000
 run:
@@ -13,6 +13,10 @@ run:
 test:
 	scripts/setup.sh test
 	scripts/test.sh
+
+## Benchmarks: criterion and the load generator (figures in BENCHMARKS.md)
+bench:
+	scripts/bench.sh
 
 ## Develop with live reload
 watch:

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Hailstone's benchmarks: criterion for the step engine, then the load
+# generator against a release server pinned to one core (the load generator
+# on the other). Results go to target/bench/. Usage:
+#   scripts/bench.sh            # everything (about 10 minutes after the builds)
+#   scripts/bench.sh engine     # criterion only
+#   scripts/bench.sh load       # load runs only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hailstone/target}"
+what=${1:-all}
+out=target/bench
+mkdir -p "$out"
+
+scripts/setup.sh build
+
+if [ "$what" != load ]; then
+  cargo bench -p shared --bench step -- --noplot 2>&1 | tee "$out/engine.txt"
+fi
+[ "$what" = engine ] && exit 0
+
+cargo leptos build --release
+cargo build --release -p loadgen
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed"; exit 1; }
+# 20,000 browsers hold 40,000+ sockets between them.
+ulimit -n 1048576 2>/dev/null || ulimit -n 200000
+
+addr=127.0.0.1:3999
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+trap stop_server EXIT
+
+# load NAME SESSIONS INTERVAL DURATION [loadgen flags...]
+load() {
+  local name=$1 sessions=$2 interval=$3 duration=$4
+  shift 4
+  LEPTOS_SITE_ADDR=$addr LEPTOS_OUTPUT_NAME=hailstone HAILSTONE_MAX_SESSIONS=100000 \
+    TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
+    taskset -c 0 "$CARGO_TARGET_DIR/release/server" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "== $name: $sessions sessions, interval ${interval} ms, ${duration} s" | tee "$out/load-$name.txt"
+  taskset -c 1 "$CARGO_TARGET_DIR/release/loadgen" --addr $addr --sessions "$sessions" \
+    --interval "$interval" --duration "$duration" --pid "$server_pid" "$@" | tee -a "$out/load-$name.txt"
+  stop_server
+}
+
+load n100 100 500 20
+load n1000 1000 500 20
+load n10000 10000 500 20
+load n20000 20000 500 20 --ramp 4000
+load fast1000 1000 0 20
+load one-session-fast 1 0 10 --start "$(printf '9%.0s' $(seq 1000))"
+
+# Size of what a browser downloads.
+wasm=$(gzip -9c target/site/pkg/hailstone.wasm | wc -c)
+js=$(gzip -9c target/site/pkg/hailstone.js | wc -c)
+css=$(gzip -9c target/site/pkg/hailstone.css | wc -c)
+echo "gzip bytes: wasm $wasm, js $js, css $css, wasm+js $((wasm + js))" | tee "$out/size.txt"
