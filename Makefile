@@ -30,4 +30,5 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy -p shared --all-targets -- -D warnings
 	cargo clippy -p server --all-targets -- -D warnings
+	cargo clippy -p loadgen --all-targets -- -D warnings
 	cargo clippy -p app --features hydrate --target wasm32-unknown-unknown -- -D warnings

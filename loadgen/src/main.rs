@@ -123,8 +123,11 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // Commands share a small pool of connections, as the event streams
+    // already take one socket per browser.
     let client = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
         .build()
         .unwrap();
     let totals = Arc::new(Totals::default());
@@ -175,22 +178,14 @@ async fn main() {
     println!("measured_s          {elapsed:.1}");
     println!("values_per_s        {:.0}", values as f64 / elapsed);
     println!("messages_per_s      {:.0}", messages as f64 / elapsed);
-    println!(
-        "lost                {}",
-        totals.lost.load(Ordering::Relaxed)
-    );
-    println!(
-        "duplicated          {}",
-        totals.duplicated.load(Ordering::Relaxed)
-    );
-    println!(
-        "out_of_order        {}",
-        totals.out_of_order.load(Ordering::Relaxed)
-    );
-    println!(
-        "errors              {}",
-        totals.errors.load(Ordering::Relaxed)
-    );
+    for (name, counter) in [
+        ("lost", &totals.lost),
+        ("duplicated", &totals.duplicated),
+        ("out_of_order", &totals.out_of_order),
+        ("errors", &totals.errors),
+    ] {
+        println!("{name:<20}{}", counter.load(Ordering::Relaxed));
+    }
     if args.interval_ms > 0 {
         println!("jitter_p50_ms       {}", percentile_ms(&mut jitter, 50.0));
         println!("jitter_p99_ms       {}", percentile_ms(&mut jitter, 99.0));
