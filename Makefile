@@ -1,6 +1,8 @@
 # The two commands of the README, and a few for development.
 # A stable target directory outside the clone lets repeated runs reuse builds.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hailstone/target
+# Tools installed by scripts/setup.sh (wasm-opt from npm, cargo-leptos).
+export PATH := $(HOME)/.cache/hailstone/tools/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: run test bench watch fmt lint
 

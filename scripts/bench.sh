@@ -7,7 +7,7 @@
 #   scripts/bench.sh load       # load runs only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$HOME/.cache/hailstone/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hailstone/target}"
 what=${1:-all}
 out=target/bench

@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 want=${1:-build}
 
 CARGO_LEPTOS_VERSION=0.3.10
-export PATH="$HOME/.cargo/bin:$PATH"
+# wasm-opt from npm: Debian's binaryen 108 emits a wasm whose function tables
+# the browser refuses ("WebAssembly.Table.set(): Argument 1 is invalid").
+BINARYEN_VERSION=132.0.0
+TOOLS="$HOME/.cache/hailstone/tools"
+export PATH="$TOOLS/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -41,9 +45,10 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" 
   cargo install wasm-bindgen-cli --version "$bindgen_version" --force
 fi
 
-if ! command -v wasm-opt >/dev/null; then
-  say "installing wasm-opt (Debian binaryen)"
-  apt_install binaryen
+if [ "$(wasm-opt --version 2>/dev/null)" != "wasm-opt version ${BINARYEN_VERSION%%.*} (version_${BINARYEN_VERSION%%.*})" ]; then
+  say "installing wasm-opt (npm binaryen $BINARYEN_VERSION)"
+  mkdir -p "$TOOLS"
+  npm install --prefix "$TOOLS" --no-audit --no-fund "binaryen@$BINARYEN_VERSION"
 fi
 
 if [ "$want" = test ]; then

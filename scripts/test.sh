@@ -3,7 +3,7 @@
 # builds them), the wasm build of the domain, and the Playwright suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$HOME/.cache/hailstone/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -16,11 +16,14 @@ cargo build -p shared --target wasm32-unknown-unknown
 step "cargo leptos test (server with ssr, app with hydrate)"
 cargo leptos test
 
-step "cargo leptos end-to-end (Playwright in Chromium)"
+step "cargo leptos end-to-end --release (Playwright in Chromium, against what 'make run' serves)"
 # A fast step interval keeps the suite short; streams that the server ends
 # every few seconds prove that every page resumes without losing a value.
 # Sessions go to a store of this run's own.
 store_dir=$(mktemp -d)
 trap 'rm -rf "$store_dir"' EXIT
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hailstone/target}"
 HAILSTONE_STEP_INTERVAL_MS=100 HAILSTONE_STREAM_LIFETIME_SECS=4 \
-  HAILSTONE_STORE_PATH="$store_dir/e2e.db" cargo leptos end-to-end
+  HAILSTONE_STORE_PATH="$store_dir/e2e.db" \
+  HAILSTONE_SERVER_BIN="$CARGO_TARGET_DIR/release/server" \
+  cargo leptos end-to-end --release
