@@ -24,7 +24,7 @@ pub fn NumberInput() -> impl IntoView {
             .snapshot
             .with(|s| s.run.as_ref().map(|run| run.start.clone()))
     };
-    let draft = RwSignal::new(start().unwrap_or_default());
+    let draft = RwSignal::new(untrack(start).unwrap_or_default());
     let error = RwSignal::new(None::<String>);
     // Typed but not yet sent.
     let dirty = StoredValue::new(false);
