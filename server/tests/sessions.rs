@@ -5,6 +5,13 @@ mod support;
 use shared::wire::{Command, Snapshot, Status, Update};
 use support::{trajectory, Browser, Events, TestServer};
 
+/// `server`, and one browser that has loaded its page (and has a session).
+async fn browsing(server: TestServer) -> (TestServer, Browser) {
+    let mut browser = Browser::new(&server);
+    browser.visit().await;
+    (server, browser)
+}
+
 fn set_number(text: &str) -> Command {
     Command::SetNumber { text: text.into() }
 }
@@ -55,9 +62,7 @@ async fn values_until_finished(
 
 #[tokio::test]
 async fn twenty_seven_reaches_one_in_order_for_two_subscribers() {
-    let server = TestServer::with_interval(1).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::with_interval(1).await).await;
     let mut first = browser.events(None).await;
     let mut second = browser.events(None).await;
     // Both streams open with a snapshot of the idle session.
@@ -84,9 +89,7 @@ async fn twenty_seven_reaches_one_in_order_for_two_subscribers() {
 
 #[tokio::test]
 async fn a_reconnect_gets_exactly_the_missed_deltas() {
-    let server = TestServer::with_interval(20).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::with_interval(20).await).await;
     browser.command(set_number("27")).await;
     let mut events = browser.events(None).await;
     let mut values = Vec::new();
@@ -125,9 +128,7 @@ async fn a_reconnect_past_the_log_gets_a_snapshot() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 1;
     config.sessions.log_capacity = 4;
-    let server = TestServer::start(config).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::start(config).await).await;
     browser.command(set_number("27")).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut events = browser.events(Some(1)).await;
@@ -191,9 +192,7 @@ async fn sessions_are_isolated_and_forged_ids_get_a_fresh_session() {
 
 #[tokio::test]
 async fn bad_input_is_a_typed_error_and_changes_nothing() {
-    let server = TestServer::with_interval(1000).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::with_interval(1000).await).await;
     let version = browser.command(set_number("27")).await;
     for text in ["", "abc", "-7", "1.5", "1e3", "1_000", &"9".repeat(1001)] {
         let (status, body) = browser.send(set_number(text)).await;
@@ -214,9 +213,7 @@ async fn bad_input_is_a_typed_error_and_changes_nothing() {
 async fn malformed_requests_get_4xx_with_a_message() {
     let mut config = support::config();
     config.limits.max_body_bytes = 4096;
-    let server = TestServer::start(config).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::start(config).await).await;
 
     let cases: [(&str, &str, String, u16); 4] = [
         (
@@ -266,9 +263,7 @@ async fn malformed_requests_get_4xx_with_a_message() {
 
 #[tokio::test]
 async fn a_cross_origin_post_is_refused() {
-    let server = TestServer::with_interval(1000).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::with_interval(1000).await).await;
     let response = browser
         .post("/api/command")
         .header("content-type", "application/json")
@@ -313,9 +308,7 @@ async fn the_session_cap_answers_503() {
 
 #[tokio::test]
 async fn health_and_metrics() {
-    let server = TestServer::with_interval(1).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::with_interval(1).await).await;
     let mut events = browser.events(None).await;
     browser.command(set_number("27")).await;
     values_until_finished(&mut events, None).await;
@@ -345,9 +338,7 @@ async fn health_and_metrics() {
 
 #[tokio::test]
 async fn shutdown_ends_open_streams() {
-    let server = TestServer::with_interval(1000).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::with_interval(1000).await).await;
     browser.command(set_number("27")).await;
     let mut events = browser.events(None).await;
     events.next().await.unwrap();
@@ -360,9 +351,7 @@ async fn a_stream_ended_by_the_server_resumes_without_loss() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 20; // 111 steps: over two seconds
     config.limits.stream_lifetime_secs = 1;
-    let server = TestServer::start(config).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, browser) = browsing(TestServer::start(config).await).await;
     let mut events = browser.events(None).await;
     let (mut last_id, first) = events.next().await.unwrap();
     let Update::Snapshot(mut client) = first else {
@@ -396,9 +385,7 @@ async fn a_stream_ended_by_the_server_resumes_without_loss() {
 
 #[tokio::test]
 async fn the_first_html_already_shows_the_run() {
-    let server = TestServer::with_interval(1).await;
-    let mut browser = Browser::new(&server);
-    browser.visit().await;
+    let (server, mut browser) = browsing(TestServer::with_interval(1).await).await;
     let mut events = browser.events(None).await;
     browser.command(set_number("27")).await;
     values_until_finished(&mut events, None).await;
