@@ -115,16 +115,28 @@ async fn a_finished_run_ends_its_task() {
 async fn idle_sessions_expire_but_running_ones_stay() {
     let mut config = support::config();
     config.sessions.idle_timeout_secs = 60;
-    let runtime = Runtime::new(&config, support::store(&config));
+    let store = std::sync::Arc::new(server::store::SqliteStore::open(":memory:".as_ref()).unwrap());
+    let runtime = Runtime::new(&config, store.clone());
     let idle = runtime.sessions.create().unwrap();
+    runtime
+        .command(&idle, Command::SetInterval { ms: 250 })
+        .await
+        .unwrap();
     let busy = runtime.sessions.create().unwrap();
     runtime.command(&busy, set_number("837799")).await.unwrap(); // 524 steps: still running
+    assert!(
+        store.get(idle.id()).unwrap().is_some(),
+        "a changed session is stored"
+    );
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(runtime.sessions.expire(Duration::from_secs(60)), 0);
     tokio::time::sleep(Duration::from_secs(40)).await;
     assert_eq!(runtime.sessions.expire(Duration::from_secs(60)), 1);
     assert!(runtime.sessions.get(idle.id()).is_none());
     assert!(runtime.sessions.get(busy.id()).is_some());
+    // Expiry deletes the stored row too: the store does not grow under churn.
+    assert_eq!(store.get(idle.id()).unwrap(), None);
+    assert!(store.get(busy.id()).unwrap().is_some());
     runtime.stop().await;
 }
 
@@ -221,4 +233,50 @@ proptest! {
             .unwrap();
         rt.block_on(play(events))?;
     }
+}
+
+/// A store whose disk is full: every write fails.
+struct FullDisk;
+
+impl server::store::Store for FullDisk {
+    fn load(
+        &self,
+    ) -> Result<Vec<(server::session::SessionId, shared::Saved)>, server::store::StoreError> {
+        Ok(Vec::new())
+    }
+    fn save(
+        &self,
+        _: server::session::SessionId,
+        _: &shared::Saved,
+    ) -> Result<(), server::store::StoreError> {
+        Err(server::store::StoreError::Io {
+            path: "full.db".into(),
+            message: "database or disk is full".into(),
+        })
+    }
+    fn delete(&self, _: &[server::session::SessionId]) -> Result<(), server::store::StoreError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_refuses_the_command_and_changes_nothing() {
+    let config = support::config();
+    let runtime = Runtime::new(&config, std::sync::Arc::new(FullDisk));
+    let session = runtime.sessions.create().unwrap();
+    let before = session.snapshot().await;
+    let error = runtime
+        .command(&session, set_number("27"))
+        .await
+        .unwrap_err();
+    assert_eq!(error, shared::wire::CommandError::Unsaved);
+    assert!(error.to_string().contains("could not be saved"));
+    assert_eq!(
+        session.snapshot().await,
+        before,
+        "memory does not run ahead of the store"
+    );
+    settle().await;
+    assert_eq!(runtime.tasks.len(), 0, "no task for a refused command");
+    runtime.stop().await;
 }
