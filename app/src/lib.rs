@@ -12,10 +12,6 @@ mod stream;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    SsrMode, StaticSegment,
-};
 
 pub use page::CollatzPage;
 
@@ -42,20 +38,16 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The application: the Collatz page at `/`.
+/// The application: one page. The server renders it only once every
+/// resource is ready (`render_app_async`), so a reload mid-run shows the list
+/// in the first HTML.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
 
     view! {
         <Title text="Hailstone · Collatz Conjecture"/>
-        <Router>
-            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                // Async: the session's state is in the first HTML, so a
-                // reload mid-run shows the list at once.
-                <Route path=StaticSegment("") view=CollatzPage ssr=SsrMode::Async/>
-            </Routes>
-        </Router>
+        <CollatzPage/>
     }
 }
 

@@ -17,19 +17,19 @@ pub mod tasks;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use app::{shell, App};
+use app::shell;
 use axum::{
-    extract::{FromRef, State},
+    extract::State,
+    handler::HandlerWithoutStateExt,
+    http::StatusCode,
     middleware::{from_fn, from_fn_with_state},
-    routing::get,
+    routing::{get, post},
     Router,
 };
-use leptos::config::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
 use shared::wire::{Command, CommandError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
 use tracing::Instrument;
 
 pub use config::Config;
@@ -152,47 +152,35 @@ fn command_kind(command: &Command) -> &'static str {
     }
 }
 
-/// What every handler can reach.
-#[derive(Clone)]
-struct AppState {
-    /// Paths of the compiled site, for rendering and static files.
-    options: LeptosOptions,
-    /// Sessions, tasks, metrics.
-    runtime: Arc<Runtime>,
-}
-
-impl FromRef<AppState> for LeptosOptions {
-    fn from_ref(state: &AppState) -> Self {
-        state.options.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<Runtime> {
-    fn from_ref(state: &AppState) -> Self {
-        state.runtime.clone()
-    }
-}
-
 /// The whole HTTP surface. The page, server functions and `/events` get the
 /// request's session; `/healthz`, `/metrics` and static files do not.
 pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
+    // Leptos spawns its rendering futures on tokio; an error only means a
+    // previous call (another router in the same process) did this already.
+    let _ = any_spawner::Executor::init_tokio();
     let options = config.leptos_options();
-    let state = AppState {
-        options: options.clone(),
-        runtime: runtime.clone(),
-    };
-    let routes = generate_route_list(App);
+    let page = leptos_axum::render_app_async({
+        let options = options.clone();
+        move || shell(options.clone())
+    });
+    let files = ServeDir::new(&*options.site_root).not_found_service(not_found.into_service());
     Router::new()
+        .route("/", get(page))
+        .route("/api/{*name}", post(leptos_axum::handle_server_fns))
         .route("/events", get(sse::events))
-        .leptos_routes(&state, routes, move || shell(options.clone()))
-        .route_layer(from_fn_with_state(runtime, http::session_layer))
+        .route_layer(from_fn_with_state(runtime.clone(), http::session_layer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback_service(files)
         .layer(from_fn(http::server_fn_status))
         .layer(from_fn(http::same_origin))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
-        .with_state(state)
+        .with_state(runtime)
+}
+
+/// Anything that is neither a route nor a file.
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "Page not found.")
 }
 
 /// Liveness: answers as long as the server accepts connections.
