@@ -70,6 +70,16 @@ load "n$n_max" "$n_max" 500 20 --ramp 4000
 load fast1000 1000 0 20
 load one-session-fast 1 0 10 --start "$(printf '9%.0s' $(seq 1000))"
 
+# Time from navigation to a hydrated page, against the release server.
+if [ -z "$only" ]; then
+  scripts/setup.sh test >/dev/null
+  LEPTOS_SITE_ADDR=$addr HAILSTONE_STORE_PATH=":memory:" "$CARGO_TARGET_DIR/release/server" &
+  server_pid=$!
+  for _ in $(seq 100); do curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  (cd end2end && node bench/hydration-time.mjs "http://$addr/" 7) | tee "$out/hydration.txt"
+  stop_server
+fi
+
 # Size of what a browser downloads.
 wasm=$(gzip -9c target/site/pkg/hailstone.wasm | wc -c)
 js=$(gzip -9c target/site/pkg/hailstone.js | wc -c)
