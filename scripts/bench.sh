@@ -69,6 +69,8 @@ n_max=$(( max_sessions < 20000 ? max_sessions : 20000 ))
 load "n$n_max" "$n_max" 500 20 --ramp 4000
 load fast1000 1000 0 20
 load one-session-fast 1 0 10 --start "$(printf '9%.0s' $(seq 1000))"
+# Machine words: 77031 takes 350 steps; the run restarts each time it ends.
+load one-session-words 1 0 10 --start 77031
 
 # Time from navigation to a hydrated page, against the release server.
 if [ -z "$only" ]; then

@@ -77,6 +77,12 @@ pub struct Session {
 /// so a restart redoes at most this many steps.
 pub const CHECKPOINT_EVERY: u64 = 32;
 
+/// How far a restored session's version is raised: past any version that
+/// can have been published without being stored. A batch of steps (at most
+/// `CHECKPOINT_EVERY`) may start just under a checkpoint, and if that
+/// checkpoint then fails, the pause that follows is one more version.
+pub const RESTORE_VERSION_GAP: u64 = 2 * CHECKPOINT_EVERY + 1;
+
 /// What the lock guards: the state machine, its recent deltas, the token of
 /// the one task allowed to run, and where the state is saved.
 pub struct State {
@@ -131,11 +137,17 @@ impl State {
         Ok((self.machine.version(), started))
     }
 
-    /// One step of the task of `generation`, checkpointed every
-    /// [`CHECKPOINT_EVERY`] versions and when the run ends. If the
-    /// checkpoint cannot be written, the run is paused.
-    pub fn step(&mut self, generation: u64) -> Result<Delta, Refused> {
-        let delta = self.machine.step(generation)?;
+    /// Up to `max` steps of the task of `generation`, published as one
+    /// delta; checkpointed every [`CHECKPOINT_EVERY`] versions and when the
+    /// run ends. If the checkpoint cannot be written, the run is paused.
+    pub fn step(&mut self, generation: u64, max: usize) -> Result<Delta, Refused> {
+        let mut delta = self.machine.step(generation)?;
+        for _ in 1..max {
+            match self.machine.step(generation) {
+                Ok(next) => delta = delta.merge(next),
+                Err(_) => break,
+            }
+        }
         self.record(Some(delta.clone()));
         let due = delta.status != Status::Running
             || delta.version >= self.saved_version + CHECKPOINT_EVERY;

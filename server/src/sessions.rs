@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    session::{Session, SessionId, CHECKPOINT_EVERY},
+    session::{Session, SessionId, RESTORE_VERSION_GAP},
     store::{Store, StoreError},
 };
 
@@ -66,7 +66,7 @@ impl Sessions {
         let mut restored = Vec::new();
         let mut map = self.lock();
         for (id, saved) in self.store.load()? {
-            match Collatz::restore(self.settings, &saved, CHECKPOINT_EVERY + 1) {
+            match Collatz::restore(self.settings, &saved, RESTORE_VERSION_GAP) {
                 Ok(machine) => {
                     let session = Arc::new(self.session(id, machine));
                     map.insert(id, session.clone());
