@@ -96,7 +96,8 @@ pub struct Sessions {
     pub idle_timeout_secs: u64,
     /// How many recent values a session keeps for the page.
     pub window: usize,
-    /// How many recent deltas a session keeps for reconnecting streams.
+    /// How many recent values (or value-less updates) a session's update log
+    /// keeps for reconnecting streams.
     pub log_capacity: usize,
 }
 

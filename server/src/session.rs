@@ -322,8 +322,16 @@ impl Session {
 struct UpdateLog {
     /// Oldest first; each one's `base` is the previous one's `version`.
     deltas: VecDeque<Delta>,
-    /// The most deltas kept.
+    /// The most entries kept, counting each delta as its number of values
+    /// (at least 1): a bound on memory however the steps were batched.
     capacity: usize,
+    /// The entries held now, counted the same way.
+    held: usize,
+}
+
+/// What one delta counts against the log's capacity.
+fn weight(delta: &Delta) -> usize {
+    delta.appended.len().max(1)
 }
 
 impl UpdateLog {
@@ -331,14 +339,18 @@ impl UpdateLog {
         UpdateLog {
             deltas: VecDeque::with_capacity(capacity.min(64)),
             capacity,
+            held: 0,
         }
     }
 
     fn push(&mut self, delta: Delta) {
-        if self.deltas.len() == self.capacity {
-            self.deltas.pop_front();
-        }
+        self.held += weight(&delta);
         self.deltas.push_back(delta);
+        while self.held > self.capacity && self.deltas.len() > 1 {
+            if let Some(oldest) = self.deltas.pop_front() {
+                self.held -= weight(&oldest);
+            }
+        }
     }
 
     /// Every delta after `cursor`, merged; `None` if some are gone.
@@ -382,6 +394,25 @@ mod tests {
             deltas.push(machine.step(outcome.start_task.unwrap()).unwrap());
         }
         (machine, deltas)
+    }
+
+    #[test]
+    fn the_log_is_bounded_by_values_not_deltas() {
+        let (mut machine, _) = deltas(1);
+        let generation = machine.generation();
+        let mut log = UpdateLog::new(10);
+        for _ in 0..3 {
+            let mut batch = machine.step(generation).unwrap();
+            for _ in 0..3 {
+                batch = batch.merge(machine.step(generation).unwrap());
+            }
+            log.push(batch); // four values each
+        }
+        // 12 values do not fit in 10: the oldest batch went.
+        assert_eq!(log.deltas.len(), 2);
+        assert_eq!(log.held, 8);
+        assert_eq!(log.since(5).unwrap().appended.len(), 8);
+        assert_eq!(log.since(1), None);
     }
 
     #[test]
