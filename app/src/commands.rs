@@ -10,27 +10,27 @@ use shared::wire::Command;
 use crate::api::AppError;
 
 /// A command and what to do with its answer.
-pub type Send = (Command, Callback<Result<u64, AppError>>);
+pub type Queued = (Command, Callback<Result<u64, AppError>>);
 
 /// A callback that queues a command for sending.
-pub fn sender() -> Callback<Send> {
+pub fn sender() -> Callback<Queued> {
     #[cfg(feature = "hydrate")]
     {
         use futures::{channel::mpsc, StreamExt};
-        let (queue, mut pending) = mpsc::unbounded::<Send>();
+        let (queue, mut pending) = mpsc::unbounded::<Queued>();
         leptos::task::spawn_local(async move {
             while let Some((command, reply)) = pending.next().await {
                 let answer = crate::api::send_command(command).await;
                 reply.run(answer);
             }
         });
-        Callback::new(move |item: Send| {
+        Callback::new(move |item: Queued| {
             let _ = queue.unbounded_send(item);
         })
     }
     #[cfg(not(feature = "hydrate"))]
     {
         // Server rendering sends nothing.
-        Callback::new(|_: Send| {})
+        Callback::new(|_: Queued| {})
     }
 }

@@ -2,7 +2,7 @@
 //! with the server through the event stream.
 
 use leptos::prelude::*;
-use shared::wire::{Command, Snapshot, Status};
+use shared::wire::{Snapshot, Status};
 
 use crate::{
     api::{load_page, Page},
@@ -10,9 +10,6 @@ use crate::{
     controls::{IntervalPicker, NumberInput, RunningSwitch},
     results::{ResultList, Stats},
 };
-
-/// How many values the page keeps and shows; older ones are counted.
-pub const WINDOW: usize = 256;
 
 /// The state of the event stream, shown as a live indicator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +33,7 @@ pub struct PageState {
     /// The most digits a number may have (the server's setting).
     pub max_digits: StoredValue<usize>,
     /// Sends a command; commands of one page leave in the order given.
-    pub send: Callback<(Command, Callback<Result<u64, crate::api::AppError>>)>,
+    pub send: Callback<crate::commands::Queued>,
 }
 
 /// The page: loads the session's state (on the server, before the HTML is
@@ -96,6 +93,9 @@ fn Collatz(page: Page) -> impl IntoView {
         <Chart/>
         <ResultList/>
     }
+    // Erased, so the type of the whole page stays shallow enough for the
+    // compiler's default recursion limit in every crate that renders it.
+    .into_any()
 }
 
 /// "Live" while the stream delivers, "Reconnecting…" while it is down.

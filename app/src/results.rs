@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use shared::group_digits;
 
-use crate::page::{PageState, WINDOW};
+use crate::page::PageState;
 
 /// Start, current value, steps and peak of the run.
 #[component]
@@ -51,17 +51,22 @@ pub fn ResultList() -> impl IntoView {
             .snapshot
             .with(|s| s.run.as_ref().map_or(0, |run| run.steps + 1))
     };
-    let count = move || {
-        let total = total();
-        match total {
-            0 => "No values yet.".to_owned(),
-            1 => "1 value.".to_owned(),
-            n if n as usize <= WINDOW => format!("{} values.", group_digits(&n.to_string())),
-            n => format!(
-                "The newest {WINDOW} of {} values.",
-                group_digits(&n.to_string())
-            ),
-        }
+    // What the list holds against what the run has: they differ once older
+    // values have left the window.
+    let shown = move || {
+        state
+            .snapshot
+            .with(|s| s.run.as_ref().map_or(0, |run| run.recent.len() as u64))
+    };
+    let count = move || match (shown(), total()) {
+        (_, 0) => "No values yet.".to_owned(),
+        (_, 1) => "1 value.".to_owned(),
+        (shown, total) if shown == total => format!("{} values.", group_digits(&total.to_string())),
+        (shown, total) => format!(
+            "The newest {} of {} values.",
+            group_digits(&shown.to_string()),
+            group_digits(&total.to_string())
+        ),
     };
     view! {
         <section class="results" aria-labelledby="results-heading">

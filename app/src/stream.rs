@@ -13,7 +13,10 @@ use send_wrapper::SendWrapper;
 use shared::wire::Update as Message;
 use web_sys::{EventSource, MessageEvent};
 
-use crate::page::{Link, PageState, WINDOW};
+use crate::page::{Link, PageState};
+
+/// How many values the page keeps and shows; older ones are counted.
+const WINDOW: usize = 256;
 
 /// How long to wait before reopening a stream the browser gave up on.
 const REOPEN_AFTER_MS: u64 = 1000;

@@ -115,7 +115,7 @@ fn is_cross_origin(headers: &HeaderMap) -> bool {
 }
 
 /// For server functions: refuses bodies that are not JSON (415), and gives
-/// each error answer the status its kind deserves (400, 422, 500) instead of
+/// each error answer the status its kind deserves (400, 422, 503, 500) instead of
 /// a blanket 500. Internal errors are logged here, once.
 pub async fn server_fn_status(request: Request, next: Next) -> Response {
     if request.method() == Method::POST {
@@ -168,7 +168,7 @@ impl SessionApi for SessionHandle {
     }
 
     fn max_digits(&self) -> usize {
-        self.runtime.settings.max_digits
+        self.runtime.sessions.settings().max_digits
     }
 }
 

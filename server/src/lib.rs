@@ -4,8 +4,6 @@
 //! and stream. `main.rs` only reads the configuration, binds the socket and
 //! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
 
-#![recursion_limit = "256"]
-
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -52,8 +50,6 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// Cancelled once, at shutdown: ends every task and event stream.
     pub shutdown: CancellationToken,
-    /// The fixed choices of every session, for the page's own validation.
-    pub settings: shared::Settings,
     /// How long an event stream lasts before the server ends it (the
     /// browser resumes it at once); `None`: until the client leaves.
     pub stream_lifetime: Option<Duration>,
@@ -76,7 +72,6 @@ impl Runtime {
             tasks: Tasks::new(metrics.clone()),
             metrics,
             shutdown,
-            settings: config.session_settings(),
             stream_lifetime: config.stream_lifetime(),
         })
     }

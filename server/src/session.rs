@@ -113,12 +113,6 @@ pub struct Started {
 }
 
 impl State {
-    /// The state machine, read-only: changes go through the methods below so
-    /// that each is logged.
-    pub fn machine(&self) -> &Collatz {
-        &self.machine
-    }
-
     /// Applies a user's command. The change is made on a copy and kept
     /// only once it is stored, so memory never runs ahead of the store and
     /// nothing unsaved is acknowledged or published. When the command starts

@@ -115,6 +115,11 @@ impl Sessions {
         Ok(session)
     }
 
+    /// The fixed choices of every session.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
     /// How many sessions are live.
     pub fn len(&self) -> usize {
         self.lock().len()
