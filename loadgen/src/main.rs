@@ -102,6 +102,9 @@ struct Totals {
     jitter_us: Mutex<Vec<u64>>,
     /// From sending "set number" to the stream showing it, in microseconds.
     round_trip_us: Mutex<Vec<u64>>,
+    /// From sending "set number" to its HTTP response, in microseconds: the
+    /// part of the round trip before the stream.
+    acknowledged_us: Mutex<Vec<u64>>,
     /// Whether the measurement window is open (samples are kept only then).
     measuring: std::sync::atomic::AtomicBool,
 }
@@ -175,6 +178,7 @@ async fn main() {
     // Report.
     let mut jitter = std::mem::take(&mut *totals.jitter_us.lock().unwrap());
     let mut round_trip = std::mem::take(&mut *totals.round_trip_us.lock().unwrap());
+    let mut acknowledged = std::mem::take(&mut *totals.acknowledged_us.lock().unwrap());
     println!("sessions            {}", args.sessions);
     println!("interval_ms         {}", args.interval_ms);
     println!("measured_s          {elapsed:.1}");
@@ -204,6 +208,14 @@ async fn main() {
     println!(
         "round_trip_p99_ms   {}",
         percentile_ms(&mut round_trip, 99.0)
+    );
+    println!(
+        "acknowledged_p50_ms {}",
+        percentile_ms(&mut acknowledged, 50.0)
+    );
+    println!(
+        "acknowledged_p99_ms {}",
+        percentile_ms(&mut acknowledged, 99.0)
     );
     if let (Some(idle), Some(load)) = (idle_rss, load_rss) {
         println!("rss_idle_kib        {idle}");
@@ -382,6 +394,8 @@ impl Browser {
                         text: start.clone(),
                     })
                     .await?;
+                    self.totals
+                        .sample(&self.totals.acknowledged_us, sent_at.elapsed());
                 }
             }
         }

@@ -56,11 +56,32 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime for `config`, saving sessions in `store`. Call
-    /// [`Runtime::restore`] to bring back the stored sessions.
+    /// A runtime for `config`, saving sessions in `store`, its tasks on the
+    /// caller's tokio runtime. Call [`Runtime::restore`] to bring back the
+    /// stored sessions.
     pub fn new(config: &Config, store: Arc<dyn Store>) -> Arc<Runtime> {
-        let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
+        Runtime::with_tasks(config, store, Tasks::new(metrics.clone()), metrics)
+    }
+
+    /// Like [`Runtime::new`], with the tasks on a thread of their own at a
+    /// lower priority than requests (see [`tasks`]). What [`run`] uses.
+    pub fn with_tasks_on_own_thread(
+        config: &Config,
+        store: Arc<dyn Store>,
+    ) -> std::io::Result<Arc<Runtime>> {
+        let metrics = Arc::new(Metrics::new());
+        let tasks = Tasks::on_own_thread(metrics.clone())?;
+        Ok(Runtime::with_tasks(config, store, tasks, metrics))
+    }
+
+    fn with_tasks(
+        config: &Config,
+        store: Arc<dyn Store>,
+        tasks: Tasks,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Runtime> {
+        let shutdown = CancellationToken::new();
         Arc::new(Runtime {
             sessions: Sessions::new(
                 config.session_settings(),
@@ -69,7 +90,7 @@ impl Runtime {
                 store,
                 shutdown.clone(),
             ),
-            tasks: Tasks::new(metrics.clone()),
+            tasks,
             metrics,
             shutdown,
             stream_lifetime: config.stream_lifetime(),
@@ -90,13 +111,21 @@ impl Runtime {
         );
         async {
             self.metrics.commands.inc();
-            let (version, started) = session.apply(&command).await.inspect_err(|error| {
-                tracing::debug!(%error, "refused");
-            })?;
-            if let Some(started) = started {
-                self.tasks.spawn(session.clone(), started);
-            }
-            Ok(version)
+            // The task is spawned inside the lock section, before the new
+            // version is published: the browser never sees "running" before
+            // the task exists, and waking the stream is the last thing the
+            // command does, so its event goes out next rather than behind
+            // the task just spawned (tokio runs the last task woken first).
+            session
+                .update(|state| {
+                    let (version, started) = state.apply(&command)?;
+                    if let Some(started) = started {
+                        self.tasks.spawn(session.clone(), started);
+                    }
+                    Ok(version)
+                })
+                .await
+                .inspect_err(|error| tracing::debug!(%error, "refused"))
         }
         .instrument(span)
         .await
@@ -204,7 +233,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let runtime = Runtime::new(&config, store);
+    let runtime = Runtime::with_tasks_on_own_thread(&config, store)?;
     let restored = runtime.restore().await.map_err(std::io::Error::other)?;
     if restored > 0 {
         tracing::info!(restored, "sessions restored");

@@ -272,11 +272,6 @@ impl Session {
         result
     }
 
-    /// Applies a user's command in the lock section.
-    pub async fn apply(&self, command: &Command) -> Result<(u64, Option<Started>), CommandError> {
-        self.update(|state| state.apply(command)).await
-    }
-
     /// The state now.
     pub async fn snapshot(&self) -> Snapshot {
         self.state.lock().await.machine.snapshot()

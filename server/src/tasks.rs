@@ -1,11 +1,26 @@
 //! The background tasks: one Collatz stepper per running session, tracked
 //! so shutdown can cancel and wait for every one.
+//!
+//! In the server the steppers run on a runtime of their own: one thread at a
+//! lower OS priority than the threads that answer requests. Stepping as fast
+//! as possible then takes the CPU only while no request or stream needs it,
+//! so the page stays interactive however busy the tasks are (on one shared
+//! runtime, a request waited its turn behind every runnable stepper).
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::Duration,
+};
 
 use futures::FutureExt;
 use shared::wire::Status;
-use tokio::time::{sleep_until, Instant};
+use tokio::{
+    runtime::Handle,
+    sync::oneshot,
+    time::{sleep_until, Instant},
+};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -19,21 +34,66 @@ use crate::{
 const BURST: usize = 32;
 const _: () = assert!(BURST as u64 <= crate::session::CHECKPOINT_EVERY);
 
+/// The nice value of the tasks' thread: below request handling (0), so the
+/// kernel runs a request as soon as it arrives, yet not starved (19).
+const NICENESS: i32 = 10;
+
 /// Owns every background task.
 pub struct Tasks {
     /// Every task spawned, so shutdown can wait for them.
     tracker: TaskTracker,
+    /// The runtime the tasks run on.
+    handle: Handle,
+    /// The tasks' own thread, if they have one, and what ends it.
+    thread: Mutex<Option<(JoinHandle<()>, oneshot::Sender<()>)>>,
     /// Counts tasks and steps.
     metrics: Arc<Metrics>,
 }
 
 impl Tasks {
-    /// No tasks yet.
+    /// Tasks on the caller's runtime (tests use it to pause time).
     pub fn new(metrics: Arc<Metrics>) -> Tasks {
         Tasks {
             tracker: TaskTracker::new(),
+            handle: Handle::current(),
+            thread: Mutex::new(None),
             metrics,
         }
+    }
+
+    /// Tasks on a runtime of their own, on one thread at a lower OS
+    /// priority than the caller's.
+    pub fn on_own_thread(metrics: Arc<Metrics>) -> std::io::Result<Tasks> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (end_tx, end_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("hailstone-tasks".into())
+            .spawn(move || {
+                lower_priority();
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = handle_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                // Runs the tasks until told to end; `wait` has seen every
+                // one finish by then.
+                let _ = runtime.block_on(end_rx);
+            })?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the tasks' thread ended at start"))??;
+        Ok(Tasks {
+            tracker: TaskTracker::new(),
+            handle,
+            thread: Mutex::new(Some((thread, end_tx))),
+            metrics,
+        })
     }
 
     /// Spawns the stepper a command started. If it panics, its run is
@@ -46,7 +106,7 @@ impl Tasks {
         );
         let metrics = self.metrics.clone();
         metrics.running_tasks.inc();
-        self.tracker.spawn(
+        self.tracker.spawn_on(
             async move {
                 let generation = started.generation;
                 let stepping = step_until_stopped(&session, started, &metrics);
@@ -57,14 +117,21 @@ impl Tasks {
                 metrics.running_tasks.dec();
             }
             .instrument(span),
+            &self.handle,
         );
     }
 
     /// Stops accepting tasks and waits until every one has ended (their
-    /// tokens are children of the shutdown token, so they end promptly).
+    /// tokens are children of the shutdown token, so they end promptly),
+    /// then ends the tasks' thread, if they have one.
     pub async fn wait(&self) {
         self.tracker.close();
         self.tracker.wait().await;
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((thread, end)) = thread {
+            let _ = end.send(());
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 
     /// Tasks alive now.
@@ -75,6 +142,23 @@ impl Tasks {
     /// True when no task is alive.
     pub fn is_empty(&self) -> bool {
         self.tracker.is_empty()
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to [`NICENESS`]. Best
+/// effort: at worst the tasks share the CPU evenly with requests.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread; no memory is shared.
+    unsafe {
+        // On Linux the nice value belongs to the thread, named by its id.
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, thread, NICENESS) != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot lower the tasks' priority; they share the CPU evenly with requests"
+            );
+        }
     }
 }
 

@@ -280,3 +280,37 @@ async fn a_failed_write_refuses_the_command_and_changes_nothing() {
     assert_eq!(runtime.tasks.len(), 0, "no task for a refused command");
     runtime.stop().await;
 }
+
+/// The threads of this process named `name`, with their nice values.
+#[cfg(target_os = "linux")]
+fn threads_named(name: &str) -> Vec<i64> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|entry| {
+            let dir = entry.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Field 19 is the nice value; fields count from after the name.
+            let nice = stat[stat.rfind(')')? + 2..].split_whitespace().nth(16)?;
+            (comm.trim() == name).then(|| nice.parse().unwrap())
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_steps_on_a_lower_priority_thread_that_shutdown_ends() {
+    let mut config = support::config();
+    config.collatz.step_interval_ms = 1;
+    let runtime = Runtime::with_tasks_on_own_thread(&config, support::store(&config)).unwrap();
+    assert_eq!(threads_named("hailstone-tasks"), vec![10]);
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    let mut doorbell = session.subscribe();
+    while session.snapshot().await.status == Status::Running {
+        doorbell.changed().await.unwrap();
+    }
+    assert_eq!(session.snapshot().await.run.unwrap().steps, 111);
+    runtime.stop().await;
+    assert_eq!(threads_named("hailstone-tasks"), Vec::<i64>::new());
+}
