@@ -7,7 +7,9 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{mpsc, Mutex},
+    thread::JoinHandle,
+    time::Duration,
 };
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -60,11 +62,80 @@ pub enum StoreError {
 
 /// Sessions in one SQLite file (write-ahead log; a write is committed when
 /// `save` returns, which survives the process being killed).
+///
+/// A commit only appends to the log, without waiting for the disk. Copying
+/// the log into the database (a checkpoint, which does wait for the disk)
+/// is done by a thread of the store's own, never by a `save`: a save is
+/// made in a session's lock section on a request's thread, and SQLite's
+/// automatic checkpoint stalled that thread for milliseconds.
 pub struct SqliteStore {
     /// The connection; one writer at a time.
     connection: Mutex<Connection>,
     /// The file, for messages.
     path: PathBuf,
+    /// Checkpoints the log while the store is open (kept for its `Drop`,
+    /// which ends the thread); `None` in memory.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// How often the log is copied into the database.
+const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
+
+/// The thread that checkpoints the log, on a connection of its own.
+struct Checkpointer {
+    /// Dropped to tell the thread to end.
+    stop: Option<mpsc::Sender<()>>,
+    /// Joined on drop.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, String> {
+        let connection = Connection::open(path).map_err(|e| e.to_string())?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let path = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("hailstone-store".into())
+            .spawn(move || {
+                let mut failing = false;
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_PERIOD)
+                {
+                    // PASSIVE: copies what it can without blocking a writer.
+                    let result = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| {
+                        Ok(())
+                    });
+                    match (result, failing) {
+                        (Err(error), false) => {
+                            tracing::warn!(store = %path.display(), %error, "checkpoint failed; retrying");
+                            failing = true;
+                        }
+                        (Ok(()), true) => {
+                            tracing::info!(store = %path.display(), "checkpoints work again");
+                            failing = false;
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -103,9 +174,23 @@ impl SqliteStore {
                  ) WITHOUT ROWID;",
             )
             .map_err(|e| corrupt(e.to_string()))?;
+        let checkpointer = if path == Path::new(":memory:") {
+            None
+        } else {
+            connection
+                .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                .map_err(open_error)?;
+            Some(
+                Checkpointer::start(path).map_err(|message| StoreError::Open {
+                    path: path.to_owned(),
+                    message,
+                })?,
+            )
+        };
         Ok(SqliteStore {
             connection: Mutex::new(connection),
             path: path.to_owned(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -225,6 +310,37 @@ mod tests {
         store.delete(&[a]).unwrap();
         assert_eq!(store.get(a).unwrap(), None);
         assert_eq!(store.get(b).unwrap(), Some(saved(3)));
+    }
+
+    #[test]
+    fn the_log_is_copied_into_the_database_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hailstone.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let auto: i64 = store
+            .connection()
+            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(auto, 0, "a save never checkpoints by itself");
+        for steps in 0..50 {
+            store.save(SessionId::random(), &saved(steps)).unwrap();
+        }
+        // Until a checkpoint, the rows are only in the log; the database
+        // file holds its first page. The store's thread copies them over.
+        let page: u64 = store
+            .connection()
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() <= page {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(store); // joins the thread
+        assert_eq!(SqliteStore::open(&path).unwrap().load().unwrap().len(), 50);
     }
 
     #[test]
