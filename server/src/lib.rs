@@ -22,6 +22,7 @@ use axum::{
     http::StatusCode,
     middleware::{from_fn, from_fn_with_state},
     routing::{get, post},
+    serve::ListenerExt,
     Router,
 };
 use shared::wire::{Command, CommandError};
@@ -109,7 +110,8 @@ impl Runtime {
             session = %session.id().short(),
             kind = command_kind(&command)
         );
-        async {
+        let arrived = std::time::Instant::now();
+        let answer = async {
             self.metrics.commands.inc();
             // The task is spawned inside the lock section, before the new
             // version is published: the browser never sees "running" before
@@ -128,7 +130,11 @@ impl Runtime {
                 .inspect_err(|error| tracing::debug!(%error, "refused"))
         }
         .instrument(span)
-        .await
+        .await;
+        self.metrics
+            .command_seconds
+            .observe(arrived.elapsed().as_secs_f64());
+        answer
     }
 
     /// Brings back every stored session and resumes the tasks of those that
@@ -242,6 +248,13 @@ pub async fn run(
     let expiry = tokio::spawn(runtime.clone().expire_idle_sessions(config.idle_timeout()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let token = runtime.shutdown.clone();
+    // Each event and answer is written at once, not held back until the
+    // previous one is acknowledged (Nagle's algorithm).
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -2,7 +2,11 @@
 
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
     registry::Registry,
 };
 
@@ -22,6 +26,9 @@ pub struct Metrics {
     pub values_streamed: Counter,
     /// Commands applied (accepted or refused).
     pub commands: Counter,
+    /// Seconds from a command's arrival at the runtime to its answer: the
+    /// wait for the session's lock, the change and its write to the store.
+    pub command_seconds: Histogram,
 }
 
 impl Metrics {
@@ -35,6 +42,8 @@ impl Metrics {
             steps: Counter::default(),
             values_streamed: Counter::default(),
             commands: Counter::default(),
+            // 50 µs to 1.6 s, doubling.
+            command_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 16)),
             registry: Registry::default(),
         };
         registry.register("sessions", "Live sessions", metrics.sessions.clone());
@@ -55,6 +64,11 @@ impl Metrics {
             metrics.values_streamed.clone(),
         );
         registry.register("commands", "Commands applied", metrics.commands.clone());
+        registry.register(
+            "command_seconds",
+            "Time to apply a command: lock wait, change, store write",
+            metrics.command_seconds.clone(),
+        );
         Metrics {
             registry,
             ..metrics

@@ -327,6 +327,9 @@ async fn health_and_metrics() {
         "hailstone_steps_total 111",
         "hailstone_values_streamed_total 112",
         "hailstone_commands_total 1",
+        "hailstone_command_seconds_count 1",
+        // Applying a command takes well under a second (the last bucket).
+        "hailstone_command_seconds_bucket{le=\"1.6384\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
