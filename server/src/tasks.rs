@@ -194,9 +194,17 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
         // As fast as possible: several steps per lock section and one
         // published delta for them, so the per-event cost is shared.
         let batch = if interval.is_zero() { BURST } else { 1 };
-        match session.update(|state| state.step(generation, batch)).await {
-            Ok(delta) => {
+        // Steps are counted in the lock section, so `/metrics` never lags
+        // behind what subscribers were told.
+        let stepped = session.update(|state| {
+            let stepped = state.step(generation, batch);
+            if let Ok(delta) = &stepped {
                 metrics.steps.inc_by(delta.appended.len() as u64);
+            }
+            stepped
+        });
+        match stepped.await {
+            Ok(delta) => {
                 interval_ms = delta.interval_ms;
                 if delta.status != Status::Running {
                     break;
