@@ -5,6 +5,8 @@
 #   scripts/bench.sh            # everything (about 10 minutes after the builds)
 #   scripts/bench.sh engine     # criterion only
 #   scripts/bench.sh load       # load runs only
+#   scripts/bench.sh load NAME  # one load run (names below)
+# BENCH_ENV="VAR=value ..." passes extra environment to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cache/hailstone/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -48,7 +50,7 @@ run_load() {
   LEPTOS_SITE_ADDR=$addr LEPTOS_OUTPUT_NAME=hailstone HAILSTONE_MAX_SESSIONS=100000 \
     HAILSTONE_STORE_PATH="$out/store.db" \
     TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
-    taskset -c 0 "$CARGO_TARGET_DIR/release/server" &
+    env ${BENCH_ENV:-} taskset -c 0 "$CARGO_TARGET_DIR/release/server" &
   server_pid=$!
   for _ in $(seq 100); do
     curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break
@@ -70,6 +72,12 @@ load n10000 10000 500 20
 n_max=$(( max_sessions < 20000 ? max_sessions : 20000 ))
 load "n$n_max" "$n_max" 500 20 --ramp 4000
 load fast1000 1000 0 20
+# The same over shared HTTP/2 connections (100 browsers to a connection, as
+# behind a multiplexing proxy): not bounded by one socket per browser.
+load h2-n1000 1000 500 20 --http2 100
+load h2-n10000 10000 500 20 --http2 100
+load h2-n20000 20000 500 20 --http2 100 --ramp 4000
+load h2-fast1000 1000 0 20 --http2 100
 load one-session-fast 1 0 10 --start "$(printf '9%.0s' $(seq 1000))"
 # Machine words: 77031 takes 350 steps; the run restarts each time it ends.
 load one-session-words 1 0 10 --start 77031

@@ -10,7 +10,14 @@
 //!
 //! ```text
 //! loadgen --addr 127.0.0.1:3000 --sessions 1000 --interval 500 --duration 30 [--pid PID]
+//!         [--http2 BROWSERS_PER_CONNECTION]
 //! ```
+//!
+//! By default each browser holds its own HTTP/1.1 connection for its event
+//! stream, as a browser talking to the server directly does. With `--http2`,
+//! browsers share HTTP/2 connections (cleartext, prior knowledge), that many
+//! to a connection, as they do behind a proxy that multiplexes its upstream
+//! connections; each still has its own cookie, stream and commands.
 
 use std::{
     sync::{
@@ -45,6 +52,9 @@ struct Args {
     ramp_per_sec: usize,
     /// Start every run from this number instead of the built-in ones.
     start: Option<String>,
+    /// Browsers per shared HTTP/2 connection; `None`: HTTP/1.1, one
+    /// connection per browser's stream.
+    http2: Option<usize>,
 }
 
 impl Args {
@@ -58,6 +68,7 @@ impl Args {
             pid: None,
             ramp_per_sec: 2000,
             start: None,
+            http2: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -72,6 +83,9 @@ impl Args {
                 "--pid" => args.pid = Some(number(value()?)? as u32),
                 "--ramp" => args.ramp_per_sec = number(value()?)?.max(1) as usize,
                 "--start" => args.start = Some(value()?),
+                // The server allows 200 streams per connection; each browser
+                // needs one for its events and, at times, one for a command.
+                "--http2" => args.http2 = Some(number(value()?)?.clamp(1, 100) as usize),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -126,13 +140,29 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    // Commands share a small pool of connections, as the event streams
-    // already take one socket per browser.
-    let client = reqwest::Client::builder()
+    // HTTP/1.1: commands share a small pool of connections, as the event
+    // streams already take one socket per browser. HTTP/2: one client, so
+    // one connection, per group of browsers.
+    let http1 = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
+    let mut http2 = Vec::new();
+    if let Some(per_connection) = args.http2 {
+        for _ in 0..args.sessions.div_ceil(per_connection) {
+            http2.push(
+                reqwest::Client::builder()
+                    .http2_prior_knowledge()
+                    .build()
+                    .unwrap(),
+            );
+        }
+    }
+    let client_of = |browser: usize| match args.http2 {
+        Some(per_connection) => http2[browser / per_connection].clone(),
+        None => http1.clone(),
+    };
     let totals = Arc::new(Totals::default());
     let idle_rss = args.pid.and_then(rss_kib);
     let deadline_stop = tokio_util::sync::CancellationToken::new();
@@ -144,7 +174,7 @@ async fn main() {
         let browser = Browser {
             id: i,
             args: args.clone(),
-            client: client.clone(),
+            client: client_of(i),
             totals: totals.clone(),
             stop: deadline_stop.clone(),
         };
@@ -181,6 +211,12 @@ async fn main() {
     let mut acknowledged = std::mem::take(&mut *totals.acknowledged_us.lock().unwrap());
     println!("sessions            {}", args.sessions);
     println!("interval_ms         {}", args.interval_ms);
+    match args.http2 {
+        Some(per_connection) => {
+            println!("transport           http2, {per_connection} browsers per connection")
+        }
+        None => println!("transport           http1.1, a connection per browser"),
+    }
     println!("measured_s          {elapsed:.1}");
     println!("values_per_s        {:.0}", values as f64 / elapsed);
     println!("messages_per_s      {:.0}", messages as f64 / elapsed);
