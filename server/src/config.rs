@@ -94,11 +94,9 @@ pub struct Sessions {
     pub max: usize,
     /// Seconds an idle session (no subscriber, nothing running) is kept.
     pub idle_timeout_secs: u64,
-    /// How many recent values a session keeps for the page.
+    /// How many recent values a session keeps for the page, and for a
+    /// stream that fell behind or reconnects (past that, it gets a snapshot).
     pub window: usize,
-    /// How many recent values (or value-less updates) a session's update log
-    /// keeps for reconnecting streams.
-    pub log_capacity: usize,
 }
 
 /// Why the configuration could not be loaded. Each message names the file or
@@ -240,12 +238,6 @@ impl Config {
             "sessions.window",
         )?;
         set(
-            &mut sessions.log_capacity,
-            env,
-            "HAILSTONE_LOG_CAPACITY",
-            "sessions.log-capacity",
-        )?;
-        set(
             &mut self.store.path,
             env,
             "HAILSTONE_STORE_PATH",
@@ -271,7 +263,6 @@ impl Config {
         for (key, value) in [
             ("sessions.max", self.sessions.max),
             ("sessions.window", self.sessions.window),
-            ("sessions.log-capacity", self.sessions.log_capacity),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1");
@@ -361,7 +352,6 @@ mod tests {
         max = 10
         idle-timeout-secs = 60
         window = 256
-        log-capacity = 128
         [store]
         path = "hailstone.db"
     "#;

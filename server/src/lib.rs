@@ -86,7 +86,6 @@ impl Runtime {
         Arc::new(Runtime {
             sessions: Sessions::new(
                 config.session_settings(),
-                config.sessions.log_capacity,
                 config.sessions.max,
                 store,
                 shutdown.clone(),

@@ -1,8 +1,7 @@
-//! One browser's session: its state behind a `tokio::sync::Mutex`, the lock
-//! section every change goes through, and the log reconnecting streams read.
+//! One browser's session: its state behind a `tokio::sync::Mutex` and the
+//! lock section every change goes through.
 
 use std::{
-    collections::VecDeque,
     fmt,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -11,7 +10,7 @@ use std::{
 };
 
 use shared::{
-    wire::{Command, CommandError, Delta, Snapshot, Status, Update},
+    wire::{Command, CommandError, Cursor, Delta, Snapshot, Status, Update},
     Collatz, Outcome, Refused,
 };
 use tokio::sync::{watch, Mutex};
@@ -65,7 +64,7 @@ pub struct Session {
     /// The state; changed only through [`Session::update`].
     state: Mutex<State>,
     /// Holds the latest published version; subscribers wait on it. Only a
-    /// doorbell: the data is in the state's log.
+    /// doorbell: the data is in the state.
     doorbell: watch::Sender<u64>,
     /// Open event streams, so an idle session with a page open is kept.
     subscribers: AtomicUsize,
@@ -83,13 +82,13 @@ pub const CHECKPOINT_EVERY: u64 = 32;
 /// checkpoint then fails, the pause that follows is one more version.
 pub const RESTORE_VERSION_GAP: u64 = 2 * CHECKPOINT_EVERY + 1;
 
-/// What the lock guards: the state machine, its recent deltas, the token of
-/// the one task allowed to run, and where the state is saved.
+/// What the lock guards: the state machine, the token of the one task
+/// allowed to run, and where the state is saved.
 pub struct State {
-    /// The session's Collatz state machine.
+    /// The session's Collatz state machine. Its window of recent values is
+    /// also what a slow or reconnecting subscriber is brought up to date
+    /// from: there is no separate log of updates.
     machine: Collatz,
-    /// Recent deltas, for reconnecting streams and slow subscribers.
-    log: UpdateLog,
     /// The live task's generation and its cancellation token.
     task: Option<(u64, CancellationToken)>,
     /// The session's id, its key in the store.
@@ -126,7 +125,7 @@ impl State {
             self.saved_version = next.version();
         }
         self.machine = next;
-        self.record(delta);
+        self.retire_stale_task();
         let started = start_task.map(|generation| self.start_task(generation));
         Ok((self.machine.version(), started))
     }
@@ -142,7 +141,7 @@ impl State {
                 Err(_) => break,
             }
         }
-        self.record(Some(delta.clone()));
+        self.retire_stale_task();
         let due = delta.status != Status::Running
             || delta.version >= self.saved_version + CHECKPOINT_EVERY;
         if due && self.checkpoint().is_err() {
@@ -153,11 +152,10 @@ impl State {
 
     /// The task of `generation` died: pause its run (and try to store that).
     pub fn halt(&mut self, generation: u64) {
-        let delta = self.machine.halt(generation);
-        if delta.is_some() {
+        if self.machine.halt(generation).is_some() {
             let _ = self.checkpoint();
         }
-        self.record(delta);
+        self.retire_stale_task();
     }
 
     /// A restored session that was running: the task to spawn for it.
@@ -184,28 +182,23 @@ impl State {
         Ok(())
     }
 
-    /// What a subscriber at version `cursor` needs next: nothing when it is
-    /// up to date, the deltas it missed merged into one when the log still
-    /// has them all, and a snapshot otherwise.
-    pub fn since(&self, cursor: Option<u64>) -> Option<Update> {
-        let version = self.machine.version();
+    /// What a subscriber at `cursor` needs next: nothing when it is up to
+    /// date, one delta with everything it missed when the window still holds
+    /// it, and a snapshot otherwise.
+    pub fn since(&self, cursor: Option<Cursor>) -> Option<Update> {
         match cursor {
-            Some(cursor) if cursor == version => None,
-            Some(cursor) if cursor < version => match self.log.since(cursor) {
+            Some(cursor) if cursor == self.machine.cursor() => None,
+            Some(cursor) => match self.machine.delta_since(cursor) {
                 Some(delta) => Some(Update::Delta(delta)),
                 None => Some(Update::Snapshot(self.machine.snapshot())),
             },
-            // No cursor, or one from the future (a client of an older server).
-            _ => Some(Update::Snapshot(self.machine.snapshot())),
+            None => Some(Update::Snapshot(self.machine.snapshot())),
         }
     }
 
-    /// Logs a change, and retires the task token of an older generation so
-    /// that a stopped task wakes and ends at once.
-    fn record(&mut self, delta: Option<Delta>) {
-        if let Some(delta) = delta {
-            self.log.push(delta);
-        }
+    /// Retires the token of a task of an older generation, so that a
+    /// stopped task wakes and ends at once.
+    fn retire_stale_task(&mut self) {
         if let Some((generation, cancel)) = &self.task {
             if *generation != self.machine.generation() {
                 cancel.cancel();
@@ -227,7 +220,6 @@ impl Session {
     pub fn new(
         id: SessionId,
         machine: Collatz,
-        log_capacity: usize,
         now: u64,
         store: Arc<dyn Store>,
         shutdown: CancellationToken,
@@ -237,7 +229,6 @@ impl Session {
             id,
             state: Mutex::new(State {
                 machine,
-                log: UpdateLog::new(log_capacity),
                 task: None,
                 id,
                 store,
@@ -267,7 +258,16 @@ impl Session {
         let after = state.machine.version();
         drop(state);
         if after != before {
-            self.doorbell.send_replace(after);
+            // Another change may have taken the lock and rung first: the
+            // doorbell only ever moves forward, so it always shows the
+            // newest version (subscribers rely on it to skip the lock).
+            self.doorbell.send_if_modified(|rung| {
+                let newer = after > *rung;
+                if newer {
+                    *rung = after;
+                }
+                newer
+            });
         }
         result
     }
@@ -307,52 +307,9 @@ impl Session {
     }
 }
 
-/// The last deltas of a session, contiguous in version.
-struct UpdateLog {
-    /// Oldest first; each one's `base` is the previous one's `version`.
-    deltas: VecDeque<Delta>,
-    /// The most entries kept, counting each delta as its number of values
-    /// (at least 1): a bound on memory however the steps were batched.
-    capacity: usize,
-    /// The entries held now, counted the same way.
-    held: usize,
-}
-
-/// What one delta counts against the log's capacity.
-fn weight(delta: &Delta) -> usize {
-    delta.appended.len().max(1)
-}
-
-impl UpdateLog {
-    fn new(capacity: usize) -> UpdateLog {
-        UpdateLog {
-            deltas: VecDeque::with_capacity(capacity.min(64)),
-            capacity,
-            held: 0,
-        }
-    }
-
-    fn push(&mut self, delta: Delta) {
-        self.held += weight(&delta);
-        self.deltas.push_back(delta);
-        while self.held > self.capacity && self.deltas.len() > 1 {
-            if let Some(oldest) = self.deltas.pop_front() {
-                self.held -= weight(&oldest);
-            }
-        }
-    }
-
-    /// Every delta after `cursor`, merged; `None` if some are gone.
-    fn since(&self, cursor: u64) -> Option<Delta> {
-        let first = self.deltas.iter().position(|delta| delta.base == cursor)?;
-        self.deltas.range(first..).cloned().reduce(Delta::merge)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::Settings;
 
     #[test]
     fn ids_round_trip_and_refuse_forgeries() {
@@ -371,52 +328,5 @@ mod tests {
         }
         assert_eq!(id.short().len(), 8);
         assert!(id.to_string().starts_with(&id.short()));
-    }
-
-    fn deltas(n: usize) -> (Collatz, Vec<Delta>) {
-        let mut machine = Collatz::new(Settings::default());
-        let outcome = machine
-            .apply(&Command::SetNumber { text: "27".into() })
-            .unwrap();
-        let mut deltas = vec![outcome.delta.unwrap()];
-        for _ in 1..n {
-            deltas.push(machine.step(outcome.start_task.unwrap()).unwrap());
-        }
-        (machine, deltas)
-    }
-
-    #[test]
-    fn the_log_is_bounded_by_values_not_deltas() {
-        let (mut machine, _) = deltas(1);
-        let generation = machine.generation();
-        let mut log = UpdateLog::new(10);
-        for _ in 0..3 {
-            let mut batch = machine.step(generation).unwrap();
-            for _ in 0..3 {
-                batch = batch.merge(machine.step(generation).unwrap());
-            }
-            log.push(batch); // four values each
-        }
-        // 12 values do not fit in 10: the oldest batch went.
-        assert_eq!(log.deltas.len(), 2);
-        assert_eq!(log.held, 8);
-        assert_eq!(log.since(5).unwrap().appended.len(), 8);
-        assert_eq!(log.since(1), None);
-    }
-
-    #[test]
-    fn the_log_merges_what_a_cursor_missed() {
-        let (_, deltas) = deltas(10);
-        let mut log = UpdateLog::new(4);
-        for delta in deltas.iter().cloned() {
-            log.push(delta);
-        }
-        // Versions 7..=10 are kept.
-        let merged = log.since(7).unwrap();
-        assert_eq!((merged.base, merged.version), (7, 10));
-        assert_eq!(merged.appended.len(), 3);
-        assert_eq!(log.since(6).unwrap().version, 10);
-        assert_eq!(log.since(5), None, "gone: the caller sends a snapshot");
-        assert_eq!(log.since(10), None);
     }
 }

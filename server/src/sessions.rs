@@ -22,8 +22,6 @@ pub struct Sessions {
     map: Mutex<HashMap<SessionId, Arc<Session>>>,
     /// The fixed choices of each new session.
     settings: Settings,
-    /// Deltas each session keeps for reconnecting streams.
-    log_capacity: usize,
     /// The most live sessions.
     max: usize,
     /// The registry's clock starts here; sessions store seconds since.
@@ -42,7 +40,6 @@ impl Sessions {
     /// An empty registry.
     pub fn new(
         settings: Settings,
-        log_capacity: usize,
         max: usize,
         store: Arc<dyn Store>,
         shutdown: CancellationToken,
@@ -50,7 +47,6 @@ impl Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             settings,
-            log_capacity,
             max,
             epoch: Instant::now(),
             store,
@@ -84,7 +80,6 @@ impl Sessions {
         Session::new(
             id,
             machine,
-            self.log_capacity,
             self.now(),
             self.store.clone(),
             self.shutdown.clone(),

@@ -1,10 +1,11 @@
 //! `GET /events`: a session's updates as server-sent events.
 //!
 //! The first event is a snapshot, or, on a reconnect with `Last-Event-ID`,
-//! exactly the deltas missed (a snapshot if the log no longer has them all).
-//! After that, each event brings the client from its version to the newest:
-//! a subscriber that falls behind gets one bigger, merged delta, never a
-//! growing queue. Each event's `id` is the version it brings the client to.
+//! one delta with exactly the values missed (a snapshot if the session's
+//! window no longer holds them all). After that, each event brings the
+//! client from where it is to the newest state: a subscriber that falls
+//! behind gets one bigger delta, never a growing queue. Each event's `id` is
+//! the [`Cursor`] it brings the client to.
 
 use std::{
     convert::Infallible,
@@ -19,7 +20,7 @@ use axum::{
     Extension,
 };
 use futures::{stream, Stream};
-use shared::wire::Update;
+use shared::wire::{Cursor, Update};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -34,10 +35,11 @@ pub async fn events(
     Extension(session): Extension<Arc<Session>>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // Anything unreadable (or from an older server) gets a snapshot.
     let cursor = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
+        .and_then(|value| value.parse::<Cursor>().ok());
     let subscriber = Subscriber::new(
         session,
         cursor,
@@ -58,8 +60,8 @@ pub async fn events(
 struct Subscriber {
     /// The session watched.
     session: Arc<Session>,
-    /// The version the client has; `None` before its first snapshot.
-    cursor: Option<u64>,
+    /// Where the client is; `None` before its first snapshot.
+    cursor: Option<Cursor>,
     /// Rings on every new version.
     doorbell: watch::Receiver<u64>,
     /// Ends the stream on shutdown.
@@ -73,7 +75,7 @@ struct Subscriber {
 impl Subscriber {
     fn new(
         session: Arc<Session>,
-        cursor: Option<u64>,
+        cursor: Option<Cursor>,
         deadline: Option<Instant>,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
@@ -95,14 +97,14 @@ impl Subscriber {
         loop {
             // Mark the doorbell seen *before* reading, so a version
             // published after the read still wakes the wait below.
-            self.doorbell.borrow_and_update();
+            let rung = *self.doorbell.borrow_and_update();
             let cursor = self.cursor;
-            if let Some(update) = self.session.update(|state| state.since(cursor)).await {
-                self.cursor = Some(match &update {
-                    Update::Snapshot(snapshot) => snapshot.version,
-                    Update::Delta(delta) => delta.version,
-                });
-                return Some(update);
+            // The lock is taken only when there is something to read.
+            if cursor.is_none_or(|cursor| cursor.version != rung) {
+                if let Some(update) = self.session.update(|state| state.since(cursor)).await {
+                    self.cursor = Some(update.cursor());
+                    return Some(update);
+                }
             }
             let expired = async {
                 match self.deadline {
@@ -120,16 +122,13 @@ impl Subscriber {
 
     /// The SSE event carrying `update`.
     fn event(&self, update: &Update) -> Event {
-        let (version, values) = match update {
-            Update::Snapshot(snapshot) => (
-                snapshot.version,
-                snapshot.run.as_ref().map_or(0, |run| run.recent.len()),
-            ),
-            Update::Delta(delta) => (delta.version, delta.appended.len()),
+        let values = match update {
+            Update::Snapshot(snapshot) => snapshot.run.as_ref().map_or(0, |run| run.recent.len()),
+            Update::Delta(delta) => delta.appended.len(),
         };
         self.metrics.values_streamed.inc_by(values as u64);
         Event::default()
-            .id(version.to_string())
+            .id(update.cursor().to_string())
             .retry(RECONNECT_AFTER)
             .json_data(update)
             .expect("updates serialise to JSON")

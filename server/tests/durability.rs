@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::wire::{Command as UserCommand, Status, Update};
+use shared::wire::{Command as UserCommand, Cursor, Status, Update};
 use support::{trajectory, Browser};
 
 fn start(addr: SocketAddr, store: &Path) -> Child {
@@ -70,7 +70,10 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
         .command(UserCommand::SetNumber { text: "27".into() })
         .await;
     let mut seen = BTreeMap::new();
-    let mut last_version = 0;
+    let mut last_version = Cursor {
+        version: 0,
+        steps: 0,
+    };
     while seen.len() < 40 {
         let (id, update) = events.next().await.unwrap();
         if let Update::Delta(delta) = update {
@@ -88,41 +91,46 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
     let mut server = start(addr, &store);
     wait_ready(addr).await;
 
-    // The open page's stream resumes by itself: its Last-Event-ID is past
-    // what the new process logged, so it gets a snapshot, never an older
-    // version.
+    // The open page's stream resumes by itself. Its Last-Event-ID names a
+    // version of the old process, below every version of the new one, so it
+    // is given the whole run again (a snapshot, or a delta that restarts the
+    // list), never an older version.
     let mut events = browser.events(Some(last_version)).await;
     let (id, update) = events.next().await.unwrap();
-    let Update::Snapshot(mut client) = update else {
-        panic!("a snapshot after a restart")
-    };
     assert!(
-        id > last_version,
+        id.version > last_version.version,
         "versions never go backwards: {id} after {last_version}"
     );
-    assert_eq!(client.status, Status::Running, "the run resumed");
-    let run = client.run.clone().unwrap();
+    let (mut status, steps, first_step, values) = match update {
+        Update::Snapshot(snapshot) => {
+            let run = snapshot.run.unwrap();
+            let first = run.first_recent_step();
+            (snapshot.status, run.steps, first, Vec::from(run.recent))
+        }
+        Update::Delta(delta) => {
+            assert!(delta.restart, "the list starts again");
+            (delta.status, delta.steps, 0, delta.appended)
+        }
+    };
+    assert_eq!(status, Status::Running, "the run resumed");
     assert!(
-        run.steps + 1 + 32 >= seen.len() as u64,
+        steps + 1 + 32 >= seen.len() as u64,
         "at most a checkpoint's worth is redone"
     );
-    record(
-        &mut seen,
-        run.first_recent_step(),
-        &run.recent.iter().cloned().collect::<Vec<_>>(),
-    );
-    while client.status == Status::Running {
+    record(&mut seen, first_step, &values);
+    while status == Status::Running {
         let Some((_, Update::Delta(delta))) = events.next().await else {
             panic!("deltas follow")
         };
+        assert!(!delta.restart);
         record(
             &mut seen,
             delta.steps + 1 - delta.appended.len() as u64,
             &delta.appended,
         );
-        client.apply(&delta, usize::MAX).unwrap();
+        status = delta.status;
     }
-    assert_eq!(client.status, Status::Finished);
+    assert_eq!(status, Status::Finished);
     assert_eq!(
         seen.into_values().collect::<Vec<_>>(),
         trajectory(27),

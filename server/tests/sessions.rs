@@ -2,7 +2,7 @@
 
 mod support;
 
-use shared::wire::{Command, Snapshot, Status, Update};
+use shared::wire::{Command, Cursor, Snapshot, Status, Update};
 use support::{trajectory, Browser, Events, TestServer};
 
 /// `server`, and one browser that has loaded its page (and has a session).
@@ -24,7 +24,8 @@ async fn values_until_finished(
 ) -> (Vec<String>, Snapshot) {
     let mut values = Vec::new();
     let mut last_id = 0;
-    while let Some((id, update)) = events.next().await {
+    while let Some((cursor, update)) = events.next().await {
+        let id = cursor.version;
         assert!(
             id > last_id || client.is_none(),
             "ids grow: {id} after {last_id}"
@@ -69,7 +70,7 @@ async fn twenty_seven_reaches_one_in_order_for_two_subscribers() {
     let mut idle = Vec::new();
     for events in [&mut first, &mut second] {
         let (id, update) = events.next().await.unwrap();
-        assert_eq!(id, 0);
+        assert_eq!(id.version, 0);
         let Update::Snapshot(snapshot @ Snapshot { run: None, .. }) = update else {
             panic!("an idle snapshot first")
         };
@@ -93,7 +94,7 @@ async fn a_reconnect_gets_exactly_the_missed_deltas() {
     browser.command(set_number("27")).await;
     let mut events = browser.events(None).await;
     let mut values = Vec::new();
-    let mut last_id = 0;
+    let mut last_id = None;
     // Read a few updates, then drop the connection.
     for _ in 0..4 {
         let (id, update) = events.next().await.unwrap();
@@ -101,22 +102,23 @@ async fn a_reconnect_gets_exactly_the_missed_deltas() {
             Update::Snapshot(snapshot) => values.extend(snapshot.run.unwrap().recent),
             Update::Delta(delta) => values.extend(delta.appended),
         }
-        last_id = id;
+        last_id = Some(id);
     }
+    let last_id = last_id.unwrap();
     drop(events);
     // Let the task run on without a subscriber.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut events = browser.events(Some(last_id)).await;
     let (id, update) = events.next().await.unwrap();
     let Update::Delta(delta) = update else {
-        panic!("a reconnect within the log gets deltas, not a snapshot");
+        panic!("a reconnect within the window gets deltas, not a snapshot");
     };
-    assert_eq!(delta.base, last_id, "exactly from where it left");
+    assert_eq!(delta.base, last_id.version, "exactly from where it left");
     assert!(
         delta.appended.len() > 1,
         "the missed values, merged into one event"
     );
-    assert_eq!(id, delta.version);
+    assert_eq!(id.version, delta.version);
     values.extend(delta.appended);
     let expected = trajectory(27);
     assert_eq!(values[..], expected[..values.len()], "no gap, no duplicate");
@@ -127,16 +129,23 @@ async fn a_reconnect_gets_exactly_the_missed_deltas() {
 async fn a_reconnect_past_the_log_gets_a_snapshot() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 1;
-    config.sessions.log_capacity = 4;
+    config.sessions.window = 4;
     let (server, browser) = browsing(TestServer::start(config).await).await;
     browser.command(set_number("27")).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let mut events = browser.events(Some(1)).await;
+    // Version 1 began the run: 111 values later, a window of 4 cannot
+    // bring it up to date.
+    let mut events = browser
+        .events(Some(Cursor {
+            version: 1,
+            steps: 0,
+        }))
+        .await;
     let (id, update) = events.next().await.unwrap();
     let Update::Snapshot(snapshot) = update else {
-        panic!("the log no longer has version 2: a snapshot is due");
+        panic!("the window no longer holds what it missed: a snapshot is due");
     };
-    assert_eq!(id, snapshot.version);
+    assert_eq!(id.version, snapshot.version);
     assert!(snapshot.version > 5);
     server.stop().await;
 }
@@ -373,7 +382,7 @@ async fn a_stream_ended_by_the_server_resumes_without_loss() {
                 client.apply(&delta, usize::MAX).unwrap();
                 last_id = id;
             }
-            Some((_, Update::Snapshot(_))) => panic!("a resume within the log gets deltas"),
+            Some((_, Update::Snapshot(_))) => panic!("a resume within the window gets deltas"),
             None => {
                 // The server ended the stream: resume as a browser does.
                 reconnects += 1;

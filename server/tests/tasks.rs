@@ -198,7 +198,10 @@ async fn play(events: Vec<Event>) -> Result<(), TestCaseError> {
         } else {
             prop_assert_eq!(tasks, 0, "no task while {:?}", now.status);
         }
-        let cursor = Some(client.version);
+        let cursor = Some(shared::wire::Cursor {
+            version: client.version,
+            steps: client.run.as_ref().map_or(0, |run| run.steps),
+        });
         if let Some(update) = session.update(|state| state.since(cursor)).await {
             let version = match update {
                 shared::wire::Update::Snapshot(snapshot) => {

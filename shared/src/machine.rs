@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     input::{parse_number, DEFAULT_MAX_DIGITS},
     magnitude,
-    wire::{Command, CommandError, Delta, RunView, Snapshot, Status, MAX_INTERVAL_MS},
+    wire::{Command, CommandError, Cursor, Delta, RunView, Snapshot, Status, MAX_INTERVAL_MS},
     Number, Profile,
 };
 
@@ -67,6 +67,11 @@ struct Run {
     steps: u64,
     /// The largest value so far.
     peak: Number,
+    /// The step at which `peak` was first reached.
+    peak_step: u64,
+    /// The version at which this run was first published: a client at this
+    /// version or later has this run; an older one has another.
+    began: u64,
     /// The newest values as decimal strings, oldest first; ends with `current`.
     recent: VecDeque<String>,
     /// Every value's magnitude, downsampled, for the chart.
@@ -121,6 +126,8 @@ impl Run {
         Run {
             current: start.clone(),
             peak: start.clone(),
+            peak_step: 0,
+            began: 0,
             start,
             steps: 0,
             recent: VecDeque::from([text]),
@@ -141,6 +148,7 @@ impl Run {
         let new_peak = self.current > self.peak;
         if new_peak {
             self.peak = self.current.clone();
+            self.peak_step = self.steps;
         }
         (text, new_peak)
     }
@@ -216,13 +224,19 @@ impl Collatz {
         if saved.interval_ms > MAX_INTERVAL_MS {
             return Err(Unrestorable("interval out of range"));
         }
+        let version = saved.version + version_gap;
         Ok(Collatz {
             settings,
             status,
             interval_ms: saved.interval_ms,
             generation: saved.generation,
-            version: saved.version + version_gap,
-            run,
+            version,
+            // Clients from before the restart may hold an older run under
+            // the same versions: they are treated as having another run.
+            run: run.map(|run| Run {
+                began: version,
+                ..run
+            }),
         })
     }
 
@@ -310,7 +324,59 @@ impl Collatz {
             }
             _ => self.publish(false, Vec::new(), None),
         });
+        if let (true, Some(run)) = (restart, &mut self.run) {
+            run.began = self.version;
+        }
         Ok(Outcome { delta, start_task })
+    }
+
+    /// Where a client that has this state stands.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            version: self.version,
+            steps: self.run.as_ref().map_or(0, |run| run.steps),
+        }
+    }
+
+    /// What a client at `cursor` needs to reach this state, as one delta,
+    /// built from the window of recent values: every value it misses, in
+    /// order. `None` when it is up to date, when it is ahead (it saw another
+    /// process), or when the window no longer holds all it misses: it then
+    /// needs a snapshot.
+    pub fn delta_since(&self, cursor: Cursor) -> Option<Delta> {
+        if cursor.version >= self.version {
+            return None;
+        }
+        let run = self.run.as_ref()?;
+        let same_run = cursor.version >= run.began;
+        if same_run && cursor.steps > run.steps {
+            return None; // not a state this run was ever in
+        }
+        // The first step the client lacks, and the window's first step.
+        let from = if same_run { cursor.steps + 1 } else { 0 };
+        let first_recent = run.steps + 1 - run.recent.len() as u64;
+        let skip = usize::try_from(from.checked_sub(first_recent)?).ok()?;
+        let appended: Vec<String> = run.recent.iter().skip(skip).cloned().collect();
+        // A new run's peak is always sent; a running one's when it moved
+        // since the cursor (the window holds it, as it holds every step
+        // after the cursor).
+        let peak = (!same_run || run.peak_step > cursor.steps).then(|| {
+            let at = usize::try_from(run.peak_step - first_recent).unwrap_or(usize::MAX);
+            run.recent
+                .get(at)
+                .cloned()
+                .unwrap_or_else(|| run.peak.to_string())
+        });
+        Some(Delta {
+            base: cursor.version,
+            version: self.version,
+            status: self.status,
+            interval_ms: self.interval_ms,
+            restart: !same_run,
+            appended,
+            steps: run.steps,
+            peak,
+        })
     }
 
     /// One step of the background task of `generation`. Refused unless that

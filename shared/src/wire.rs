@@ -4,7 +4,7 @@
 //! 2^53, and a float would creep in. The server streams one [`Snapshot`]
 //! first, then [`Delta`]s that carry only what changed.
 
-use std::{collections::VecDeque, fmt};
+use std::{collections::VecDeque, fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
@@ -173,6 +173,59 @@ impl Delta {
         self.steps = next.steps;
         self.peak = next.peak.or(self.peak);
         self
+    }
+}
+
+/// Where a client stands: the version it has, and the steps of its run at
+/// that version. It is the id of each event of the update stream, so a
+/// reconnecting browser names it (`Last-Event-ID`) and gets exactly what it
+/// missed, rebuilt from the values the server still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The version the client has.
+    pub version: u64,
+    /// Steps in its run at that version (0 without a run).
+    pub steps: u64,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.version, self.steps)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = ();
+
+    /// Reads what [`Display`](fmt::Display) wrote; anything else is refused.
+    fn from_str(text: &str) -> Result<Cursor, ()> {
+        let (version, steps) = text.trim().split_once('.').ok_or(())?;
+        let number = |digits: &str| {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(());
+            }
+            digits.parse().map_err(|_| ())
+        };
+        Ok(Cursor {
+            version: number(version)?,
+            steps: number(steps)?,
+        })
+    }
+}
+
+impl Update {
+    /// Where a client stands after applying this update.
+    pub fn cursor(&self) -> Cursor {
+        match self {
+            Update::Snapshot(snapshot) => Cursor {
+                version: snapshot.version,
+                steps: snapshot.run.as_ref().map_or(0, |run| run.steps),
+            },
+            Update::Delta(delta) => Cursor {
+                version: delta.version,
+                steps: delta.steps,
+            },
+        }
     }
 }
 

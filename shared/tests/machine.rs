@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use shared::{
     input::InputError,
-    wire::{Command, CommandError, Snapshot, Status},
+    wire::{Command, CommandError, Cursor, Snapshot, Status},
     Collatz, Refused, Settings,
 };
 
@@ -264,6 +264,68 @@ proptest! {
         }
     }
 
+    /// From any state a client was in, the delta built from the window
+    /// brings it exactly to the current state (values, chart, peak, status);
+    /// only a client that misses more values than the window holds, or one
+    /// with no run to continue, is told to take a snapshot.
+    #[test]
+    fn a_delta_from_the_window_rebuilds_any_earlier_state(
+        window in 1usize..12,
+        events in proptest::collection::vec(any_event(), 0..60),
+    ) {
+        let mut m = Collatz::new(Settings { window, ..Settings::default() });
+        let mut started: Vec<u64> = Vec::new();
+        // Every accepted number begins a new run, even the same number.
+        let mut run_no = 0;
+        let mut history: Vec<(Snapshot, Cursor, u32)> = vec![(m.snapshot(), m.cursor(), run_no)];
+        for event in events {
+            match event {
+                Event::Command(command) => {
+                    if let Ok(outcome) = m.apply(&command) {
+                        started.extend(outcome.start_task);
+                        run_no += u32::from(matches!(command, Command::SetNumber { .. }));
+                    }
+                }
+                Event::Step { age } => {
+                    if let Some(&generation) = started.iter().rev().nth(age) {
+                        let _ = m.step(generation);
+                    }
+                }
+            }
+            if history.last().unwrap().1 != m.cursor() {
+                history.push((m.snapshot(), m.cursor(), run_no));
+            }
+        }
+        let now = m.snapshot();
+        for (then, cursor, then_run_no) in &history {
+            prop_assert_eq!(cursor.version, then.version);
+            match m.delta_since(*cursor) {
+                Some(delta) => {
+                    prop_assert_eq!(delta.base, cursor.version);
+                    prop_assert_eq!(delta.restart, *then_run_no != run_no);
+                    let mut client = then.clone();
+                    client.apply(&delta, window).unwrap();
+                    prop_assert_eq!(&client, &now);
+                }
+                None => {
+                    let up_to_date = cursor.version == now.version;
+                    let missing = now.run.as_ref().map(|run| {
+                        let missing = if *then_run_no == run_no {
+                            run.steps - cursor.steps
+                        } else {
+                            run.steps + 1
+                        };
+                        (missing, run.recent.len() as u64)
+                    });
+                    prop_assert!(
+                        up_to_date || missing.is_none_or(|(missing, held)| missing > held),
+                        "a snapshot only when needed: {:?} at {:?}", cursor, now
+                    );
+                }
+            }
+        }
+    }
+
     /// A paused machine takes no step, whoever asks.
     #[test]
     fn never_steps_after_pause(start in "[1-9][0-9]{0,20}", steps in 0usize..20) {
@@ -357,4 +419,46 @@ fn damaged_saved_states_are_refused() {
     let finished = shared::Saved { steps: 8, ..good };
     let restored = Collatz::restore(Settings::default(), &finished, 1).unwrap();
     assert_eq!(restored.status(), Status::Finished);
+}
+
+#[test]
+fn cursors_read_back_what_they_write_and_refuse_the_rest() {
+    let cursor = Cursor {
+        version: 42,
+        steps: 17,
+    };
+    assert_eq!(cursor.to_string(), "42.17");
+    assert_eq!("42.17".parse(), Ok(cursor));
+    assert_eq!(" 42.17 ".parse(), Ok(cursor));
+    for bad in [
+        "",
+        "42",
+        "42.",
+        ".17",
+        "42.17.1",
+        "-1.0",
+        "a.b",
+        "+4.2",
+        "99999999999999999999.0",
+    ] {
+        assert_eq!(bad.parse::<Cursor>(), Err(()), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_client_of_a_restored_session_is_given_the_whole_run_again() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    for _ in 0..5 {
+        m.step(generation).unwrap();
+    }
+    let before = m.cursor();
+    let restored = Collatz::restore(Settings::default(), &m.saved(), 10).unwrap();
+    let delta = restored.delta_since(before).unwrap();
+    assert!(
+        delta.restart,
+        "versions before the restore may name another run"
+    );
+    assert_eq!(delta.appended.len(), 6);
+    assert_eq!(delta.version, before.version + 10);
 }

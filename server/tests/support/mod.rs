@@ -11,7 +11,7 @@ use server::{
     store::{SqliteStore, Store},
     Config,
 };
-use shared::wire::{Command, Update};
+use shared::wire::{Command, Cursor, Update};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// The repository's Leptos.toml, as the server reads it, with a store that
@@ -161,7 +161,7 @@ impl Browser {
     }
 
     /// Opens the event stream, optionally resuming after `last_event_id`.
-    pub async fn events(&self, last_event_id: Option<u64>) -> Events {
+    pub async fn events(&self, last_event_id: Option<Cursor>) -> Events {
         let mut request = self.get("/events");
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
@@ -188,7 +188,7 @@ pub struct Events {
 impl Events {
     /// The next event's id and update (keep-alive comments are skipped);
     /// `None` when the stream ends. Fails after 20 s of silence.
-    pub async fn next(&mut self) -> Option<(u64, Update)> {
+    pub async fn next(&mut self) -> Option<(Cursor, Update)> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
