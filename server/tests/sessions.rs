@@ -2,6 +2,7 @@
 
 mod support;
 
+use serde_json::json;
 use shared::wire::{Command, Cursor, Snapshot, Status, Update};
 use support::{trajectory, Browser, Events, TestServer};
 
@@ -409,5 +410,46 @@ async fn the_first_html_already_shows_the_run() {
     assert!(html.contains("9,232"));
     assert!(html.contains("Reached 1 in 111 steps."));
     assert!(html.contains(r#"aria-checked="false""#));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn browsers_behind_an_http2_proxy_share_a_connection_and_nothing_else() {
+    let server = TestServer::with_interval(1).await;
+    // One HTTP/2 connection (cleartext, prior knowledge) for both.
+    let proxy = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut alice = Browser::over(&server.url(""), proxy.clone());
+    let mut bob = Browser::over(&server.url(""), proxy);
+    alice.visit().await;
+    bob.visit().await;
+    assert_ne!(alice.cookie, bob.cookie, "a session each");
+    let health = alice.get("/healthz").send().await.unwrap();
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    // HTTP/2 has no Host header: the page's own origin is matched against
+    // the request's authority, and another site is still refused.
+    for (origin, status) in [(server.url(""), 200), ("http://evil.example".into(), 403)] {
+        let response = alice
+            .post("/api/command")
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(json!({ "command": Command::SetInterval { ms: 1 } }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+    }
+
+    let mut events = alice.events(None).await;
+    alice.command(set_number("27")).await;
+    let (values, _) = values_until_finished(&mut events, None).await;
+    assert_eq!(values, trajectory(27));
+    let (_, update) = bob.events(None).await.next().await.unwrap();
+    assert!(
+        matches!(update, Update::Snapshot(Snapshot { run: None, .. })),
+        "Bob's session is untouched"
+    );
     server.stop().await;
 }

@@ -98,9 +98,15 @@ impl Browser {
 
     /// A browser for a server at `base` (`http://host:port`).
     pub fn at(base: &str) -> Browser {
+        Browser::over(base, reqwest::Client::new())
+    }
+
+    /// A browser that sends its requests through `http` (which may be
+    /// shared with other browsers, as a proxy shares its connections).
+    pub fn over(base: &str, http: reqwest::Client) -> Browser {
         Browser {
             base: base.to_owned(),
-            http: reqwest::Client::new(),
+            http,
             cookie: None,
         }
     }
