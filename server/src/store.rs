@@ -251,12 +251,13 @@ impl Store for SqliteStore {
 
     fn save(&self, id: SessionId, saved: &Saved) -> Result<(), StoreError> {
         let state = serde_json::to_string(saved).map_err(|e| self.io(e))?;
+        // Prepared once per connection, not parsed on every save.
         self.connection()
-            .execute(
+            .prepare_cached(
                 "INSERT INTO sessions (id, state) VALUES (?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-                params![id.to_string(), state],
             )
+            .and_then(|mut statement| statement.execute(params![id.to_string(), state]))
             .map_err(|e| self.io(e))?;
         Ok(())
     }
