@@ -4,7 +4,9 @@
 //! Each simulated browser opens `/events` (which gives it a session cookie),
 //! sets the step interval, starts a run, and reads the stream; every value
 //! is checked against the trajectory computed here, so lost, duplicated and
-//! out-of-order values are counted exactly. While the tasks run, each
+//! out-of-order values are counted exactly. A browser that reads more slowly
+//! than its run steps is sent a snapshot of the newest values once it is a
+//! window behind; the values it skipped are counted as coalesced, apart. While the tasks run, each
 //! browser sends a new number every few seconds and times how long until
 //! the stream shows it. Bounded in time; it stops by itself.
 //!
@@ -110,6 +112,13 @@ struct Totals {
     duplicated: AtomicU64,
     /// Values that arrived at the right place but were wrong.
     out_of_order: AtomicU64,
+    /// Values a browser never saw because it read more slowly than the
+    /// server stepped, fell further behind than the session's window, and
+    /// was sent a snapshot of the newest values instead (by design: the
+    /// stream coalesces rather than queue without bound).
+    coalesced: AtomicU64,
+    /// Snapshots after the first message of a stream (such catch-ups).
+    snapshots: AtomicU64,
     /// Failed requests or streams.
     errors: AtomicU64,
     /// |gap between consecutive deltas − interval|, in microseconds.
@@ -188,6 +197,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before_values = totals.values.load(Ordering::Relaxed);
     let before_messages = totals.messages.load(Ordering::Relaxed);
+    let before_steps = steps_total(&http1, &args.addr).await;
     let before_cpu = args.pid.and_then(cpu_ticks);
     let own_before = cpu_ticks(std::process::id());
     totals.measuring.store(true, Ordering::Relaxed);
@@ -198,6 +208,7 @@ async fn main() {
     let values = totals.values.load(Ordering::Relaxed) - before_values;
     let messages = totals.messages.load(Ordering::Relaxed) - before_messages;
     let after_cpu = args.pid.and_then(cpu_ticks);
+    let after_steps = steps_total(&http1, &args.addr).await;
     let own_after = cpu_ticks(std::process::id());
     let load_rss = args.pid.and_then(rss_kib);
     deadline_stop.cancel();
@@ -220,10 +231,19 @@ async fn main() {
     println!("measured_s          {elapsed:.1}");
     println!("values_per_s        {:.0}", values as f64 / elapsed);
     println!("messages_per_s      {:.0}", messages as f64 / elapsed);
+    // What the server computed, delivered or not.
+    if let (Some(before), Some(after)) = (before_steps, after_steps) {
+        println!(
+            "server_steps_per_s  {:.0}",
+            (after - before) as f64 / elapsed
+        );
+    }
     for (name, counter) in [
         ("lost", &totals.lost),
         ("duplicated", &totals.duplicated),
         ("out_of_order", &totals.out_of_order),
+        ("coalesced", &totals.coalesced),
+        ("snapshots", &totals.snapshots),
         ("errors", &totals.errors),
     ] {
         println!("{name:<20}{}", counter.load(Ordering::Relaxed));
@@ -328,6 +348,7 @@ impl Browser {
         let mut stream = response.bytes_stream();
         let mut buffer = String::new();
 
+        // Sends a command; answers the version that shows its effect.
         let send = |command: Command| {
             let request = self
                 .client
@@ -340,7 +361,10 @@ impl Browser {
                 if !response.status().is_success() {
                     return Err(format!("command answered {}", response.status()));
                 }
-                Ok::<(), String>(())
+                let body = response.text().await.map_err(|e| e.to_string())?;
+                body.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("command answered {body:?}"))
             }
         };
         send(Command::SetInterval {
@@ -353,16 +377,15 @@ impl Browser {
             None => STARTS[round % STARTS.len()].to_string(),
         };
         let mut round = self.id;
-        let mut start = pick(round);
-        let mut sent_at = Instant::now();
-        send(Command::SetNumber {
-            text: start.clone(),
-        })
-        .await?;
-        let mut waiting_for_restart = true;
+        let sent_at = Instant::now();
+        let version = send(Command::SetNumber { text: pick(round) }).await?;
+        // The command in flight: the version that will show it, and when it
+        // was sent. One at a time, as the page's command queue does.
+        let mut awaiting = Some((version, sent_at));
         let mut expect: Option<Expect> = None;
         let mut last_delta: Option<Instant> = None;
         let mut next_command = Instant::now() + self.args.command_every;
+        let mut first_message = true;
 
         loop {
             let chunk = tokio::select! {
@@ -384,54 +407,84 @@ impl Browser {
                 let update: Update =
                     serde_json::from_str(data.trim_start()).map_err(|e| e.to_string())?;
                 self.totals.messages.fetch_add(1, Ordering::Relaxed);
-                let Update::Delta(delta) = update else {
-                    continue;
-                };
                 let now = Instant::now();
-                if delta.restart {
-                    if waiting_for_restart
-                        && delta.appended.first().map(String::as_str) == Some(start.as_str())
-                    {
-                        self.totals
-                            .sample(&self.totals.round_trip_us, now - sent_at);
-                        waiting_for_restart = false;
+                // Whether this update shows the command in flight.
+                let shown = awaiting.is_some_and(|(version, _)| update.cursor().version >= version);
+                let status = match &update {
+                    Update::Delta(delta) => {
+                        if delta.restart {
+                            expect = Some(Expect {
+                                index: 0,
+                                next: Number::from_digits(&delta.appended[0]).ok_or("bad start")?,
+                            });
+                            last_delta = None;
+                        } else if !delta.appended.is_empty() {
+                            if let (Some(last), true) = (last_delta, self.args.interval_ms > 0) {
+                                let gap = now - last;
+                                let interval =
+                                    Duration::from_millis(u64::from(self.args.interval_ms));
+                                self.totals
+                                    .sample(&self.totals.jitter_us, gap.abs_diff(interval));
+                            }
+                            last_delta = Some(now);
+                        }
+                        if let Some(expect) = &mut expect {
+                            let first_index = delta.steps + 1 - delta.appended.len() as u64;
+                            for (offset, value) in delta.appended.iter().enumerate() {
+                                self.check(expect, first_index + offset as u64, value);
+                            }
+                        }
+                        delta.status
                     }
-                    expect = Some(Expect {
-                        index: 0,
-                        next: Number::from_digits(&delta.appended[0]).ok_or("bad start")?,
-                    });
-                    last_delta = None;
-                } else if !delta.appended.is_empty() {
-                    if let (Some(last), true) = (last_delta, self.args.interval_ms > 0) {
-                        let gap = now - last;
-                        let interval = Duration::from_millis(u64::from(self.args.interval_ms));
-                        let off = gap.abs_diff(interval);
-                        self.totals.sample(&self.totals.jitter_us, off);
+                    // The first message; or, later, the server coalescing a
+                    // reader that fell further behind than the session's
+                    // window into a snapshot of the newest values.
+                    Update::Snapshot(snapshot) => {
+                        if !first_message {
+                            self.totals.snapshots.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Some(run) = &snapshot.run {
+                            if shown {
+                                expect = Some(Expect {
+                                    index: 0,
+                                    next: Number::from_digits(&run.start).ok_or("bad start")?,
+                                });
+                            }
+                            if let Some(expect) = &mut expect {
+                                let first = run.first_recent_step();
+                                while expect.index < first {
+                                    self.totals.coalesced.fetch_add(1, Ordering::Relaxed);
+                                    expect.next.step();
+                                    expect.index += 1;
+                                }
+                                for (offset, value) in run.recent.iter().enumerate() {
+                                    let index = first + offset as u64;
+                                    if index >= expect.index {
+                                        self.check(expect, index, value);
+                                    }
+                                }
+                            }
+                        }
+                        last_delta = None;
+                        snapshot.status
                     }
-                    last_delta = Some(now);
-                }
-                if let Some(expect) = &mut expect {
-                    let first_index = delta.steps + 1 - delta.appended.len() as u64;
-                    for (offset, value) in delta.appended.iter().enumerate() {
-                        let index = first_index + offset as u64;
-                        self.check(expect, index, value);
-                    }
+                };
+                first_message = false;
+                if let (true, Some((_, sent_at))) = (shown, awaiting) {
+                    self.totals
+                        .sample(&self.totals.round_trip_us, now - sent_at);
+                    awaiting = None;
                 }
                 // Keep the session busy: a new number every few seconds, and
                 // at once when the run has finished.
-                if !waiting_for_restart && (delta.status == Status::Finished || now >= next_command)
-                {
+                if awaiting.is_none() && (status == Status::Finished || now >= next_command) {
                     round += 1;
-                    start = pick(round);
-                    sent_at = Instant::now();
-                    waiting_for_restart = true;
+                    let sent_at = Instant::now();
                     next_command = sent_at + self.args.command_every;
-                    send(Command::SetNumber {
-                        text: start.clone(),
-                    })
-                    .await?;
+                    let version = send(Command::SetNumber { text: pick(round) }).await?;
                     self.totals
                         .sample(&self.totals.acknowledged_us, sent_at.elapsed());
+                    awaiting = Some((version, sent_at));
                 }
             }
         }
@@ -457,6 +510,23 @@ impl Browser {
         expect.next.step();
         expect.index += 1;
     }
+}
+
+/// The server's count of steps taken, from `/metrics`.
+async fn steps_total(client: &reqwest::Client, addr: &str) -> Option<u64> {
+    let text = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("hailstone_steps_total "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The `p`th percentile of microsecond samples, in milliseconds.
