@@ -347,7 +347,20 @@ impl Collatz {
         if cursor.version >= self.version {
             return None;
         }
-        let run = self.run.as_ref()?;
+        let Some(run) = self.run.as_ref() else {
+            // No run yet, so the client has none either: only the settings
+            // changed.
+            return Some(Delta {
+                base: cursor.version,
+                version: self.version,
+                status: self.status,
+                interval_ms: self.interval_ms,
+                restart: false,
+                appended: Vec::new(),
+                steps: 0,
+                peak: None,
+            });
+        };
         let same_run = cursor.version >= run.began;
         if same_run && cursor.steps > run.steps {
             return None; // not a state this run was ever in

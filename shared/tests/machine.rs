@@ -318,7 +318,7 @@ proptest! {
                         (missing, run.recent.len() as u64)
                     });
                     prop_assert!(
-                        up_to_date || missing.is_none_or(|(missing, held)| missing > held),
+                        up_to_date || missing.is_some_and(|(missing, held)| missing > held),
                         "a snapshot only when needed: {:?} at {:?}", cursor, now
                     );
                 }
