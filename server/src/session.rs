@@ -252,24 +252,42 @@ impl Session {
     /// so the lock is never held across an `.await`. After the lock is
     /// released, subscribers are told of the new version, if there is one.
     pub async fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+        let (result, version) = self.update_unannounced(change).await;
+        if let Some(version) = version {
+            self.announce(version);
+        }
+        result
+    }
+
+    /// The lock section, leaving it to the caller to [`announce`] the new
+    /// version (which it returns, if there is one) after the lock is
+    /// released: the background task, stepping as fast as possible, tells
+    /// subscribers at most once a millisecond.
+    ///
+    /// [`announce`]: Session::announce
+    pub async fn update_unannounced<R>(
+        &self,
+        change: impl FnOnce(&mut State) -> R,
+    ) -> (R, Option<u64>) {
         let mut state = self.state.lock().await;
         let before = state.machine.version();
         let result = change(&mut state);
         let after = state.machine.version();
-        drop(state);
-        if after != before {
-            // Another change may have taken the lock and rung first: the
-            // doorbell only ever moves forward, so it always shows the
-            // newest version (subscribers rely on it to skip the lock).
-            self.doorbell.send_if_modified(|rung| {
-                let newer = after > *rung;
-                if newer {
-                    *rung = after;
-                }
-                newer
-            });
-        }
-        result
+        (result, (after != before).then_some(after))
+    }
+
+    /// Tells subscribers that `version` is published. Another change may
+    /// have taken the lock and rung first: the doorbell only ever moves
+    /// forward, so it always shows the newest version announced
+    /// (subscribers rely on it to skip the lock).
+    pub fn announce(&self, version: u64) {
+        self.doorbell.send_if_modified(|rung| {
+            let newer = version > *rung;
+            if newer {
+                *rung = version;
+            }
+            newer
+        });
     }
 
     /// The state now.

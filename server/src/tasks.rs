@@ -34,6 +34,15 @@ use crate::{
 const BURST: usize = 32;
 const _: () = assert!(BURST as u64 <= crate::session::CHECKPOINT_EVERY);
 
+/// At interval 0, a task announces its steps after this many batches or
+/// [`ANNOUNCE_EVERY`], whichever comes first, not after each batch: each
+/// announcement wakes the threads that serve streams (on a shared core, a
+/// switch of threads each). Four batches are 128 values, well inside the
+/// window a subscriber catches up from.
+const ANNOUNCE_AFTER_BATCHES: u32 = 4;
+/// See [`ANNOUNCE_AFTER_BATCHES`].
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(1);
+
 /// The nice value of the tasks' thread: below request handling (0), so the
 /// kernel runs a request as soon as it arrives, yet not starved (19).
 const NICENESS: i32 = 10;
@@ -173,6 +182,12 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
     } = started;
     tracing::debug!("started");
     let mut deadline = Instant::now();
+    // The version stepped to but not announced yet, the batches since the
+    // last announcement, and when that was (real time: tests pause tokio's
+    // clock).
+    let mut unannounced = None;
+    let mut unannounced_batches = 0;
+    let mut announced = std::time::Instant::now();
     loop {
         let interval = Duration::from_millis(u64::from(interval_ms));
         // Keep a steady beat; after a stall, start again from now rather
@@ -196,14 +211,34 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
         let batch = if interval.is_zero() { BURST } else { 1 };
         // Steps are counted in the lock section, so `/metrics` never lags
         // behind what subscribers were told.
-        let stepped = session.update(|state| {
-            let stepped = state.step(generation, batch);
-            if let Ok(delta) = &stepped {
-                metrics.steps.inc_by(delta.appended.len() as u64);
+        let (stepped, version) = session
+            .update_unannounced(|state| {
+                let stepped = state.step(generation, batch);
+                if let Ok(delta) = &stepped {
+                    metrics.steps.inc_by(delta.appended.len() as u64);
+                }
+                stepped
+            })
+            .await;
+        if let Some(version) = version {
+            // Each announcement wakes the threads that serve streams; as
+            // fast as possible, a batch can come every few microseconds.
+            let running = matches!(&stepped, Ok(delta) if delta.status == Status::Running);
+            unannounced_batches += 1;
+            if interval.is_zero()
+                && running
+                && unannounced_batches < ANNOUNCE_AFTER_BATCHES
+                && announced.elapsed() < ANNOUNCE_EVERY
+            {
+                unannounced = Some(version);
+            } else {
+                session.announce(version);
+                announced = std::time::Instant::now();
+                unannounced = None;
+                unannounced_batches = 0;
             }
-            stepped
-        });
-        match stepped.await {
+        }
+        match stepped {
             Ok(delta) => {
                 interval_ms = delta.interval_ms;
                 if delta.status != Status::Running {
@@ -215,6 +250,9 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
                 break;
             }
         }
+    }
+    if let Some(version) = unannounced {
+        session.announce(version);
     }
     tracing::debug!("ended");
 }
