@@ -374,9 +374,9 @@ impl Collatz {
         // since the cursor (the window holds it, as it holds every step
         // after the cursor).
         let peak = (!same_run || run.peak_step > cursor.steps).then(|| {
-            let at = usize::try_from(run.peak_step - first_recent).unwrap_or(usize::MAX);
-            run.recent
-                .get(at)
+            run.peak_step
+                .checked_sub(first_recent)
+                .and_then(|at| run.recent.get(usize::try_from(at).ok()?))
                 .cloned()
                 .unwrap_or_else(|| run.peak.to_string())
         });
