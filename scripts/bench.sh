@@ -59,8 +59,9 @@ run_load() {
   echo "== $name: $sessions sessions, interval ${interval} ms, ${duration} s" | tee "$out/load-$name.txt"
   taskset -c 1 "$CARGO_TARGET_DIR/release/loadgen" --addr $addr --sessions "$sessions" \
     --interval "$interval" --duration "$duration" --pid "$server_pid" "$@" | tee -a "$out/load-$name.txt"
-  # The server's own view of the commands: time in the runtime, by bucket.
-  curl -fs "http://$addr/metrics" | grep '^hailstone_command_seconds' >>"$out/load-$name.txt" || true
+  # The server's own view of the commands, by bucket: time in the runtime
+  # (command_seconds) and in the whole server function (server_fn_seconds).
+  curl -fs "http://$addr/metrics" | grep -E '^hailstone_(command|server_fn)_seconds' >>"$out/load-$name.txt" || true
   stop_server
 }
 

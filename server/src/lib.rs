@@ -21,6 +21,7 @@ use axum::{
     handler::HandlerWithoutStateExt,
     http::StatusCode,
     middleware::{from_fn, from_fn_with_state},
+    response::IntoResponse,
     routing::{get, post},
     serve::ListenerExt,
     Router,
@@ -195,7 +196,7 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
     let files = ServeDir::new(&*options.site_root).not_found_service(not_found.into_service());
     Router::new()
         .route("/", get(page))
-        .route("/api/{*name}", post(leptos_axum::handle_server_fns))
+        .route("/api/{*name}", post(server_fn))
         .route("/events", get(sse::events))
         .route_layer(from_fn_with_state(runtime.clone(), http::session_layer))
         .route("/healthz", get(healthz))
@@ -205,6 +206,22 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
         .layer(from_fn(http::same_origin))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
         .with_state(runtime)
+}
+
+/// A server function (Leptos decodes, calls and encodes), timed.
+async fn server_fn(
+    State(runtime): State<Arc<Runtime>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let response = leptos_axum::handle_server_fns(request)
+        .await
+        .into_response();
+    runtime
+        .metrics
+        .server_fn_seconds
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Anything that is neither a route nor a file.
@@ -218,7 +235,7 @@ async fn healthz() -> &'static str {
 }
 
 /// Live counts in Prometheus text format.
-async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl axum::response::IntoResponse {
+async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
     runtime.metrics.sessions.set(runtime.sessions.len() as i64);
     (
         [(

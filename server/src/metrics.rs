@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Seconds from a command's arrival at the runtime to its answer: the
     /// wait for the session's lock, the change and its write to the store.
     pub command_seconds: Histogram,
+    /// Seconds a server-function request takes in the server, from the
+    /// router to its answer: decoding, the function, encoding.
+    pub server_fn_seconds: Histogram,
 }
 
 impl Metrics {
@@ -44,6 +47,7 @@ impl Metrics {
             commands: Counter::default(),
             // 50 µs to 1.6 s, doubling.
             command_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 16)),
+            server_fn_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 16)),
             registry: Registry::default(),
         };
         registry.register("sessions", "Live sessions", metrics.sessions.clone());
@@ -68,6 +72,11 @@ impl Metrics {
             "command_seconds",
             "Time to apply a command: lock wait, change, store write",
             metrics.command_seconds.clone(),
+        );
+        registry.register(
+            "server_fn_seconds",
+            "Time a server-function request takes in the server",
+            metrics.server_fn_seconds.clone(),
         );
         Metrics {
             registry,

@@ -338,6 +338,7 @@ async fn health_and_metrics() {
         "hailstone_values_streamed_total 112",
         "hailstone_commands_total 1",
         "hailstone_command_seconds_count 1",
+        "hailstone_server_fn_seconds_count 1",
         // Applying a command takes well under a second (the last bucket).
         "hailstone_command_seconds_bucket{le=\"1.6384\"} 1",
     ] {
