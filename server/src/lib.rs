@@ -66,14 +66,14 @@ impl Runtime {
         Runtime::with_tasks(config, store, Tasks::new(metrics.clone()), metrics)
     }
 
-    /// Like [`Runtime::new`], with the tasks on a thread of their own at a
+    /// Like [`Runtime::new`], with the tasks on threads of their own at a
     /// lower priority than requests (see [`tasks`]). What [`run`] uses.
-    pub fn with_tasks_on_own_thread(
+    pub fn with_tasks_on_own_threads(
         config: &Config,
         store: Arc<dyn Store>,
     ) -> std::io::Result<Arc<Runtime>> {
         let metrics = Arc::new(Metrics::new());
-        let tasks = Tasks::on_own_thread(metrics.clone())?;
+        let tasks = Tasks::on_own_threads(metrics.clone())?;
         Ok(Runtime::with_tasks(config, store, tasks, metrics))
     }
 
@@ -255,7 +255,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let runtime = Runtime::with_tasks_on_own_thread(&config, store)?;
+    let runtime = Runtime::with_tasks_on_own_threads(&config, store)?;
     let restored = runtime.restore().await.map_err(std::io::Error::other)?;
     if restored > 0 {
         tracing::info!(restored, "sessions restored");

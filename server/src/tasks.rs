@@ -1,8 +1,8 @@
 //! The background tasks: one Collatz stepper per running session, tracked
 //! so shutdown can cancel and wait for every one.
 //!
-//! In the server the steppers run on a runtime of their own: one thread at a
-//! lower OS priority than the threads that answer requests. Stepping as fast
+//! In the server the steppers run on a runtime of their own, whose threads
+//! run at a lower OS priority than the threads that answer requests. Stepping as fast
 //! as possible then takes the CPU only while no request or stream needs it,
 //! so the page stays interactive however busy the tasks are (on one shared
 //! runtime, a request waited its turn behind every runnable stepper).
@@ -10,15 +10,13 @@
 use std::{
     panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
-    thread::JoinHandle,
     time::Duration,
 };
 
 use futures::FutureExt;
 use shared::wire::Status;
 use tokio::{
-    runtime::Handle,
-    sync::oneshot,
+    runtime::{Handle, Runtime},
     time::{sleep_until, Instant},
 };
 use tokio_util::task::TaskTracker;
@@ -43,7 +41,7 @@ const ANNOUNCE_AFTER_BATCHES: u32 = 4;
 /// See [`ANNOUNCE_AFTER_BATCHES`].
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(1);
 
-/// The nice value of the tasks' thread: below request handling (0), so the
+/// The nice value of the tasks' threads: below request handling (0), so the
 /// kernel runs a request as soon as it arrives, yet not starved (19).
 const NICENESS: i32 = 10;
 
@@ -53,8 +51,9 @@ pub struct Tasks {
     tracker: TaskTracker,
     /// The runtime the tasks run on.
     handle: Handle,
-    /// The tasks' own thread, if they have one, and what ends it.
-    thread: Mutex<Option<(JoinHandle<()>, oneshot::Sender<()>)>>,
+    /// The tasks' own runtime, if they have one; shut down after the last
+    /// task has ended.
+    own: Mutex<Option<Runtime>>,
     /// Counts tasks and steps.
     metrics: Arc<Metrics>,
 }
@@ -65,42 +64,25 @@ impl Tasks {
         Tasks {
             tracker: TaskTracker::new(),
             handle: Handle::current(),
-            thread: Mutex::new(None),
+            own: Mutex::new(None),
             metrics,
         }
     }
 
-    /// Tasks on a runtime of their own, on one thread at a lower OS
-    /// priority than the caller's.
-    pub fn on_own_thread(metrics: Arc<Metrics>) -> std::io::Result<Tasks> {
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-        let (end_tx, end_rx) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("hailstone-tasks".into())
-            .spawn(move || {
-                lower_priority();
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = handle_tx.send(Err(error));
-                        return;
-                    }
-                };
-                let _ = handle_tx.send(Ok(runtime.handle().clone()));
-                // Runs the tasks until told to end; `wait` has seen every
-                // one finish by then.
-                let _ = runtime.block_on(end_rx);
-            })?;
-        let handle = handle_rx
-            .recv()
-            .map_err(|_| std::io::Error::other("the tasks' thread ended at start"))??;
+    /// Tasks on a runtime of their own, whose threads run at a lower OS
+    /// priority than the caller's. It has as many threads as tokio gives a
+    /// runtime by default (one per core, or `TOKIO_WORKER_THREADS`), so the
+    /// tasks can use every core that requests leave idle.
+    pub fn on_own_threads(metrics: Arc<Metrics>) -> std::io::Result<Tasks> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("hailstone-tasks")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()?;
         Ok(Tasks {
             tracker: TaskTracker::new(),
-            handle,
-            thread: Mutex::new(Some((thread, end_tx))),
+            handle: runtime.handle().clone(),
+            own: Mutex::new(Some(runtime)),
             metrics,
         })
     }
@@ -132,14 +114,14 @@ impl Tasks {
 
     /// Stops accepting tasks and waits until every one has ended (their
     /// tokens are children of the shutdown token, so they end promptly),
-    /// then ends the tasks' thread, if they have one.
+    /// then shuts the tasks' own runtime down, if they have one.
     pub async fn wait(&self) {
         self.tracker.close();
         self.tracker.wait().await;
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((thread, end)) = thread {
-            let _ = end.send(());
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let own = self.own.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(runtime) = own {
+            // Dropping a runtime joins its threads: not on a runtime's own.
+            let _ = tokio::task::spawn_blocking(move || drop(runtime)).await;
         }
     }
 

@@ -302,11 +302,13 @@ fn threads_named(name: &str) -> Vec<i64> {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn the_server_steps_on_a_lower_priority_thread_that_shutdown_ends() {
+async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 1;
-    let runtime = Runtime::with_tasks_on_own_thread(&config, support::store(&config)).unwrap();
-    assert_eq!(threads_named("hailstone-tasks"), vec![10]);
+    let runtime = Runtime::with_tasks_on_own_threads(&config, support::store(&config)).unwrap();
+    let threads = threads_named("hailstone-tasks");
+    assert!(!threads.is_empty());
+    assert!(threads.iter().all(|&nice| nice == 10), "{threads:?}");
     let session = runtime.sessions.create().unwrap();
     runtime.command(&session, set_number("27")).await.unwrap();
     let mut doorbell = session.subscribe();
