@@ -14,8 +14,32 @@ use std::{
 use shared::wire::{Command as UserCommand, Cursor, Status, Update};
 use support::{trajectory, Browser};
 
-fn start(addr: SocketAddr, store: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_server"))
+/// The server's process, killed when dropped: a failing assertion leaves no
+/// server running behind the test.
+struct Server(Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(addr: SocketAddr, store: &Path) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_server"))
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .env("LEPTOS_SITE_ADDR", addr.to_string())
         .env("HAILSTONE_STORE_PATH", store)
@@ -23,7 +47,8 @@ fn start(addr: SocketAddr, store: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Server(child)
 }
 
 async fn wait_ready(addr: SocketAddr) {
