@@ -306,9 +306,17 @@ async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 1;
     let runtime = Runtime::with_tasks_on_own_threads(&config, support::store(&config)).unwrap();
-    let threads = threads_named("hailstone-tasks");
-    assert!(!threads.is_empty());
-    assert!(threads.iter().all(|&nice| nice == 10), "{threads:?}");
+    // The runtime starts its threads in the background, and each lowers its
+    // own priority as it starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let threads = threads_named("hailstone-tasks");
+        if !threads.is_empty() && threads.iter().all(|&nice| nice == 10) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{threads:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let session = runtime.sessions.create().unwrap();
     runtime.command(&session, set_number("27")).await.unwrap();
     let mut doorbell = session.subscribe();
