@@ -45,9 +45,8 @@ impl Metrics {
             steps: Counter::default(),
             values_streamed: Counter::default(),
             commands: Counter::default(),
-            // 50 µs to 1.6 s, doubling.
-            command_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 16)),
-            server_fn_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 16)),
+            command_seconds: latency_histogram(),
+            server_fn_seconds: latency_histogram(),
             registry: Registry::default(),
         };
         registry.register("sessions", "Live sessions", metrics.sessions.clone());
@@ -90,6 +89,11 @@ impl Metrics {
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
+}
+
+/// A histogram of durations from 50 µs to 1.6 s, its buckets doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(50e-6, 2.0, 16))
 }
 
 impl Default for Metrics {
