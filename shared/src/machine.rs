@@ -350,16 +350,7 @@ impl Collatz {
         let Some(run) = self.run.as_ref() else {
             // No run yet, so the client has none either: only the settings
             // changed.
-            return Some(Delta {
-                base: cursor.version,
-                version: self.version,
-                status: self.status,
-                interval_ms: self.interval_ms,
-                restart: false,
-                appended: Vec::new(),
-                steps: 0,
-                peak: None,
-            });
+            return Some(self.delta_from(cursor.version, false, Vec::new(), None));
         };
         let same_run = cursor.version >= run.began;
         if same_run && cursor.steps > run.steps {
@@ -380,16 +371,7 @@ impl Collatz {
                 .cloned()
                 .unwrap_or_else(|| run.peak.to_string())
         });
-        Some(Delta {
-            base: cursor.version,
-            version: self.version,
-            status: self.status,
-            interval_ms: self.interval_ms,
-            restart: !same_run,
-            appended,
-            steps: run.steps,
-            peak,
-        })
+        Some(self.delta_from(cursor.version, !same_run, appended, peak))
     }
 
     /// One step of the background task of `generation`. Refused unless that
@@ -424,6 +406,17 @@ impl Collatz {
     fn publish(&mut self, restart: bool, appended: Vec<String>, peak: Option<String>) -> Delta {
         let base = self.version;
         self.version += 1;
+        self.delta_from(base, restart, appended, peak)
+    }
+
+    /// A delta from version `base` to this state, with the given values.
+    fn delta_from(
+        &self,
+        base: u64,
+        restart: bool,
+        appended: Vec<String>,
+        peak: Option<String>,
+    ) -> Delta {
         Delta {
             base,
             version: self.version,
