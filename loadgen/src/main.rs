@@ -249,30 +249,11 @@ async fn main() {
         println!("{name:<20}{}", counter.load(Ordering::Relaxed));
     }
     if args.interval_ms > 0 {
-        println!("jitter_p50_ms       {}", percentile_ms(&mut jitter, 50.0));
-        println!("jitter_p99_ms       {}", percentile_ms(&mut jitter, 99.0));
+        print_percentiles("jitter", &mut jitter, &[50.0, 99.0]);
     }
     println!("round_trip_samples  {}", round_trip.len());
-    println!(
-        "round_trip_p50_ms   {}",
-        percentile_ms(&mut round_trip, 50.0)
-    );
-    println!(
-        "round_trip_p95_ms   {}",
-        percentile_ms(&mut round_trip, 95.0)
-    );
-    println!(
-        "round_trip_p99_ms   {}",
-        percentile_ms(&mut round_trip, 99.0)
-    );
-    println!(
-        "acknowledged_p50_ms {}",
-        percentile_ms(&mut acknowledged, 50.0)
-    );
-    println!(
-        "acknowledged_p99_ms {}",
-        percentile_ms(&mut acknowledged, 99.0)
-    );
+    print_percentiles("round_trip", &mut round_trip, &[50.0, 95.0, 99.0]);
+    print_percentiles("acknowledged", &mut acknowledged, &[50.0, 99.0]);
     if let (Some(idle), Some(load)) = (idle_rss, load_rss) {
         println!("rss_idle_kib        {idle}");
         println!("rss_load_kib        {load}");
@@ -527,6 +508,14 @@ async fn steps_total(client: &reqwest::Client, addr: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Prints `NAME_pP_ms` lines, one per percentile of microsecond samples.
+fn print_percentiles(name: &str, samples: &mut [u64], percentiles: &[f64]) {
+    for &p in percentiles {
+        let key = format!("{name}_p{p}_ms");
+        println!("{key:<20}{}", percentile_ms(samples, p));
+    }
 }
 
 /// The `p`th percentile of microsecond samples, in milliseconds.
