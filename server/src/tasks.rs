@@ -164,11 +164,10 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
     } = started;
     tracing::debug!("started");
     let mut deadline = Instant::now();
-    // The version stepped to but not announced yet, the batches since the
-    // last announcement, and when that was (real time: tests pause tokio's
-    // clock).
-    let mut unannounced = None;
-    let mut unannounced_batches = 0;
+    // The version stepped to but not announced yet with the batches it
+    // holds, and when the last announcement was (real time: tests pause
+    // tokio's clock).
+    let mut unannounced: Option<(u64, u32)> = None;
     let mut announced = std::time::Instant::now();
     loop {
         let interval = Duration::from_millis(u64::from(interval_ms));
@@ -206,18 +205,17 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
             // Each announcement wakes the threads that serve streams; as
             // fast as possible, a batch can come every few microseconds.
             let running = matches!(&stepped, Ok(delta) if delta.status == Status::Running);
-            unannounced_batches += 1;
+            let batches = unannounced.map_or(1, |(_, batches)| batches + 1);
             if interval.is_zero()
                 && running
-                && unannounced_batches < ANNOUNCE_AFTER_BATCHES
+                && batches < ANNOUNCE_AFTER_BATCHES
                 && announced.elapsed() < ANNOUNCE_EVERY
             {
-                unannounced = Some(version);
+                unannounced = Some((version, batches));
             } else {
                 session.announce(version);
                 announced = std::time::Instant::now();
                 unannounced = None;
-                unannounced_batches = 0;
             }
         }
         match stepped {
@@ -233,7 +231,7 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
             }
         }
     }
-    if let Some(version) = unannounced {
+    if let Some((version, _)) = unannounced {
         session.announce(version);
     }
     tracing::debug!("ended");
