@@ -66,6 +66,10 @@ pub struct Session {
     /// Holds the latest published version; subscribers wait on it. Only a
     /// doorbell: the data is in the state.
     doorbell: watch::Sender<u64>,
+    /// The step interval, set in the lock section whenever it changes, so a
+    /// task sleeping a long interval wakes at once when the user picks a
+    /// shorter one.
+    interval: watch::Sender<u32>,
     /// Open event streams, so an idle session with a page open is kept.
     subscribers: AtomicUsize,
     /// When a request last touched the session, in the registry's clock.
@@ -107,8 +111,6 @@ pub struct Started {
     pub generation: u64,
     /// Cancelled when the task is no longer wanted (stop, shutdown).
     pub cancel: CancellationToken,
-    /// The interval to wait before its first step, in milliseconds.
-    pub interval_ms: u32,
 }
 
 impl State {
@@ -168,11 +170,7 @@ impl State {
     fn start_task(&mut self, generation: u64) -> Started {
         let cancel = self.shutdown.child_token();
         self.task = Some((generation, cancel.clone()));
-        Started {
-            generation,
-            cancel,
-            interval_ms: self.machine.interval_ms(),
-        }
+        Started { generation, cancel }
     }
 
     /// Stores the state as it is now.
@@ -225,6 +223,7 @@ impl Session {
         shutdown: CancellationToken,
     ) -> Session {
         let version = machine.version();
+        let interval_ms = machine.interval_ms();
         Session {
             id,
             state: Mutex::new(State {
@@ -236,6 +235,7 @@ impl Session {
                 shutdown,
             }),
             doorbell: watch::Sender::new(version),
+            interval: watch::Sender::new(interval_ms),
             subscribers: AtomicUsize::new(0),
             last_seen: AtomicU64::new(now),
         }
@@ -273,6 +273,14 @@ impl Session {
         let before = state.machine.version();
         let result = change(&mut state);
         let after = state.machine.version();
+        if after != before {
+            let interval_ms = state.machine.interval_ms();
+            self.interval.send_if_modified(|current| {
+                let changed = *current != interval_ms;
+                *current = interval_ms;
+                changed
+            });
+        }
         (result, (after != before).then_some(after))
     }
 
@@ -298,6 +306,11 @@ impl Session {
     /// A receiver that wakes on every published version.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.doorbell.subscribe()
+    }
+
+    /// A receiver that wakes whenever the step interval changes.
+    pub fn watch_interval(&self) -> watch::Receiver<u32> {
+        self.interval.subscribe()
     }
 
     /// Counts open event streams.

@@ -157,36 +157,46 @@ fn lower_priority() {
 /// section take one step if this task's generation is still the current one.
 /// Ends when refused (stopped, superseded, finished) or cancelled.
 async fn step_until_stopped(session: &Session, started: Started, metrics: &Metrics) {
-    let Started {
-        generation,
-        cancel,
-        mut interval_ms,
-    } = started;
+    let Started { generation, cancel } = started;
     tracing::debug!("started");
-    let mut deadline = Instant::now();
+    // The interval as the lock section last set it: a change wakes the wait
+    // below, so a task sleeping 10 s steps at once when the user picks 0.
+    let mut interval_ms = session.watch_interval();
+    // When the last step was due; the next is one interval later.
+    let mut last_due = Instant::now();
     // The version stepped to but not announced yet with the batches it
     // holds, and when the last announcement was (real time: tests pause
     // tokio's clock).
     let mut unannounced: Option<(u64, u32)> = None;
     let mut announced = std::time::Instant::now();
     loop {
-        let interval = Duration::from_millis(u64::from(interval_ms));
-        // Keep a steady beat; after a stall, start again from now rather
-        // than stepping in a burst.
-        deadline = (deadline + interval).max(Instant::now());
-        let wait = async {
+        let interval = loop {
+            let interval = Duration::from_millis(u64::from(*interval_ms.borrow_and_update()));
             if interval.is_zero() {
                 // As fast as possible, but let other tasks run.
-                tokio::task::yield_now().await;
-            } else {
-                sleep_until(deadline).await;
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return announce_last(session, unannounced),
+                    () = tokio::task::yield_now() => {
+                        last_due = Instant::now();
+                        break interval;
+                    }
+                }
+            }
+            // Keep a steady beat; after a stall, start again from now rather
+            // than stepping in a burst.
+            let due = (last_due + interval).max(Instant::now());
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return announce_last(session, unannounced),
+                () = sleep_until(due) => {
+                    last_due = due;
+                    break interval;
+                }
+                // The interval changed: wait the new one from the last step.
+                Ok(()) = interval_ms.changed() => {}
             }
         };
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            () = wait => {}
-        }
         // As fast as possible: several steps per lock section and one
         // published delta for them, so the per-event cost is shared.
         let batch = if interval.is_zero() { BURST } else { 1 };
@@ -219,18 +229,19 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
             }
         }
         match stepped {
-            Ok(delta) => {
-                interval_ms = delta.interval_ms;
-                if delta.status != Status::Running {
-                    break;
-                }
-            }
+            Ok(delta) if delta.status == Status::Running => {}
+            Ok(_) => break,
             Err(refused) => {
                 tracing::debug!(?refused, "refused");
                 break;
             }
         }
     }
+    announce_last(session, unannounced);
+}
+
+/// Announces what the task stepped and did not announce yet, as it ends.
+fn announce_last(session: &Session, unannounced: Option<(u64, u32)>) {
     if let Some((version, _)) = unannounced {
         session.announce(version);
     }

@@ -327,3 +327,40 @@ async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     runtime.stop().await;
     assert_eq!(threads_named("hailstone-tasks"), Vec::<i64>::new());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
+    let runtime = runtime(500);
+    let session = runtime.sessions.create().unwrap();
+    runtime
+        .command(&session, Command::SetInterval { ms: 10_000 })
+        .await
+        .unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(steps(&session).await, 0, "sleeping its 10 s");
+    // One second into the 10 s wait the user picks 0.5 s: the next step is
+    // due 0.5 s after the last one, which has passed, so it comes at once.
+    runtime
+        .command(&session, Command::SetInterval { ms: 500 })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(steps(&session).await, 1, "woken by the change");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(steps(&session).await, 3, "then one step every 0.5 s");
+    // And as fast as possible from a long interval.
+    runtime
+        .command(&session, Command::SetInterval { ms: 10_000 })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let before = steps(&session).await;
+    runtime
+        .command(&session, Command::SetInterval { ms: 0 })
+        .await
+        .unwrap();
+    settle().await;
+    assert!(steps(&session).await > before, "interval 0 steps at once");
+    runtime.stop().await;
+}
