@@ -31,6 +31,8 @@ ulimit -n "$(ulimit -Hn)"
 max_sessions=$(( $(ulimit -n) - 2000 ))
 
 addr=127.0.0.1:3999
+# /metrics answers only with this token; loadgen reads the same variable.
+export HAILSTONE_METRICS_TOKEN=bench
 server_pid=""
 stop_server() {
   if [ -n "$server_pid" ]; then
@@ -61,7 +63,7 @@ run_load() {
     --interval "$interval" --duration "$duration" --pid "$server_pid" "$@" | tee -a "$out/load-$name.txt"
   # The server's own view of the commands, by bucket: time in the runtime
   # (command_seconds) and in the whole server function (server_fn_seconds).
-  curl -fs "http://$addr/metrics" | grep -E '^hailstone_(command|server_fn)_seconds' >>"$out/load-$name.txt" || true
+  curl -fs -H "Authorization: Bearer $HAILSTONE_METRICS_TOKEN" "http://$addr/metrics" | grep -E '^hailstone_(command|server_fn)_seconds' >>"$out/load-$name.txt" || true
   stop_server
 }
 

@@ -495,8 +495,11 @@ impl Browser {
 
 /// The server's count of steps taken, from `/metrics`.
 async fn steps_total(client: &reqwest::Client, addr: &str) -> Option<u64> {
+    // The same variable the server reads its token from.
+    let token = std::env::var("HAILSTONE_METRICS_TOKEN").ok()?;
     let text = client
         .get(format!("http://{addr}/metrics"))
+        .bearer_auth(token)
         .send()
         .await
         .ok()?

@@ -38,6 +38,22 @@ pub struct Config {
     pub sessions: Sessions,
     /// Where sessions are kept across restarts.
     pub store: Store,
+    /// How the server meets the public internet (behind a proxy or not).
+    #[serde(default)]
+    pub http: Http,
+}
+
+/// The `[http]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Http {
+    /// The origin browsers see, such as `https://hailstone.example`, when
+    /// the server is behind a proxy: state-changing requests must come from
+    /// it, and over https the session cookie is `Secure` with the `__Host-`
+    /// prefix. Empty: the request's own `Host` is the origin.
+    pub public_origin: String,
+    /// The bearer token `/metrics` asks for. Empty: `/metrics` is not served.
+    pub metrics_token: String,
 }
 
 /// The `[store]` table.
@@ -243,6 +259,18 @@ impl Config {
             "HAILSTONE_STORE_PATH",
             "store.path",
         )?;
+        set(
+            &mut self.http.public_origin,
+            env,
+            "HAILSTONE_PUBLIC_ORIGIN",
+            "http.public-origin",
+        )?;
+        set(
+            &mut self.http.metrics_token,
+            env,
+            "HAILSTONE_METRICS_TOKEN",
+            "http.metrics-token",
+        )?;
         Ok(())
     }
 
@@ -259,6 +287,13 @@ impl Config {
         }
         if self.collatz.step_interval_ms > u64::from(MAX_INTERVAL_MS) {
             return invalid("collatz.step-interval-ms", "must be at most 10000");
+        }
+        let origin = &self.http.public_origin;
+        if !origin.is_empty() && public_origin(origin).is_none() {
+            return invalid(
+                "http.public-origin",
+                "must be a scheme and host such as https://hailstone.example, with no path",
+            );
         }
         for (key, value) in [
             ("sessions.max", self.sessions.max),
@@ -307,6 +342,20 @@ impl Config {
             .reload_port(self.site.reload_port)
             .build()
     }
+}
+
+/// The public origin, normalised (`https://host[:port]`, lower case, no
+/// trailing slash); `None` when `text` is not one.
+pub fn public_origin(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let host = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))?;
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    valid.then_some(text)
 }
 
 /// Replaces `slot` with the parsed value of `var`, when it is set.
@@ -446,6 +495,31 @@ mod tests {
         .to_string();
         assert!(message.contains("HAILSTONE_MAX_DIGITS"), "{message}");
         assert!(message.contains("collatz.max-digits"), "{message}");
+    }
+
+    #[test]
+    fn the_public_origin_is_checked_and_normalised() {
+        let (_dir, path) = write(GOOD);
+        let load = |origin: &'static str| {
+            Config::load(&path, move |var| {
+                (var == "HAILSTONE_PUBLIC_ORIGIN").then(|| origin.to_owned())
+            })
+        };
+        assert_eq!(load("").unwrap().http.public_origin, "");
+        assert!(load("https://Site.example/").is_ok());
+        for bad in [
+            "site.example",
+            "https://site.example/app",
+            "ftp://x",
+            "https://",
+        ] {
+            let message = load(bad).unwrap_err().to_string();
+            assert!(message.contains("http.public-origin"), "{bad}: {message}");
+        }
+        assert_eq!(
+            public_origin("https://Site.example:8443/").as_deref(),
+            Some("https://site.example:8443")
+        );
     }
 
     #[test]

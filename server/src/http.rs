@@ -23,6 +23,67 @@ use crate::{
 
 /// The cookie that carries the session id.
 pub const SESSION_COOKIE: &str = "hailstone_session";
+/// Its name when the public origin is https: the `__Host-` prefix makes the
+/// browser accept it only with `Secure`, `Path=/` and no `Domain`, so no
+/// other host under the same site can set or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-hailstone_session";
+
+/// How requests are judged: the origin commands must come from, the session
+/// cookie, who may read `/metrics`. From the `[http]` configuration.
+pub struct Policy {
+    /// The origin browsers see (`https://host[:port]`), when a proxy is in
+    /// front; `None`: the request's `Host` (or HTTP/2 authority).
+    pub public_origin: Option<String>,
+    /// The session cookie's name.
+    pub cookie_name: &'static str,
+    /// The attributes set with the session cookie.
+    pub cookie_attributes: &'static str,
+    /// The bearer token `/metrics` asks for; `None`: not served.
+    pub metrics_token: Option<String>,
+}
+
+impl Policy {
+    /// The policy the configuration asks for.
+    pub fn new(config: &crate::config::Http) -> Policy {
+        let public_origin = crate::config::public_origin(&config.public_origin);
+        let secure = public_origin
+            .as_deref()
+            .is_some_and(|origin| origin.starts_with("https://"));
+        Policy {
+            public_origin,
+            cookie_name: if secure {
+                SECURE_SESSION_COOKIE
+            } else {
+                SESSION_COOKIE
+            },
+            cookie_attributes: if secure {
+                "HttpOnly; SameSite=Lax; Path=/; Secure"
+            } else {
+                "HttpOnly; SameSite=Lax; Path=/"
+            },
+            metrics_token: Some(config.metrics_token.clone()).filter(|token| !token.is_empty()),
+        }
+    }
+
+    /// Whether `headers` carry the `/metrics` token.
+    pub fn may_read_metrics(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.metrics_token else {
+            return false;
+        };
+        let offered = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compared in time independent of where they differ.
+        offered.len() == token.len()
+            && offered
+                .bytes()
+                .zip(token.bytes())
+                .fold(0, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
 
 /// Finds the request's session by its cookie, or makes a new one (and sets
 /// the cookie on the response). An unknown or forged id gets a new session,
@@ -32,9 +93,11 @@ pub async fn session_layer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let known = cookie(request.headers(), SESSION_COOKIE)
-        .and_then(SessionId::parse)
-        .and_then(|id| runtime.sessions.get(id));
+    // A browser may send two cookies of that name (one set for another
+    // path, say): the one that names a live session wins.
+    let known = cookies(request.headers(), runtime.http.cookie_name)
+        .filter_map(SessionId::parse)
+        .find_map(|id| runtime.sessions.get(id));
     let (session, created) = match known {
         Some(session) => (session, false),
         None => match runtime.sessions.create() {
@@ -50,6 +113,8 @@ pub async fn session_layer(
             }
         },
     };
+    let (cookie_name, cookie_attributes) =
+        (runtime.http.cookie_name, runtime.http.cookie_attributes);
     let handle = SessionHandle {
         session: session.clone(),
         runtime,
@@ -60,10 +125,7 @@ pub async fn session_layer(
     request.extensions_mut().insert(session.clone());
     let mut response = next.run(request).await;
     if created {
-        let cookie = format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Lax; Path=/",
-            session.id()
-        );
+        let cookie = format!("{cookie_name}={}; {cookie_attributes}", session.id());
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
@@ -71,28 +133,42 @@ pub async fn session_layer(
     response
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The values of every cookie `name` in the request's `Cookie` headers.
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(key, value)| (key == name).then_some(value))
+        .filter_map(move |(key, value)| (key == name).then_some(value))
 }
 
 /// Refuses a state-changing request that a browser says comes from another
-/// site (`Origin` not this host, or `Sec-Fetch-Site: cross-site`). Requests
-/// without those headers are not from a browser page and pass.
-pub async fn same_origin(request: Request, next: Next) -> Response {
-    // HTTP/1.1 names the host in `Host`; HTTP/2 in the URI's authority.
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    if !request.method().is_safe() && is_cross_origin(request.headers(), host) {
+/// site (`Origin` not this site, or `Sec-Fetch-Site: cross-site`). This site
+/// is the configured public origin, or else the request's own host.
+/// Requests without those headers are not from a browser page and pass.
+pub async fn same_origin(
+    State(runtime): State<Arc<Runtime>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method().is_safe() {
+        return next.run(request).await;
+    }
+    let refused = match &runtime.http.public_origin {
+        Some(origin) => is_foreign(request.headers(), origin),
+        None => {
+            // HTTP/1.1 names the host in `Host`; HTTP/2 in the URI's authority.
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|value| value.to_str().ok())
+                .or_else(|| request.uri().authority().map(|a| a.as_str()));
+            is_cross_origin(request.headers(), host)
+        }
+    };
+    if refused {
         return (
             StatusCode::FORBIDDEN,
             "Requests from other sites may not change Hailstone's state.",
@@ -100,6 +176,17 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
             .into_response();
     }
     next.run(request).await
+}
+
+/// Against a configured public origin: the `Origin` must be exactly it.
+fn is_foreign(headers: &HeaderMap, public_origin: &str) -> bool {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return true;
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => !origin.eq_ignore_ascii_case(public_origin),
+        None => false,
+    }
 }
 
 fn is_cross_origin(headers: &HeaderMap, host: Option<&str>) -> bool {
@@ -129,7 +216,7 @@ pub async fn server_fn_status(request: Request, next: Next) -> Response {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("application/json"));
+            .is_some_and(is_json);
         if !is_json {
             return (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -154,6 +241,13 @@ pub async fn server_fn_status(request: Request, next: Next) -> Response {
         }
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// `application/json`, with parameters or none (`; charset=utf-8`), in any
+/// case; not `application/jsonp` or `application/json-seq`.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
 }
 
 /// A session as `app`'s server functions reach it.
@@ -195,10 +289,61 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_cookie_among_others() {
-        let h = headers(&[("cookie", "a=1; hailstone_session=abc ; b=2")]);
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
-        assert_eq!(cookie(&headers(&[("cookie", "a=1")]), SESSION_COOKIE), None);
+    fn finds_every_cookie_of_the_name_among_others() {
+        let h = headers(&[(
+            "cookie",
+            "a=1; hailstone_session=abc ; b=2; hailstone_session=def",
+        )]);
+        let found: Vec<_> = cookies(&h, SESSION_COOKIE).collect();
+        assert_eq!(found, ["abc", "def"]);
+        assert_eq!(
+            cookies(&headers(&[("cookie", "a=1")]), SESSION_COOKIE).count(),
+            0
+        );
+    }
+
+    #[test]
+    fn only_json_is_json() {
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            assert!(is_json(yes), "{yes}");
+        }
+        for no in [
+            "application/jsonfoo",
+            "application/json-seq",
+            "text/json",
+            "",
+            "json",
+        ] {
+            assert!(!is_json(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_public_origin_is_matched_exactly() {
+        let origin = "https://site.example";
+        assert!(!is_foreign(
+            &headers(&[("origin", "https://site.example")]),
+            origin
+        ));
+        assert!(
+            !is_foreign(&headers(&[]), origin),
+            "no Origin: not a browser page"
+        );
+        for other in [
+            "http://site.example",
+            "https://site.example:444",
+            "https://evil.example",
+            "null",
+        ] {
+            let h: HeaderMap = [(header::ORIGIN, HeaderValue::from_str(other).unwrap())]
+                .into_iter()
+                .collect();
+            assert!(is_foreign(&h, origin), "{other}");
+        }
     }
 
     #[test]

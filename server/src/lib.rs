@@ -55,6 +55,8 @@ pub struct Runtime {
     /// How long an event stream lasts before the server ends it (the
     /// browser resumes it at once); `None`: until the client leaves.
     pub stream_lifetime: Option<Duration>,
+    /// The origin, cookie and `/metrics` rules.
+    pub http: http::Policy,
 }
 
 impl Runtime {
@@ -95,6 +97,7 @@ impl Runtime {
             metrics,
             shutdown,
             stream_lifetime: config.stream_lifetime(),
+            http: http::Policy::new(&config.http),
         })
     }
 
@@ -203,7 +206,7 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
         .route("/metrics", get(metrics))
         .fallback_service(files)
         .layer(from_fn(http::server_fn_status))
-        .layer(from_fn(http::same_origin))
+        .layer(from_fn_with_state(runtime.clone(), http::same_origin))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
         .with_state(runtime)
 }
@@ -234,8 +237,22 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Live counts in Prometheus text format.
-async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+/// Live counts in Prometheus text format, for whoever has the token.
+async fn metrics(
+    State(runtime): State<Arc<Runtime>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if runtime.http.metrics_token.is_none() {
+        return not_found().await.into_response();
+    }
+    if !runtime.http.may_read_metrics(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "/metrics needs the token set in http.metrics-token.",
+        )
+            .into_response();
+    }
     runtime.metrics.sessions.set(runtime.sessions.len() as i64);
     (
         [(
@@ -244,6 +261,7 @@ async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
         )],
         runtime.metrics.encode(),
     )
+        .into_response()
 }
 
 /// Serves on `listener` until `shutdown` completes; then ends every event

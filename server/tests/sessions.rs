@@ -225,7 +225,7 @@ async fn malformed_requests_get_4xx_with_a_message() {
     config.limits.max_body_bytes = 4096;
     let (server, browser) = browsing(TestServer::start(config).await).await;
 
-    let cases: [(&str, &str, String, u16); 4] = [
+    let cases: [(&str, &str, String, u16); 5] = [
         (
             "malformed JSON",
             "application/json",
@@ -241,6 +241,12 @@ async fn malformed_requests_get_4xx_with_a_message() {
         (
             "wrong content type",
             "text/plain",
+            r#"{"command":{"type":"set_running","running":true}}"#.into(),
+            415,
+        ),
+        (
+            "a content type that only starts like JSON",
+            "application/jsonfoo",
             r#"{"command":{"type":"set_running","running":true}}"#.into(),
             415,
         ),
@@ -325,12 +331,16 @@ async fn health_and_metrics() {
 
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // /metrics is for whoever has the token, not for the public.
+    let client = reqwest::Client::new();
+    for token in [None, Some("wrong"), Some("test-token-")] {
+        let mut request = client.get(server.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{token:?}");
+    }
+    let metrics = support::metrics(&server).await;
     for line in [
         "hailstone_sessions 1",
         "hailstone_subscribers 1",
@@ -451,6 +461,74 @@ async fn browsers_behind_an_http2_proxy_share_a_connection_and_nothing_else() {
     assert!(
         matches!(update, Update::Snapshot(Snapshot { run: None, .. })),
         "Bob's session is untouched"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_not_served_without_a_token() {
+    let mut config = support::config();
+    config.http.metrics_token = String::new();
+    let server = TestServer::start(config).await;
+    let response = reqwest::get(server.url("/metrics")).await.unwrap();
+    assert_eq!(response.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_tls_proxy_the_public_origin_is_the_site() {
+    let mut config = support::config();
+    config.http.public_origin = "https://hailstone.example".into();
+    let server = TestServer::start(config).await;
+    // The proxy forwards `Host: hailstone.example:443`; the browser's Origin
+    // is the public one.
+    let command = |origin: &'static str| {
+        reqwest::Client::new()
+            .post(server.url("/api/command"))
+            .header("host", "hailstone.example:443")
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(json!({ "command": set_number("27") }).to_string())
+            .send()
+    };
+    let response = command("https://hailstone.example").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("__Host-hailstone_session="), "{cookie}");
+    for attribute in ["Secure", "HttpOnly", "Path=/", "SameSite=Lax"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    // Anything else is another site, the server's own address included.
+    for origin in [
+        "http://hailstone.example",
+        "https://evil.example",
+        "http://127.0.0.1",
+    ] {
+        assert_eq!(command(origin).await.unwrap().status(), 403, "{origin}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn of_two_session_cookies_the_valid_one_wins() {
+    let (server, mut browser) = browsing(TestServer::with_interval(1000).await).await;
+    browser.command(set_number("27")).await;
+    let valid = browser.cookie.clone().unwrap();
+    // A stale cookie of the same name first, as a browser sends one set for
+    // a longer path before the one for `/`.
+    browser.cookie = Some(format!("hailstone_session={}; {valid}", "0".repeat(32)));
+    let (_, update) = browser.events(None).await.next().await.unwrap();
+    let Update::Snapshot(snapshot) = update else {
+        panic!()
+    };
+    assert_eq!(
+        snapshot.run.unwrap().start,
+        "27",
+        "the live session, not a new one"
     );
     server.stop().await;
 }

@@ -20,7 +20,23 @@ pub fn config() -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Leptos.toml");
     let mut config = Config::load(&path, |_| None).unwrap();
     config.store.path = ":memory:".into();
+    config.http.metrics_token = METRICS_TOKEN.into();
     config
+}
+
+/// The `/metrics` token of [`config`].
+pub const METRICS_TOKEN: &str = "test-token";
+
+/// The text of the server's `/metrics`.
+pub async fn metrics(server: &TestServer) -> String {
+    let response = reqwest::Client::new()
+        .get(server.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
 }
 
 /// The store `config` names.
