@@ -95,9 +95,28 @@ pub async fn session_layer(
 ) -> Response {
     // A browser may send two cookies of that name (one set for another
     // path, say): the one that names a live session wins.
-    let known = cookies(request.headers(), runtime.http.cookie_name)
+    let mut known = None;
+    let ids: Vec<SessionId> = cookies(request.headers(), runtime.http.cookie_name)
         .filter_map(SessionId::parse)
-        .find_map(|id| runtime.sessions.get(id));
+        .collect();
+    for id in ids {
+        match runtime.session(id).await {
+            Ok(Some(session)) => {
+                known = Some(session);
+                break;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, "could not load a session");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5")],
+                    "Your session cannot be loaded right now; please try again shortly.",
+                )
+                    .into_response();
+            }
+        }
+    }
     let (session, created) = match known {
         Some(session) => (session, false),
         None => match runtime.sessions.create() {

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod http;
+pub mod id;
 pub mod metrics;
 pub mod session;
 pub mod sessions;
@@ -26,6 +27,7 @@ use axum::{
     serve::ListenerExt,
     Router,
 };
+use futures::StreamExt;
 use shared::wire::{Command, CommandError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +37,7 @@ use tracing::Instrument;
 pub use config::Config;
 
 use crate::{
+    id::SessionId,
     metrics::Metrics,
     session::Session,
     sessions::Sessions,
@@ -114,42 +117,58 @@ impl Runtime {
             kind = command_kind(&command)
         );
         let arrived = std::time::Instant::now();
-        let answer = async {
-            self.metrics.commands.inc();
-            // The task is spawned inside the lock section, before the new
-            // version is published: the browser never sees "running" before
-            // the task exists, and waking the stream is the last thing the
-            // command does, so its event goes out next rather than behind
-            // the task just spawned (tokio runs the last task woken first).
-            session
-                .update(|state| {
-                    let (version, started) = state.apply(&command)?;
-                    if let Some(started) = started {
-                        self.tasks.spawn(session.clone(), started);
-                    }
-                    Ok(version)
-                })
-                .await
-                .inspect_err(|error| tracing::debug!(%error, "refused"))
-        }
-        .instrument(span)
-        .await;
+        self.metrics.commands.inc();
+        // The task is spawned inside the lock section, before the new
+        // version is published: the browser never sees "running" before
+        // the task exists, and waking the stream is the last thing the
+        // command does, so its event goes out next rather than behind
+        // the task just spawned (tokio runs the last task woken first).
+        let answer = session
+            .command(&command, |started| {
+                self.tasks.spawn(session.clone(), started)
+            })
+            .instrument(span)
+            .await
+            .inspect_err(|error| tracing::debug!(%error, "refused"));
         self.metrics
             .command_seconds
             .observe(arrived.elapsed().as_secs_f64());
         answer
     }
 
-    /// Brings back every stored session and resumes the tasks of those that
-    /// were running; returns how many sessions came back.
-    pub async fn restore(&self) -> Result<usize, StoreError> {
-        let sessions = self.sessions.restore()?;
-        for session in &sessions {
-            if let Some(started) = session.update(|state| state.resume()).await {
-                self.tasks.spawn(session.clone(), started);
-            }
+    /// The session named `id`, rebuilt from the store if it was not yet (and
+    /// its task resumed if it was running); `None` if there is none.
+    pub async fn session(&self, id: SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        let Some(found) = self.sessions.get(id).await? else {
+            return Ok(None);
+        };
+        if found.rebuilt {
+            self.resume(&found.session).await;
         }
-        Ok(sessions.len())
+        Ok(Some(found.session))
+    }
+
+    /// Spawns the task of a rebuilt session that was running.
+    async fn resume(&self, session: &Arc<Session>) {
+        if let Some(started) = session.update(|state| state.resume()).await {
+            self.tasks.spawn(session.clone(), started);
+        }
+    }
+
+    /// Reads the store's index, then rebuilds the sessions that were running
+    /// and resumes their tasks, a few at a time. The others are rebuilt
+    /// when first asked for. Returns how many were resumed.
+    pub async fn restore(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let running = self.sessions.load_index().await?;
+        let count = running.len();
+        futures::stream::iter(running)
+            .for_each_concurrent(RESUME_PARALLELISM, |id| async move {
+                if let Err(error) = self.session(id).await {
+                    tracing::error!(%error, session = %id.short(), "could not resume a running session");
+                }
+            })
+            .await;
+        Ok(count)
     }
 
     /// Drops idle sessions every so often until shutdown.
@@ -160,7 +179,7 @@ impl Runtime {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 _ = ticks.tick() => {
-                    let expired = self.sessions.expire(timeout);
+                    let expired = self.sessions.expire(timeout).await;
                     if expired > 0 {
                         tracing::info!(expired, live = self.sessions.len(), "idle sessions expired");
                     }
@@ -175,6 +194,9 @@ impl Runtime {
         self.tasks.wait().await;
     }
 }
+
+/// How many stored running sessions are rebuilt at once after a restart.
+const RESUME_PARALLELISM: usize = 8;
 
 fn command_kind(command: &Command) -> &'static str {
     match command {
@@ -274,10 +296,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let runtime = Runtime::with_tasks_on_own_threads(&config, store)?;
-    let restored = runtime.restore().await.map_err(std::io::Error::other)?;
-    if restored > 0 {
-        tracing::info!(restored, "sessions restored");
-    }
+    // Listen first: stored sessions are rebuilt when asked for, and the
+    // running ones are resumed in the background, on the tasks' threads.
+    let restoring = runtime.tasks.handle().spawn({
+        let runtime = runtime.clone();
+        async move {
+            let started = std::time::Instant::now();
+            match runtime.restore().await {
+                Ok(0) => {}
+                Ok(resumed) => tracing::info!(
+                    resumed,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "running sessions resumed"
+                ),
+                Err(error) => tracing::error!(%error, "could not read the stored sessions"),
+            }
+        }
+    });
     let router = app(runtime.clone(), &config);
     let expiry = tokio::spawn(runtime.clone().expire_idle_sessions(config.idle_timeout()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -295,6 +330,7 @@ pub async fn run(
             token.cancel();
         })
         .await;
+    restoring.abort();
     runtime.stop().await;
     let _ = expiry.await;
     tracing::info!("stopped");

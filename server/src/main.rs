@@ -1,7 +1,7 @@
 //! The `server` binary: configuration, socket, signals. Everything else is in
 //! the library (`server::run`).
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use server::Config;
 use tokio::net::TcpListener;
@@ -22,8 +22,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match server::store::SqliteStore::open(&config.store.path) {
-        Ok(store) => Arc::new(store),
+    let store = match server::store::open(&config.store.path) {
+        Ok(store) => store,
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::FAILURE;

@@ -1,61 +1,20 @@
 //! One browser's session: its state behind a `tokio::sync::Mutex` and the
 //! lock section every change goes through.
 
-use std::{
-    fmt,
-    sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+    Arc,
 };
 
 use shared::{
-    wire::{Command, CommandError, Cursor, Delta, Snapshot, Status, Update},
+    wire::{Command, CommandError, Delta, EventId, Snapshot, Status, Update},
     Collatz, Outcome, Refused,
 };
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, StoreError};
-
-/// A session's identifier: 128 random bits, written as 32 hex digits in the
-/// cookie. Unguessable, so one browser can never name another's session.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionId(u128);
-
-impl SessionId {
-    /// A fresh identifier from the operating system's random source.
-    pub fn random() -> SessionId {
-        SessionId(rand::random())
-    }
-
-    /// Reads an identifier written by [`Display`](fmt::Display); `None` for
-    /// anything else.
-    pub fn parse(text: &str) -> Option<SessionId> {
-        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u128::from_str_radix(text, 16).ok().map(SessionId)
-    }
-
-    /// The first eight hex digits: enough to tell sessions apart in a log,
-    /// too few to take one over.
-    pub fn short(&self) -> String {
-        format!("{:08x}", self.0 >> 96)
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.short())
-    }
-}
+pub use crate::id::SessionId;
+use crate::store::{Receipt, Store};
 
 /// One browser's session.
 pub struct Session {
@@ -114,28 +73,16 @@ pub struct Started {
 }
 
 impl State {
-    /// Applies a user's command. The change is made on a copy and kept
-    /// only once it is stored, so memory never runs ahead of the store and
-    /// nothing unsaved is acknowledged or published. When the command starts
-    /// a run, returns the task to spawn; the previous task's token is
-    /// cancelled.
-    pub fn apply(&mut self, command: &Command) -> Result<(u64, Option<Started>), CommandError> {
-        let mut next = self.machine.clone();
-        let Outcome { delta, start_task } = next.apply(command)?;
-        if delta.is_some() {
-            save(&*self.store, self.id, &next).map_err(|_| CommandError::Unsaved)?;
-            self.saved_version = next.version();
-        }
-        self.machine = next;
-        self.retire_stale_task();
-        let started = start_task.map(|generation| self.start_task(generation));
-        Ok((self.machine.version(), started))
-    }
-
     /// Up to `max` steps of the task of `generation`, published as one
-    /// delta; checkpointed every [`CHECKPOINT_EVERY`] versions and when the
-    /// run ends. If the checkpoint cannot be written, the run is paused.
-    pub fn step(&mut self, generation: u64, max: usize) -> Result<Delta, Refused> {
+    /// delta. A checkpoint is enqueued in the store every
+    /// [`CHECKPOINT_EVERY`] versions and when the run ends; its receipt is
+    /// returned for the task to await *after* the lock section, so no lock
+    /// is held while the disk works.
+    pub fn step(
+        &mut self,
+        generation: u64,
+        max: usize,
+    ) -> Result<(Delta, Option<Receipt<()>>), Refused> {
         let mut delta = self.machine.step(generation)?;
         for _ in 1..max {
             match self.machine.step(generation) {
@@ -146,23 +93,25 @@ impl State {
         self.retire_stale_task();
         let due = delta.status != Status::Running
             || delta.version >= self.saved_version + CHECKPOINT_EVERY;
-        if due && self.checkpoint().is_err() {
-            self.halt(generation);
-        }
-        Ok(delta)
+        Ok((delta, due.then(|| self.checkpoint())))
     }
 
-    /// The task of `generation` died: pause its run (and try to store that).
+    /// The task of `generation` died, or its checkpoint could not be
+    /// stored: pause its run. The pause is saved without waiting; if the
+    /// store fails it keeps trying, so a restart does not bring the run
+    /// back running.
     pub fn halt(&mut self, generation: u64) {
         if self.machine.halt(generation).is_some() {
-            let _ = self.checkpoint();
+            self.saved_version = self.machine.version();
+            self.store.keep(self.id, self.machine.saved());
         }
         self.retire_stale_task();
     }
 
-    /// A restored session that was running: the task to spawn for it.
+    /// A rebuilt session that was running and has no task yet: the task to
+    /// spawn for it.
     pub fn resume(&mut self) -> Option<Started> {
-        (self.machine.status() == Status::Running)
+        (self.machine.status() == Status::Running && self.task.is_none())
             .then(|| self.start_task(self.machine.generation()))
     }
 
@@ -173,25 +122,35 @@ impl State {
         Started { generation, cancel }
     }
 
-    /// Stores the state as it is now.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        save(&*self.store, self.id, &self.machine)?;
+    /// Enqueues the state as it is now in the store; failures are logged
+    /// there.
+    fn checkpoint(&mut self) -> Receipt<()> {
         self.saved_version = self.machine.version();
-        Ok(())
+        self.store.save(self.id, self.machine.saved())
     }
 
-    /// What a subscriber at `cursor` needs next: nothing when it is up to
-    /// date, one delta with everything it missed when the window still holds
-    /// it, and a snapshot otherwise.
-    pub fn since(&self, cursor: Option<Cursor>) -> Option<Update> {
-        match cursor {
-            Some(cursor) if cursor == self.machine.cursor() => None,
+    /// What a subscriber at `last` needs next, with the event id it brings
+    /// it to: nothing when it is up to date, one delta with everything it
+    /// missed when the window still holds it, and a snapshot otherwise (and
+    /// always when `last` names another incarnation).
+    pub fn since(&self, last: Option<EventId>) -> Option<(EventId, Update)> {
+        let incarnation = self.machine.incarnation();
+        let cursor = last
+            .filter(|last| last.incarnation == incarnation)
+            .map(|last| last.cursor);
+        let update = match cursor {
+            Some(cursor) if cursor == self.machine.cursor() => return None,
             Some(cursor) => match self.machine.delta_since(cursor) {
-                Some(delta) => Some(Update::Delta(delta)),
-                None => Some(Update::Snapshot(self.machine.snapshot())),
+                Some(delta) => Update::Delta(delta),
+                None => Update::Snapshot(self.machine.snapshot()),
             },
-            None => Some(Update::Snapshot(self.machine.snapshot())),
-        }
+            None => Update::Snapshot(self.machine.snapshot()),
+        };
+        let id = EventId {
+            incarnation,
+            cursor: update.cursor(),
+        };
+        Some((id, update))
     }
 
     /// Retires the token of a task of an older generation, so that a
@@ -204,13 +163,6 @@ impl State {
             }
         }
     }
-}
-
-/// Stores `machine` as session `id`'s state; failures are logged here, once.
-fn save(store: &dyn Store, id: SessionId, machine: &Collatz) -> Result<(), StoreError> {
-    store.save(id, &machine.saved()).inspect_err(
-        |error| tracing::error!(%error, session = %id.short(), "could not save the session"),
-    )
 }
 
 impl Session {
@@ -246,6 +198,47 @@ impl Session {
         self.id
     }
 
+    /// Applies a user's command in the lock section. The change is made on a
+    /// copy and kept only once the store has it: the lock is held across
+    /// that one await (the save), so memory never runs ahead of the store
+    /// and nothing unsaved is acknowledged or published. When the command
+    /// starts a run, `spawn` gets the task to start, still inside the lock
+    /// section (so no page sees "running" before the task exists). Returns
+    /// the version that shows the command's effect.
+    pub async fn command(
+        &self,
+        command: &Command,
+        spawn: impl FnOnce(Started),
+    ) -> Result<u64, CommandError> {
+        let mut state = self.state.lock().await;
+        let before = state.machine.version();
+        let mut next = state.machine.clone();
+        let Outcome { delta, start_task } = next.apply(command)?;
+        if delta.is_some() {
+            state
+                .store
+                .save(self.id, next.saved())
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, session = %self.id.short(), "could not save the session");
+                    CommandError::Unsaved
+                })?;
+            state.saved_version = next.version();
+        }
+        state.machine = next;
+        state.retire_stale_task();
+        if let Some(generation) = start_task {
+            spawn(state.start_task(generation));
+        }
+        let version = state.machine.version();
+        self.note_interval(&state);
+        drop(state);
+        if version != before {
+            self.announce(version);
+        }
+        Ok(version)
+    }
+
     /// The lock section (Reflex's `async with self`): waits for the
     /// session's lock, which queues fairly, then runs `change` on the latest
     /// state with every other handler excluded. The closure is synchronous,
@@ -274,14 +267,19 @@ impl Session {
         let result = change(&mut state);
         let after = state.machine.version();
         if after != before {
-            let interval_ms = state.machine.interval_ms();
-            self.interval.send_if_modified(|current| {
-                let changed = *current != interval_ms;
-                *current = interval_ms;
-                changed
-            });
+            self.note_interval(&state);
         }
         (result, (after != before).then_some(after))
+    }
+
+    /// Wakes the task if the interval changed (called in the lock section).
+    fn note_interval(&self, state: &State) {
+        let interval_ms = state.machine.interval_ms();
+        self.interval.send_if_modified(|current| {
+            let changed = *current != interval_ms;
+            *current = interval_ms;
+            changed
+        });
     }
 
     /// Tells subscribers that `version` is published. Another change may
@@ -335,29 +333,5 @@ impl Session {
             Ok(state) => state.machine.status() != Status::Running,
             Err(_) => false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_round_trip_and_refuse_forgeries() {
-        let id = SessionId::random();
-        assert_eq!(SessionId::parse(&id.to_string()), Some(id));
-        assert_ne!(SessionId::random(), id);
-        for bad in [
-            "",
-            "xyz",
-            &"g".repeat(32),
-            &"0".repeat(31),
-            &"0".repeat(33),
-            "+0000000000000000000000000000000",
-        ] {
-            assert_eq!(SessionId::parse(bad), None, "{bad}");
-        }
-        assert_eq!(id.short().len(), 8);
-        assert!(id.to_string().starts_with(&id.short()));
     }
 }

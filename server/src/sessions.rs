@@ -1,40 +1,80 @@
-//! The registry of live sessions: lookup by cookie, a cap, and expiry.
+//! The registry of sessions: lookup by cookie, a cap, expiry, and the
+//! stored sessions of an earlier run, rebuilt only when first asked for.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use shared::{Collatz, Settings, Unrestorable};
-use tokio::time::Instant;
+use tokio::{sync::OnceCell, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    session::{Session, SessionId, RESTORE_VERSION_GAP},
+    id::SessionId,
+    session::{Session, RESTORE_VERSION_GAP},
     store::{Store, StoreError},
 };
 
-/// Every live session.
+/// Every session, live or stored.
 pub struct Sessions {
     /// The sessions by id. A std mutex: every use is a short map operation,
     /// never held across an `.await`.
-    map: Mutex<HashMap<SessionId, Arc<Session>>>,
+    map: Mutex<HashMap<SessionId, Entry>>,
     /// The fixed choices of each new session.
     settings: Settings,
-    /// The most live sessions.
+    /// The most sessions, live and stored.
     max: usize,
-    /// The registry's clock starts here; sessions store seconds since.
+    /// The registry's clock starts here; sessions keep seconds since.
     epoch: Instant,
     /// Where every session is saved.
     store: Arc<dyn Store>,
     /// Cancelled on shutdown; passed to every session.
     shutdown: CancellationToken,
+    /// Set once the store's index is read: from then on an id that is not
+    /// in the map names no session, and the store is not asked.
+    indexed: AtomicBool,
+}
+
+/// One session in the registry.
+enum Entry {
+    /// In memory.
+    Live(Arc<Session>),
+    /// Only in the store (from before a restart) until first asked for.
+    Stored {
+        /// Shared by concurrent requests, so the session is rebuilt once.
+        cell: Arc<OnceCell<Arc<Session>>>,
+        /// When it was last seen, in the registry's clock.
+        last_seen: u64,
+        /// Whether it was running when saved (then it is being resumed).
+        running: bool,
+    },
 }
 
 /// No room for another session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
+
+/// A session found by [`Sessions::get`].
+pub struct Found {
+    /// The session.
+    pub session: Arc<Session>,
+    /// It was just rebuilt from the store: if it was running, its task must
+    /// be resumed.
+    pub rebuilt: bool,
+}
+
+/// Why a stored session could not be rebuilt.
+enum Missing {
+    /// Not in the store, or a record that cannot be rebuilt.
+    Absent,
+    /// The store failed.
+    Store(StoreError),
+}
 
 impl Sessions {
     /// An empty registry.
@@ -51,29 +91,33 @@ impl Sessions {
             epoch: Instant::now(),
             store,
             shutdown,
+            indexed: AtomicBool::new(false),
         }
     }
 
-    /// Rebuilds every stored session; returns them (to resume their
-    /// tasks). A record that cannot be rebuilt is left in the store, skipped
-    /// with a warning. Versions are raised past anything published before
-    /// the restart.
-    pub fn restore(&self) -> Result<Vec<Arc<Session>>, StoreError> {
-        let mut restored = Vec::new();
+    /// Reads the store's index: every stored session becomes known without
+    /// being loaded. Returns the ids of those that were running, to resume.
+    pub async fn load_index(&self) -> Result<Vec<SessionId>, StoreError> {
+        let index = self.store.index().await?;
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let now = self.now();
+        let mut running = Vec::new();
         let mut map = self.lock();
-        for (id, saved) in self.store.load()? {
-            match Collatz::restore(self.settings, &saved, RESTORE_VERSION_GAP) {
-                Ok(machine) => {
-                    let session = Arc::new(self.session(id, machine));
-                    map.insert(id, session.clone());
-                    restored.push(session);
-                }
-                Err(Unrestorable(why)) => {
-                    tracing::warn!(session = %id.short(), why, "a stored session cannot be rebuilt; skipped")
-                }
+        for stored in index {
+            let age = unix_now.saturating_sub(stored.seen);
+            map.entry(stored.id).or_insert_with(|| Entry::Stored {
+                cell: Arc::new(OnceCell::new()),
+                last_seen: now.saturating_sub(age),
+                running: stored.running,
+            });
+            if stored.running {
+                running.push(stored.id);
             }
         }
-        Ok(restored)
+        self.indexed.store(true, Ordering::Release);
+        Ok(running)
     }
 
     fn session(&self, id: SessionId, machine: Collatz) -> Session {
@@ -86,11 +130,91 @@ impl Sessions {
         )
     }
 
-    /// The session named by `id`, if it is live.
-    pub fn get(&self, id: SessionId) -> Option<Arc<Session>> {
-        let session = self.lock().get(&id).cloned()?;
-        session.touch(self.now());
-        Some(session)
+    /// The session named by `id`, rebuilt from the store if it was not yet;
+    /// `None` if there is none.
+    pub async fn get(&self, id: SessionId) -> Result<Option<Found>, StoreError> {
+        let cell = {
+            let mut map = self.lock();
+            match map.get(&id) {
+                Some(Entry::Live(session)) => {
+                    session.touch(self.now());
+                    return Ok(Some(Found {
+                        session: session.clone(),
+                        rebuilt: false,
+                    }));
+                }
+                Some(Entry::Stored { cell, .. }) => cell.clone(),
+                None if self.indexed.load(Ordering::Acquire) => return Ok(None),
+                None => {
+                    // Before the index is read, any id may be stored.
+                    let cell = Arc::new(OnceCell::new());
+                    map.insert(
+                        id,
+                        Entry::Stored {
+                            cell: cell.clone(),
+                            last_seen: self.now(),
+                            running: false,
+                        },
+                    );
+                    cell
+                }
+            }
+        };
+        let mut rebuilt = false;
+        let result = cell
+            .get_or_try_init(|| {
+                rebuilt = true;
+                self.rebuild(id)
+            })
+            .await;
+        let mut map = self.lock();
+        let ours = |entry: Option<&Entry>| matches!(entry, Some(Entry::Stored { cell: c, .. }) if Arc::ptr_eq(c, &cell));
+        match result {
+            Ok(session) => {
+                if ours(map.get(&id)) {
+                    map.insert(id, Entry::Live(session.clone()));
+                }
+                Ok(Some(Found {
+                    session: session.clone(),
+                    rebuilt,
+                }))
+            }
+            Err(missing) => {
+                if ours(map.get(&id)) {
+                    map.remove(&id);
+                }
+                match missing {
+                    Missing::Absent => Ok(None),
+                    Missing::Store(error) => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Loads a stored session and rebuilds it with a raised version and a
+    /// new incarnation, which are stored before anything is published: a
+    /// second crash right after can never bring back a lower version.
+    async fn rebuild(&self, id: SessionId) -> Result<Arc<Session>, Missing> {
+        let Some(saved) = self.store.get(id).await.map_err(Missing::Store)? else {
+            return Err(Missing::Absent);
+        };
+        let machine = match Collatz::restore(
+            self.settings,
+            &saved,
+            RESTORE_VERSION_GAP,
+            rand::random(),
+        ) {
+            Ok(machine) => machine,
+            Err(Unrestorable(why)) => {
+                tracing::warn!(session = %id.short(), why, "a stored session cannot be rebuilt; skipped");
+                return Err(Missing::Absent);
+            }
+        };
+        self.store
+            .save(id, machine.saved())
+            .await
+            .map_err(Missing::Store)?;
+        Ok(Arc::new(self.session(id, machine)))
     }
 
     /// A new session under a fresh random id, unless the cap is reached.
@@ -105,8 +229,9 @@ impl Sessions {
                 break id;
             }
         };
-        let session = Arc::new(self.session(id, Collatz::new(self.settings)));
-        map.insert(id, session.clone());
+        let machine = Collatz::new(self.settings).with_incarnation(rand::random());
+        let session = Arc::new(self.session(id, machine));
+        map.insert(id, Entry::Live(session.clone()));
         Ok(session)
     }
 
@@ -115,34 +240,44 @@ impl Sessions {
         self.settings
     }
 
-    /// How many sessions are live.
+    /// How many sessions there are, live and stored.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
-    /// True when no session is live.
+    /// True when there is no session.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Drops every session idle for longer than `timeout`, from memory and
     /// from the store; returns how many.
-    pub fn expire(&self, timeout: Duration) -> usize {
+    pub async fn expire(&self, timeout: Duration) -> usize {
         let Some(cutoff) = self.now().checked_sub(timeout.as_secs()) else {
             return 0;
         };
         let mut expired = Vec::new();
-        self.lock().retain(|id, session| {
-            let idle = session.is_idle_since(cutoff);
+        self.lock().retain(|id, entry| {
+            let idle = match entry {
+                Entry::Live(session) => session.is_idle_since(cutoff),
+                Entry::Stored {
+                    cell,
+                    last_seen,
+                    running,
+                } => !*running && *last_seen <= cutoff && !cell.initialized(),
+            };
             if idle {
                 expired.push(*id);
             }
             !idle
         });
-        if let Err(error) = self.store.delete(&expired) {
-            tracing::error!(%error, "could not delete expired sessions; they will be restored at the next start");
+        let count = expired.len();
+        if count > 0 {
+            if let Err(error) = self.store.delete(expired).await {
+                tracing::error!(%error, "could not delete expired sessions; they will come back at the next start");
+            }
         }
-        expired.len()
+        count
     }
 
     /// Seconds since the registry started.
@@ -150,7 +285,7 @@ impl Sessions {
         self.epoch.elapsed().as_secs()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<Session>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry>> {
         // A panic while holding this lock leaves a consistent map (every
         // operation on it is a single std call), so poisoning is ignored.
         self.map

@@ -20,7 +20,7 @@ use axum::{
     Extension,
 };
 use futures::{stream, Stream};
-use shared::wire::{Cursor, Update};
+use shared::wire::{EventId, Update};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -36,13 +36,13 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Anything unreadable (or from an older server) gets a snapshot.
-    let cursor = headers
+    let last = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<Cursor>().ok());
+        .and_then(|value| value.parse::<EventId>().ok());
     let subscriber = Subscriber::new(
         session,
-        cursor,
+        last,
         runtime
             .stream_lifetime
             .map(|lifetime| Instant::now() + lifetime),
@@ -50,8 +50,8 @@ pub async fn events(
         runtime.metrics.clone(),
     );
     let updates = stream::unfold(subscriber, |mut subscriber| async move {
-        let update = subscriber.next().await?;
-        Some((Ok(subscriber.event(&update)), subscriber))
+        let (id, update) = subscriber.next().await?;
+        Some((Ok(subscriber.event(id, &update)), subscriber))
     });
     Sse::new(updates).keep_alive(KeepAlive::default())
 }
@@ -61,7 +61,7 @@ struct Subscriber {
     /// The session watched.
     session: Arc<Session>,
     /// Where the client is; `None` before its first snapshot.
-    cursor: Option<Cursor>,
+    last: Option<EventId>,
     /// Rings on every new version.
     doorbell: watch::Receiver<u64>,
     /// Ends the stream on shutdown.
@@ -75,7 +75,7 @@ struct Subscriber {
 impl Subscriber {
     fn new(
         session: Arc<Session>,
-        cursor: Option<Cursor>,
+        last: Option<EventId>,
         deadline: Option<Instant>,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
@@ -85,25 +85,26 @@ impl Subscriber {
         Subscriber {
             doorbell: session.subscribe(),
             session,
-            cursor,
+            last,
             shutdown,
             deadline,
             metrics,
         }
     }
 
-    /// The next update, waiting until there is one; `None` at shutdown.
-    async fn next(&mut self) -> Option<Update> {
+    /// The next update and its event id, waiting until there is one;
+    /// `None` at shutdown.
+    async fn next(&mut self) -> Option<(EventId, Update)> {
         loop {
             // Mark the doorbell seen *before* reading, so a version
             // published after the read still wakes the wait below.
             let rung = *self.doorbell.borrow_and_update();
-            let cursor = self.cursor;
+            let last = self.last;
             // The lock is taken only when there is something to read.
-            if cursor.is_none_or(|cursor| cursor.version != rung) {
-                if let Some(update) = self.session.update(|state| state.since(cursor)).await {
-                    self.cursor = Some(update.cursor());
-                    return Some(update);
+            if last.is_none_or(|last| last.cursor.version != rung) {
+                if let Some((id, update)) = self.session.update(|state| state.since(last)).await {
+                    self.last = Some(id);
+                    return Some((id, update));
                 }
             }
             let expired = async {
@@ -121,14 +122,14 @@ impl Subscriber {
     }
 
     /// The SSE event carrying `update`.
-    fn event(&self, update: &Update) -> Event {
+    fn event(&self, id: EventId, update: &Update) -> Event {
         let values = match update {
             Update::Snapshot(snapshot) => snapshot.run.as_ref().map_or(0, |run| run.recent.len()),
             Update::Delta(delta) => delta.appended.len(),
         };
         self.metrics.values_streamed.inc_by(values as u64);
         Event::default()
-            .id(update.cursor().to_string())
+            .id(id.to_string())
             .retry(RECONNECT_AFTER)
             .json_data(update)
             .expect("updates serialise to JSON")

@@ -1,42 +1,84 @@
 //! Durable sessions: the one narrow interface the runtime saves through, and
 //! its embedded SQLite implementation.
 //!
-//! A session is stored as its [`Saved`] state (start, steps, status,
-//! interval, version, generation): a trajectory is deterministic, so the
-//! values are recomputed on restore instead of stored.
+//! A session is stored as its [`Saved`] state: the run's start, steps,
+//! status, interval, version, generation, incarnation, and what makes
+//! rebuilding it short (the window's first value, the peak, the chart's
+//! profile), so a restart never replays whole runs.
 
 use std::{
+    future::Future,
     path::{Path, PathBuf},
-    sync::{mpsc, Mutex},
+    pin::Pin,
+    sync::mpsc,
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use rusqlite::{params, Connection, OptionalExtension};
-use shared::Saved;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use shared::{wire::Status, Saved};
+use tokio::sync::oneshot;
 
 use crate::session::SessionId;
 
-/// Where sessions are kept across restarts. Calls block briefly; they are
-/// made inside a session's lock section, so what is published was stored.
+/// The answer to a store request, awaited off the store's thread.
+pub type Receipt<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
+/// Where sessions are kept across restarts.
+///
+/// Every method *enqueues* its request when called, so requests made one
+/// after another (in a session's lock section) are carried out in that
+/// order; the returned [`Receipt`] resolves once the request is done. No
+/// method blocks the caller's thread.
 pub trait Store: Send + Sync + 'static {
-    /// Every saved session.
-    fn load(&self) -> Result<Vec<(SessionId, Saved)>, StoreError>;
-    /// Inserts or replaces one session's state; returns once committed.
-    fn save(&self, id: SessionId, saved: &Saved) -> Result<(), StoreError>;
+    /// The id and status of every stored session, and when each was last
+    /// seen: read at start, so a restart never loads whole sessions.
+    fn index(&self) -> Receipt<Vec<Stored>>;
+    /// One session's saved state, if stored.
+    fn get(&self, id: SessionId) -> Receipt<Option<Saved>>;
+    /// Inserts or replaces one session's state; resolves once committed.
+    /// A failure is reported and nothing is retried.
+    fn save(&self, id: SessionId, saved: Saved) -> Receipt<()>;
+    /// Inserts or replaces one session's state with nobody waiting: if it
+    /// cannot be stored now, it is tried again until it, or a newer save of
+    /// the session, is stored (a run paused because its checkpoint failed
+    /// must not come back running after a restart).
+    fn keep(&self, id: SessionId, saved: Saved);
     /// Forgets sessions.
-    fn delete(&self, ids: &[SessionId]) -> Result<(), StoreError>;
+    fn delete(&self, ids: Vec<SessionId>) -> Receipt<()>;
 }
 
-/// A store operation failed. The message names the file.
-#[derive(Debug, thiserror::Error)]
+/// What the index says of one stored session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Its id.
+    pub id: SessionId,
+    /// Whether its run was running when last saved.
+    pub running: bool,
+    /// When it was last saved, in seconds since the Unix epoch.
+    pub seen: u64,
+}
+
+/// A store operation failed. The message names the file and the cause.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The file cannot be opened or created.
     #[error("cannot open the session store {path}: {message}")]
     Open {
         /// The database file.
         path: PathBuf,
-        /// What SQLite said.
+        /// What went wrong.
+        message: String,
+    },
+    /// The file or its directory may not be written by this process.
+    #[error(
+        "the session store {path} cannot be written: {message}; give this process write \
+         access to the file and its directory, or set HAILSTONE_STORE_PATH to another place"
+    )]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// What the operating system or SQLite said.
         message: String,
     },
     /// The file is not a sound database.
@@ -47,7 +89,7 @@ pub enum StoreError {
     Corrupt {
         /// The database file.
         path: PathBuf,
-        /// What the integrity check said.
+        /// What SQLite said.
         message: String,
     },
     /// A read or write failed.
@@ -58,229 +100,595 @@ pub enum StoreError {
         /// What SQLite said.
         message: String,
     },
+    /// The store's thread has stopped (the server is shutting down).
+    #[error("the session store is closed")]
+    Closed,
 }
 
-/// Sessions in one SQLite file (write-ahead log; a write is committed when
-/// `save` returns, which survives the process being killed).
-///
-/// A commit only appends to the log, without waiting for the disk. Copying
-/// the log into the database (a checkpoint, which does wait for the disk)
-/// is done by a thread of the store's own, never by a `save`: a save is
-/// made in a session's lock section on a request's thread, and SQLite's
-/// automatic checkpoint stalled that thread for milliseconds.
-pub struct SqliteStore {
-    /// The connection; one writer at a time.
-    connection: Mutex<Connection>,
-    /// The file, for messages.
-    path: PathBuf,
-    /// Checkpoints the log while the store is open (kept for its `Drop`,
-    /// which ends the thread); `None` in memory.
-    _checkpointer: Option<Checkpointer>,
+/// Opens the store at `path`: [`MemoryStore`] for `:memory:`, else
+/// [`SqliteStore`].
+pub fn open(path: &Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(if path == Path::new(":memory:") {
+        std::sync::Arc::new(MemoryStore::default())
+    } else {
+        std::sync::Arc::new(SqliteStore::open(path)?)
+    })
 }
 
-/// How often the log is copied into the database.
-const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
-
-/// The thread that checkpoints the log, on a connection of its own.
-struct Checkpointer {
-    /// Dropped to tell the thread to end.
-    stop: Option<mpsc::Sender<()>>,
-    /// Joined on drop.
-    thread: Option<JoinHandle<()>>,
+/// Sessions in memory only: kept until the process ends. Every request is
+/// answered before its method returns (tests under a paused clock rely on
+/// that).
+#[derive(Default)]
+pub struct MemoryStore {
+    /// The sessions and when each was saved.
+    sessions: std::sync::Mutex<std::collections::HashMap<SessionId, (Saved, u64)>>,
 }
 
-impl Checkpointer {
-    fn start(path: &Path) -> Result<Checkpointer, String> {
-        let connection = Connection::open(path).map_err(|e| e.to_string())?;
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        let (stop, stopped) = mpsc::channel::<()>();
-        let path = path.to_owned();
-        let thread = std::thread::Builder::new()
-            .name("hailstone-store".into())
-            .spawn(move || {
-                let mut failing = false;
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(CHECKPOINT_PERIOD)
-                {
-                    // PASSIVE: copies what it can without blocking a writer.
-                    let result = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| {
-                        Ok(())
-                    });
-                    match (result, failing) {
-                        (Err(error), false) => {
-                            tracing::warn!(store = %path.display(), %error, "checkpoint failed; retrying");
-                            failing = true;
-                        }
-                        (Ok(()), true) => {
-                            tracing::info!(store = %path.display(), "checkpoints work again");
-                            failing = false;
-                        }
-                        _ => {}
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(Checkpointer {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+impl MemoryStore {
+    fn sessions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, (Saved, u64)>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl Drop for Checkpointer {
+impl Store for MemoryStore {
+    fn index(&self) -> Receipt<Vec<Stored>> {
+        let index = self
+            .sessions()
+            .iter()
+            .map(|(id, (saved, seen))| Stored {
+                id: *id,
+                running: saved.status == Status::Running,
+                seen: *seen,
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(index)))
+    }
+
+    fn get(&self, id: SessionId) -> Receipt<Option<Saved>> {
+        let saved = self.sessions().get(&id).map(|(saved, _)| saved.clone());
+        Box::pin(std::future::ready(Ok(saved)))
+    }
+
+    fn save(&self, id: SessionId, saved: Saved) -> Receipt<()> {
+        self.keep(id, saved);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn keep(&self, id: SessionId, saved: Saved) {
+        let seen = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.sessions().insert(id, (saved, seen));
+    }
+
+    fn delete(&self, ids: Vec<SessionId>) -> Receipt<()> {
+        let mut sessions = self.sessions();
+        for id in ids {
+            sessions.remove(&id);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The most requests one transaction carries (group commit).
+const BATCH: usize = 512;
+/// The write-ahead log is copied into the database and truncated at least
+/// this often, and whenever it grows past [`WAL_LIMIT_BYTES`].
+const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
+/// See [`CHECKPOINT_PERIOD`].
+pub const WAL_LIMIT_BYTES: u64 = 4 << 20;
+/// How often a save that failed without anyone waiting for it (a step's
+/// checkpoint, a pause) is tried again.
+const RETRY_PERIOD: Duration = Duration::from_secs(1);
+
+/// Sessions in one SQLite file, in write-ahead-log mode, written by one
+/// thread of the store's own.
+///
+/// That thread owns the only connection. It takes every queued request at
+/// once and commits the writes among them in one transaction (a group
+/// commit), then answers each. Between batches it copies the log into the
+/// database and truncates it (`wal_checkpoint(TRUNCATE)`) once a second or
+/// past 4 MiB: with no other connection there is never a writer in the
+/// way, so the checkpoint always completes and the log stays bounded.
+///
+/// `synchronous = NORMAL`: a commit survives the process being killed at
+/// any moment; a power cut or kernel crash can lose the commits since the
+/// last checkpoint (at most about a second), never the file's consistency.
+///
+/// A [`Store::keep`] that fails (the pause that follows a failed
+/// checkpoint) is tried again every second until it, or a newer save of the
+/// same session, is stored.
+pub struct SqliteStore {
+    /// Requests to the store's thread.
+    requests: mpsc::Sender<Request>,
+    /// The store's thread, joined on drop after the last request.
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Where the store's thread sends a write's outcome.
+type Answer = oneshot::Sender<Result<(), StoreError>>;
+
+/// One request to the store's thread, with where to send its answer.
+enum Request {
+    Index(oneshot::Sender<Result<Vec<Stored>, StoreError>>),
+    Get(
+        SessionId,
+        oneshot::Sender<Result<Option<Saved>, StoreError>>,
+    ),
+    Save(
+        SessionId,
+        Box<Saved>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    Keep(SessionId, Box<Saved>),
+    Delete(Vec<SessionId>, oneshot::Sender<Result<(), StoreError>>),
+    /// Test support: the most pages the database may grow to (0: no limit).
+    #[doc(hidden)]
+    MaxPages(u64, oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`; `:memory:` keeps nothing.
+    /// Refuses a file it cannot write (naming the permission problem) and a
+    /// damaged file (which it never wipes).
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let connection = open_connection(path)?;
+        let (requests, queue) = mpsc::channel();
+        let writer = Writer {
+            connection,
+            path: path.to_owned(),
+            in_memory: path == Path::new(":memory:"),
+            retry: std::collections::HashMap::new(),
+            last_checkpoint: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("hailstone-store".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(SqliteStore {
+            requests,
+            thread: Some(thread),
+        })
+    }
+
+    fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Receipt<T> {
+        let (answer, answered) = oneshot::channel();
+        let sent = self.requests.send(request(answer));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            answered.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Test support: makes writes fail with "database or disk is full" once
+    /// the file would grow past `pages` pages (0 lifts the limit), as a full
+    /// disk does.
+    #[doc(hidden)]
+    pub fn limit_pages(&self, pages: u64) -> Receipt<()> {
+        self.ask(|answer| Request::MaxPages(pages, answer))
+    }
+}
+
+impl Store for SqliteStore {
+    fn index(&self) -> Receipt<Vec<Stored>> {
+        self.ask(Request::Index)
+    }
+
+    fn get(&self, id: SessionId) -> Receipt<Option<Saved>> {
+        self.ask(|answer| Request::Get(id, answer))
+    }
+
+    fn save(&self, id: SessionId, saved: Saved) -> Receipt<()> {
+        self.ask(|answer| Request::Save(id, Box::new(saved), answer))
+    }
+
+    fn keep(&self, id: SessionId, saved: Saved) {
+        // Only fails once the store's thread has ended (at shutdown).
+        let _ = self.requests.send(Request::Keep(id, Box::new(saved)));
+    }
+
+    fn delete(&self, ids: Vec<SessionId>) -> Receipt<()> {
+        self.ask(|answer| Request::Delete(ids, answer))
+    }
+}
+
+impl Drop for SqliteStore {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        // Closing the channel ends the thread after the queued requests.
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.requests, closed));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-impl SqliteStore {
-    /// Opens (or creates) the store at `path`; `:memory:` keeps nothing.
-    /// A damaged file is refused, never wiped.
-    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let open_error = |e: rusqlite::Error| StoreError::Open {
-            path: path.to_owned(),
-            message: e.to_string(),
-        };
+/// Opens the file, checks it is a database this process can write, and
+/// sets the schema and pragmas.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |message: String| StoreError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let read_only = |message: String| StoreError::ReadOnly {
+        path: path.to_owned(),
+        message,
+    };
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.to_owned(),
+        message,
+    };
+    let in_memory = path == Path::new(":memory:");
+    if !in_memory {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-                path: path.to_owned(),
-                message: e.to_string(),
+            std::fs::create_dir_all(parent).map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => read_only(format!(
+                    "cannot create the directory {}: {e}",
+                    parent.display()
+                )),
+                _ => open_error(e.to_string()),
             })?;
         }
-        let connection = Connection::open(path).map_err(open_error)?;
-        let corrupt = |message: String| StoreError::Corrupt {
-            path: path.to_owned(),
-            message,
-        };
-        let check: String = connection
-            .query_row("PRAGMA quick_check", [], |row| row.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
-        if check != "ok" {
-            return Err(corrupt(check));
-        }
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 PRAGMA busy_timeout = 5000;
-                 CREATE TABLE IF NOT EXISTS sessions (
-                     id    TEXT PRIMARY KEY NOT NULL,
-                     state TEXT NOT NULL
-                 ) WITHOUT ROWID;",
-            )
-            .map_err(|e| corrupt(e.to_string()))?;
-        let checkpointer = if path == Path::new(":memory:") {
-            None
-        } else {
-            connection
-                .execute_batch("PRAGMA wal_autocheckpoint = 0;")
-                .map_err(open_error)?;
-            Some(
-                Checkpointer::start(path).map_err(|message| StoreError::Open {
-                    path: path.to_owned(),
-                    message,
-                })?,
-            )
-        };
-        Ok(SqliteStore {
-            connection: Mutex::new(connection),
-            path: path.to_owned(),
-            _checkpointer: checkpointer,
-        })
+        check_writable(path).map_err(read_only)?;
     }
-
-    fn io(&self, error: impl std::fmt::Display) -> StoreError {
-        StoreError::Io {
-            path: self.path.clone(),
-            message: error.to_string(),
-        }
-    }
-
-    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding it leaves SQLite consistent (transactions).
-        self.connection.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// One session's saved state, if stored.
-    pub fn get(&self, id: SessionId) -> Result<Option<Saved>, StoreError> {
-        let state: Option<String> = self
-            .connection()
+    let connection = Connection::open(path).map_err(|e| classify(path, e, open_error))?;
+    // Reading the schema fails on a file that is not a database; it reads
+    // one page, so it is as fast with 100,000 sessions as with none.
+    connection
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(|e| classify(path, e, corrupt))?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = 4194304;
+             CREATE TABLE IF NOT EXISTS sessions (
+                 id      TEXT PRIMARY KEY NOT NULL,
+                 state   TEXT NOT NULL
+             ) WITHOUT ROWID;",
+        )
+        .map_err(|e| classify(path, e, corrupt))?;
+    // Files from before the index columns get them (filled on next save).
+    for column in [
+        "running INTEGER NOT NULL DEFAULT 0",
+        "seen INTEGER NOT NULL DEFAULT 0",
+    ] {
+        let name = column.split(' ').next().unwrap_or_default();
+        let present: bool = connection
             .query_row(
-                "SELECT state FROM sessions WHERE id = ?1",
-                params![id.to_string()],
-                |row| row.get(0),
+                "SELECT count(*) FROM pragma_table_info('sessions') WHERE name = ?1",
+                [name],
+                |row| row.get::<_, i64>(0),
             )
-            .optional()
+            .map(|count| count > 0)
+            .map_err(|e| classify(path, e, corrupt))?;
+        if !present {
+            connection
+                .execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {column};"))
+                .map_err(|e| classify(path, e, corrupt))?;
+        }
+    }
+    connection
+        .execute_batch("CREATE INDEX IF NOT EXISTS sessions_index ON sessions (running, seen);")
+        .map_err(|e| classify(path, e, corrupt))?;
+    Ok(connection)
+}
+
+/// Fails with the operating system's words when `path` (or, if it does not
+/// exist yet, its directory) cannot be written, and likewise for the
+/// write-ahead log beside it.
+fn check_writable(path: &Path) -> Result<(), String> {
+    let writable = |file: &Path| -> Result<(), String> {
+        match std::fs::OpenOptions::new().append(true).open(file) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", file.display())),
+        }
+    };
+    writable(path)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    writable(Path::new(&wal))?;
+    // SQLite creates the log and lock files beside the database.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".hailstone-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("the directory {}: {e}", dir.display())),
+    }
+}
+
+/// Names an SQLite error for what it is: permissions apart from damage.
+fn classify(
+    path: &Path,
+    error: rusqlite::Error,
+    otherwise: impl FnOnce(String) -> StoreError,
+) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+            StoreError::ReadOnly {
+                path: path.to_owned(),
+                message: error.to_string(),
+            }
+        }
+        _ => otherwise(error.to_string()),
+    }
+}
+
+/// The store's thread: the connection and what it still has to retry.
+struct Writer {
+    connection: Connection,
+    path: PathBuf,
+    in_memory: bool,
+    /// Saves that failed with nobody waiting, newest per session.
+    retry: std::collections::HashMap<SessionId, Box<Saved>>,
+    /// When the log was last checkpointed.
+    last_checkpoint: Instant,
+}
+
+impl Writer {
+    fn run(mut self, queue: mpsc::Receiver<Request>) {
+        loop {
+            let first = match queue.recv_timeout(RETRY_PERIOD.min(CHECKPOINT_PERIOD)) {
+                Ok(request) => Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch: Vec<Request> = first.into_iter().collect();
+            while batch.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.serve(batch);
+            self.maybe_checkpoint();
+        }
+        // The last requests are served; store what still waits for a retry.
+        if !self.retry.is_empty() {
+            self.commit(Vec::new(), Vec::new());
+        }
+        self.checkpoint();
+    }
+
+    /// Commits the writes of `batch` (and any saves waiting for a retry) in
+    /// one transaction, then answers the reads, which so see every write
+    /// queued with them.
+    fn serve(&mut self, batch: Vec<Request>) {
+        let mut saves = Vec::new();
+        let mut deletes = Vec::new();
+        let mut reads = Vec::new();
+        for request in batch {
+            match request {
+                Request::Save(id, saved, answer) => saves.push((id, saved, Some(answer))),
+                Request::Keep(id, saved) => saves.push((id, saved, None)),
+                Request::Delete(ids, answer) => deletes.push((ids, answer)),
+                read => reads.push(read),
+            }
+        }
+        if !(saves.is_empty() && deletes.is_empty() && self.retry.is_empty()) {
+            self.commit(saves, deletes);
+        }
+        for read in reads {
+            match read {
+                Request::Index(answer) => {
+                    let _ = answer.send(self.index());
+                }
+                Request::Get(id, answer) => {
+                    // A pending retry is newer than what the file holds.
+                    let pending = self.retry.get(&id).map(|saved| Ok(Some((**saved).clone())));
+                    let _ = answer.send(pending.unwrap_or_else(|| self.get(id)));
+                }
+                Request::MaxPages(pages, answer) => {
+                    // SQLite's own default is its largest value.
+                    let pages = if pages == 0 { 0xffff_fffe } else { pages };
+                    let result = self
+                        .connection
+                        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                        .map_err(|e| self.io(e));
+                    let _ = answer.send(result);
+                }
+                Request::Save(..) | Request::Keep(..) | Request::Delete(..) => {}
+            }
+        }
+    }
+
+    /// Writes `saves` and `deletes`, with the pending retries first, and
+    /// answers each; on failure keeps the saves nobody waits for.
+    fn commit(
+        &mut self,
+        saves: Vec<(SessionId, Box<Saved>, Option<Answer>)>,
+        deletes: Vec<(Vec<SessionId>, Answer)>,
+    ) {
+        let retries: Vec<_> = self.retry.drain().collect();
+        let result = self.write(&retries, &saves, &deletes);
+        match &result {
+            Ok(()) => {
+                if !retries.is_empty() {
+                    tracing::info!(store = %self.path.display(), saved = retries.len(), "saves that had failed are stored now");
+                }
+            }
+            Err(error) => {
+                // Keep what nobody waits for; the others hear of the failure.
+                for (id, saved) in retries {
+                    self.retry.insert(id, saved);
+                }
+                for (id, saved, answer) in &saves {
+                    if answer.is_none() {
+                        self.retry.insert(*id, saved.clone());
+                    }
+                }
+                tracing::error!(%error, retrying = self.retry.len(), "could not write sessions");
+            }
+        }
+        for answer in saves.into_iter().filter_map(|(_, _, answer)| answer) {
+            let _ = answer.send(result.clone());
+        }
+        for (_, answer) in deletes {
+            let _ = answer.send(result.clone());
+        }
+    }
+
+    fn write(
+        &mut self,
+        retries: &[(SessionId, Box<Saved>)],
+        saves: &[(SessionId, Box<Saved>, Option<Answer>)],
+        deletes: &[(Vec<SessionId>, oneshot::Sender<Result<(), StoreError>>)],
+    ) -> Result<(), StoreError> {
+        let seen = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let transaction = self
+            .connection
+            .transaction()
+            .map_err(|e| io(&self.path, e))?;
+        {
+            let mut upsert = transaction
+                .prepare_cached(
+                    "INSERT INTO sessions (id, state, running, seen) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET state = excluded.state,
+                         running = excluded.running, seen = excluded.seen",
+                )
+                .map_err(|e| io(&self.path, e))?;
+            // In order: a later save of a session replaces an earlier one.
+            let all = retries
+                .iter()
+                .map(|(id, saved)| (id, saved))
+                .chain(saves.iter().map(|(id, saved, _)| (id, saved)));
+            for (id, saved) in all {
+                let state = serde_json::to_string(saved).map_err(|e| io(&self.path, e))?;
+                let running = saved.status == Status::Running;
+                upsert
+                    .execute(params![id.to_string(), state, running, seen])
+                    .map_err(|e| io(&self.path, e))?;
+            }
+            let mut delete = transaction
+                .prepare_cached("DELETE FROM sessions WHERE id = ?1")
+                .map_err(|e| io(&self.path, e))?;
+            for (ids, _) in deletes {
+                for id in ids {
+                    delete
+                        .execute(params![id.to_string()])
+                        .map_err(|e| io(&self.path, e))?;
+                }
+            }
+        }
+        transaction.commit().map_err(|e| io(&self.path, e))
+    }
+
+    fn index(&self) -> Result<Vec<Stored>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, running, seen FROM sessions INDEXED BY sessions_index")
+            .map_err(|e| self.io(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, bool>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| self.io(e))?;
+        let mut index = Vec::new();
+        for row in rows {
+            let (id, running, seen) = row.map_err(|e| self.io(e))?;
+            match SessionId::parse(&id) {
+                Some(id) => index.push(Stored {
+                    id,
+                    running,
+                    seen: u64::try_from(seen).unwrap_or(0),
+                }),
+                None => {
+                    tracing::warn!(store = %self.path.display(), "a record with an unreadable id is skipped")
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    fn get(&self, id: SessionId) -> Result<Option<Saved>, StoreError> {
+        let state: Option<String> = self
+            .connection
+            .prepare_cached("SELECT state FROM sessions WHERE id = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![id.to_string()], |row| row.get(0))
+                    .optional()
+            })
             .map_err(|e| self.io(e))?;
         state
             .map(|text| serde_json::from_str(&text).map_err(|e| self.io(e)))
             .transpose()
     }
+
+    /// Checkpoints when the period has passed or the log has grown too big.
+    fn maybe_checkpoint(&mut self) {
+        if self.in_memory {
+            return;
+        }
+        let due = self.last_checkpoint.elapsed() >= CHECKPOINT_PERIOD
+            || self.wal_bytes() >= WAL_LIMIT_BYTES;
+        if due {
+            self.checkpoint();
+        }
+    }
+
+    /// Copies the log into the database and truncates it. No other
+    /// connection exists, so nothing can hold it back.
+    fn checkpoint(&mut self) {
+        if self.in_memory {
+            return;
+        }
+        self.last_checkpoint = Instant::now();
+        let result = self
+            .connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            });
+        match result {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!(store = %self.path.display(), "checkpoint could not complete"),
+            Err(error) => tracing::warn!(store = %self.path.display(), %error, "checkpoint failed"),
+        }
+    }
+
+    fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(&wal).map_or(0, |m| m.len())
+    }
+
+    fn io(&self, error: impl std::fmt::Display) -> StoreError {
+        io(&self.path, error)
+    }
 }
 
-impl Store for SqliteStore {
-    fn load(&self) -> Result<Vec<(SessionId, Saved)>, StoreError> {
-        let connection = self.connection();
-        let mut statement = connection
-            .prepare("SELECT id, state FROM sessions")
-            .map_err(|e| self.io(e))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(|e| self.io(e))?;
-        let mut sessions = Vec::new();
-        for row in rows {
-            let (id, state) = row.map_err(|e| self.io(e))?;
-            match (SessionId::parse(&id), serde_json::from_str::<Saved>(&state)) {
-                (Some(id), Ok(saved)) => sessions.push((id, saved)),
-                _ => tracing::warn!(
-                    store = %self.path.display(),
-                    id = %id.get(..8).unwrap_or(&id),
-                    "an unreadable session record is left in place and skipped"
-                ),
-            }
-        }
-        Ok(sessions)
-    }
-
-    fn save(&self, id: SessionId, saved: &Saved) -> Result<(), StoreError> {
-        let state = serde_json::to_string(saved).map_err(|e| self.io(e))?;
-        // Prepared once per connection, not parsed on every save.
-        self.connection()
-            .prepare_cached(
-                "INSERT INTO sessions (id, state) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            )
-            .and_then(|mut statement| statement.execute(params![id.to_string(), state]))
-            .map_err(|e| self.io(e))?;
-        Ok(())
-    }
-
-    fn delete(&self, ids: &[SessionId]) -> Result<(), StoreError> {
-        let mut connection = self.connection();
-        let transaction = connection.transaction().map_err(|e| self.io(e))?;
-        for id in ids {
-            transaction
-                .execute(
-                    "DELETE FROM sessions WHERE id = ?1",
-                    params![id.to_string()],
-                )
-                .map_err(|e| self.io(e))?;
-        }
-        transaction.commit().map_err(|e| self.io(e))
+fn io(path: &Path, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        path: path.to_owned(),
+        message: error.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::wire::Status;
 
     fn saved(steps: u64) -> Saved {
         Saved {
@@ -290,58 +698,70 @@ mod tests {
             interval_ms: 500,
             version: steps + 1,
             generation: 1,
+            ..Saved::default()
         }
     }
 
-    #[test]
-    fn saves_loads_replaces_and_deletes() {
+    #[tokio::test]
+    async fn saves_loads_replaces_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/hailstone.db");
         let (a, b) = (SessionId::random(), SessionId::random());
         {
             let store = SqliteStore::open(&path).unwrap();
-            store.save(a, &saved(1)).unwrap();
-            store.save(a, &saved(2)).unwrap();
-            store.save(b, &saved(3)).unwrap();
+            // Enqueued in order; only the last receipt is awaited.
+            drop(store.save(a, saved(1)));
+            drop(store.save(a, saved(2)));
+            store.save(b, saved(3)).await.unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        let mut loaded = store.load().unwrap();
-        loaded.sort_by_key(|(_, saved)| saved.steps);
-        assert_eq!(loaded, vec![(a, saved(2)), (b, saved(3))]);
-        store.delete(&[a]).unwrap();
-        assert_eq!(store.get(a).unwrap(), None);
-        assert_eq!(store.get(b).unwrap(), Some(saved(3)));
+        let mut index = store.index().await.unwrap();
+        index.sort_by_key(|stored| stored.id.to_string());
+        let mut ids = vec![a, b];
+        ids.sort_by_key(|id| id.to_string());
+        assert_eq!(index.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+        assert!(index.iter().all(|s| s.running && s.seen > 0));
+        assert_eq!(store.get(a).await.unwrap(), Some(saved(2)));
+        store.delete(vec![a]).await.unwrap();
+        assert_eq!(store.get(a).await.unwrap(), None);
+        assert_eq!(store.get(b).await.unwrap(), Some(saved(3)));
     }
 
-    #[test]
-    fn the_log_is_copied_into_the_database_in_the_background() {
+    #[tokio::test]
+    async fn the_log_stays_bounded_under_continuous_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hailstone.db");
-        let store = SqliteStore::open(&path).unwrap();
-        let auto: i64 = store
-            .connection()
-            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(auto, 0, "a save never checkpoints by itself");
-        for steps in 0..50 {
-            store.save(SessionId::random(), &saved(steps)).unwrap();
+        let wal = dir.path().join("hailstone.db-wal");
+        let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        // Eight writers that never pause, 40 MiB of saves in all: the old
+        // design's checkpoint never found a moment without a writer.
+        let big = "9".repeat(1000);
+        let mut writers = Vec::new();
+        for _ in 0..8 {
+            let (store, big, wal) = (store.clone(), big.clone(), wal.clone());
+            writers.push(tokio::spawn(async move {
+                let mut largest = 0;
+                for steps in 0..5_000u64 {
+                    let saved = Saved {
+                        start: Some(big.clone()),
+                        ..saved(steps)
+                    };
+                    store.save(SessionId::random(), saved).await.unwrap();
+                    largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                }
+                largest
+            }));
         }
-        // Until a checkpoint, the rows are only in the log; the database
-        // file holds its first page. The store's thread copies them over.
-        let page: u64 = store
-            .connection()
-            .query_row("PRAGMA page_size", [], |row| row.get(0))
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::fs::metadata(&path).unwrap().len() <= page {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no checkpoint in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut largest = 0;
+        for writer in writers {
+            largest = largest.max(writer.await.unwrap());
         }
-        drop(store); // joins the thread
-        assert_eq!(SqliteStore::open(&path).unwrap().load().unwrap().len(), 50);
+        // A batch may land after the size check: a little over the limit.
+        assert!(
+            largest <= WAL_LIMIT_BYTES + (2 << 20),
+            "the log reached {largest} bytes"
+        );
+        assert_eq!(store.index().await.unwrap().len(), 40_000);
     }
 
     #[test]
@@ -350,8 +770,106 @@ mod tests {
         let path = dir.path().join("hailstone.db");
         let garbage = b"this is not a database, but it is somebody's file".repeat(100);
         std::fs::write(&path, &garbage).unwrap();
-        let error = SqliteStore::open(&path).err().expect("refused").to_string();
-        assert!(error.contains(&path.display().to_string()), "{error}");
+        let error = SqliteStore::open(&path).err().expect("refused");
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+        assert!(error.to_string().contains(&path.display().to_string()));
         assert_eq!(std::fs::read(&path).unwrap(), garbage, "never wiped");
+    }
+
+    /// Makes `path` unwritable even for root (immutable), or writable again.
+    fn set_immutable(path: &Path, immutable: bool) {
+        use std::os::unix::fs::PermissionsExt;
+        if unsafe { libc::geteuid() } == 0 {
+            let flag = if immutable { "+i" } else { "-i" };
+            let status = std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chattr {flag} {}", path.display());
+        } else {
+            let mode = match (path.is_dir(), immutable) {
+                (true, true) => 0o555,
+                (true, false) => 0o755,
+                (false, true) => 0o444,
+                (false, false) => 0o644,
+            };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_read_only_file_or_directory_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hailstone.db");
+        drop(SqliteStore::open(&path).unwrap());
+        set_immutable(&path, true);
+        let error = SqliteStore::open(&path).err().expect("refused");
+        set_immutable(&path, false);
+        assert!(matches!(error, StoreError::ReadOnly { .. }), "{error}");
+        assert!(error.to_string().contains("cannot be written"), "{error}");
+        assert!(!error.to_string().contains("damaged"), "{error}");
+
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        set_immutable(&sub, true);
+        let error = SqliteStore::open(&sub.join("hailstone.db"))
+            .err()
+            .expect("refused");
+        set_immutable(&sub, false);
+        assert!(matches!(error, StoreError::ReadOnly { .. }), "{error}");
+        assert!(!error.to_string().contains("damaged"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_save_nobody_waits_for_is_retried_until_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hailstone.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let id = SessionId::random();
+        store.save(id, saved(1)).await.unwrap();
+        let pages: u64 = {
+            // The file as it is now: nothing may grow it.
+            let connection = Connection::open(&path).unwrap();
+            connection
+                .query_row("PRAGMA page_count", [], |row| row.get(0))
+                .unwrap()
+        };
+        store.limit_pages(pages).await.unwrap();
+        let big = Saved {
+            start: Some("7".repeat(900)),
+            status: Status::Paused,
+            ..saved(2)
+        };
+        let filler: Vec<_> = (0..50).map(|_| SessionId::random()).collect();
+        for other in &filler {
+            // Waited for: the failure is reported, nothing is retried.
+            let error = store.save(*other, big.clone()).await.unwrap_err();
+            assert!(error.to_string().contains("full"), "{error}");
+        }
+        // Kept (a pause): retried, and what a reader gets meanwhile.
+        store.keep(id, big.clone());
+        assert_eq!(store.get(id).await.unwrap(), Some(big.clone()));
+        store.limit_pages(0).await.unwrap();
+        // The next retry stores it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let on_disk = Connection::open(&path)
+                .unwrap()
+                .query_row(
+                    "SELECT state FROM sessions WHERE id = ?1",
+                    [id.to_string()],
+                    |row| row.get::<_, String>(0),
+                )
+                .unwrap();
+            if serde_json::from_str::<Saved>(&on_disk).unwrap() == big {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not retried within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for other in filler {
+            assert_eq!(store.get(other).await.unwrap(), None);
+        }
     }
 }

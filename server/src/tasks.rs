@@ -125,6 +125,11 @@ impl Tasks {
         }
     }
 
+    /// The runtime the tasks run on.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Tasks alive now.
     pub fn len(&self) -> usize {
         self.tracker.len()
@@ -205,12 +210,16 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
         let (stepped, version) = session
             .update_unannounced(|state| {
                 let stepped = state.step(generation, batch);
-                if let Ok(delta) = &stepped {
+                if let Ok((delta, _)) = &stepped {
                     metrics.steps.inc_by(delta.appended.len() as u64);
                 }
                 stepped
             })
             .await;
+        let (stepped, checkpoint) = match stepped {
+            Ok((delta, checkpoint)) => (Ok(delta), checkpoint),
+            Err(refused) => (Err(refused), None),
+        };
         if let Some(version) = version {
             // Each announcement wakes the threads that serve streams; as
             // fast as possible, a batch can come every few microseconds.
@@ -226,6 +235,16 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
                 session.announce(version);
                 announced = std::time::Instant::now();
                 unannounced = None;
+            }
+        }
+        // The checkpoint is awaited outside the lock section: a command never
+        // waits for the disk behind a step. If it cannot be stored, the run
+        // is paused, so the page never says running past what is stored.
+        if let Some(checkpoint) = checkpoint {
+            if checkpoint.await.is_err() {
+                tracing::error!("checkpoint failed; the run is paused");
+                session.update(|state| state.halt(generation)).await;
+                break;
             }
         }
         match stepped {

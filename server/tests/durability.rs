@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::wire::{Command as UserCommand, Cursor, Status, Update};
+use shared::wire::{Command as UserCommand, Cursor, EventId, Status, Update};
 use support::{trajectory, Browser};
 
 /// The server's process, killed when dropped: a failing assertion leaves no
@@ -95,9 +95,12 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
         .command(UserCommand::SetNumber { text: "27".into() })
         .await;
     let mut seen = BTreeMap::new();
-    let mut last_version = Cursor {
-        version: 0,
-        steps: 0,
+    let mut last_version = EventId {
+        incarnation: 0,
+        cursor: Cursor {
+            version: 0,
+            steps: 0,
+        },
     };
     while seen.len() < 40 {
         let (id, update) = events.next().await.unwrap();
@@ -123,7 +126,7 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
     let mut events = browser.events(Some(last_version)).await;
     let (id, update) = events.next().await.unwrap();
     assert!(
-        id.version > last_version.version,
+        id.cursor.version > last_version.cursor.version,
         "versions never go backwards: {id} after {last_version}"
     );
     let (mut status, steps, first_step, values) = match update {

@@ -15,7 +15,7 @@ fn config() -> Config {
 async fn get(uri: &str) -> (StatusCode, String) {
     let mut config = config();
     config.store.path = ":memory:".into();
-    let store = std::sync::Arc::new(server::store::SqliteStore::open(&config.store.path).unwrap());
+    let store = server::store::open(&config.store.path).unwrap();
     let response = server::app(server::Runtime::new(&config, store), &config)
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await

@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::json;
-use shared::wire::{Command, Cursor, Snapshot, Status, Update};
+use shared::wire::{Command, Cursor, EventId, Snapshot, Status, Update};
 use support::{trajectory, Browser, Events, TestServer};
 
 /// `server`, and one browser that has loaded its page (and has a session).
@@ -26,7 +26,7 @@ async fn values_until_finished(
     let mut values = Vec::new();
     let mut last_id = 0;
     while let Some((cursor, update)) = events.next().await {
-        let id = cursor.version;
+        let id = cursor.cursor.version;
         assert!(
             id > last_id || client.is_none(),
             "ids grow: {id} after {last_id}"
@@ -71,7 +71,7 @@ async fn twenty_seven_reaches_one_in_order_for_two_subscribers() {
     let mut idle = Vec::new();
     for events in [&mut first, &mut second] {
         let (id, update) = events.next().await.unwrap();
-        assert_eq!(id.version, 0);
+        assert_eq!(id.cursor.version, 0);
         let Update::Snapshot(snapshot @ Snapshot { run: None, .. }) = update else {
             panic!("an idle snapshot first")
         };
@@ -114,12 +114,15 @@ async fn a_reconnect_gets_exactly_the_missed_deltas() {
     let Update::Delta(delta) = update else {
         panic!("a reconnect within the window gets deltas, not a snapshot");
     };
-    assert_eq!(delta.base, last_id.version, "exactly from where it left");
+    assert_eq!(
+        delta.base, last_id.cursor.version,
+        "exactly from where it left"
+    );
     assert!(
         delta.appended.len() > 1,
         "the missed values, merged into one event"
     );
-    assert_eq!(id.version, delta.version);
+    assert_eq!(id.cursor.version, delta.version);
     values.extend(delta.appended);
     let expected = trajectory(27);
     assert_eq!(values[..], expected[..values.len()], "no gap, no duplicate");
@@ -132,21 +135,25 @@ async fn a_reconnect_past_the_log_gets_a_snapshot() {
     config.collatz.step_interval_ms = 1;
     config.sessions.window = 4;
     let (server, browser) = browsing(TestServer::start(config).await).await;
+    let (first, _) = browser.events(None).await.next().await.unwrap();
     browser.command(set_number("27")).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // Version 1 began the run: 111 values later, a window of 4 cannot
     // bring it up to date.
     let mut events = browser
-        .events(Some(Cursor {
-            version: 1,
-            steps: 0,
+        .events(Some(EventId {
+            incarnation: first.incarnation,
+            cursor: Cursor {
+                version: 1,
+                steps: 0,
+            },
         }))
         .await;
     let (id, update) = events.next().await.unwrap();
     let Update::Snapshot(snapshot) = update else {
         panic!("the window no longer holds what it missed: a snapshot is due");
     };
-    assert_eq!(id.version, snapshot.version);
+    assert_eq!(id.cursor.version, snapshot.version);
     assert!(snapshot.version > 5);
     server.stop().await;
 }
@@ -530,5 +537,25 @@ async fn of_two_session_cookies_the_valid_one_wins() {
         "27",
         "the live session, not a new one"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_id_from_another_incarnation_gets_a_snapshot() {
+    let (server, browser) = browsing(TestServer::with_interval(1000).await).await;
+    browser.command(set_number("27")).await;
+    let (id, _) = browser.events(None).await.next().await.unwrap();
+    // The same version and steps under another incarnation: a client of an
+    // earlier life of the session, whose versions may name other states.
+    let other = EventId {
+        incarnation: id.incarnation ^ 1,
+        cursor: Cursor {
+            version: id.cursor.version - 1,
+            steps: 0,
+        },
+    };
+    let (again, update) = browser.events(Some(other)).await.next().await.unwrap();
+    assert!(matches!(update, Update::Snapshot(_)), "{update:?}");
+    assert_eq!(again, id);
     server.stop().await;
 }

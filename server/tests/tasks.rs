@@ -6,7 +6,11 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use proptest::prelude::*;
-use server::{session::Session, Runtime};
+use server::{
+    session::{Session, SessionId},
+    store::{Receipt, Store},
+    Runtime,
+};
 use shared::wire::{Command, Snapshot, Status};
 
 fn runtime(interval_ms: u64) -> Arc<Runtime> {
@@ -115,7 +119,7 @@ async fn a_finished_run_ends_its_task() {
 async fn idle_sessions_expire_but_running_ones_stay() {
     let mut config = support::config();
     config.sessions.idle_timeout_secs = 60;
-    let store = std::sync::Arc::new(server::store::SqliteStore::open(":memory:".as_ref()).unwrap());
+    let store = std::sync::Arc::new(server::store::MemoryStore::default());
     let runtime = Runtime::new(&config, store.clone());
     let idle = runtime.sessions.create().unwrap();
     runtime
@@ -125,18 +129,18 @@ async fn idle_sessions_expire_but_running_ones_stay() {
     let busy = runtime.sessions.create().unwrap();
     runtime.command(&busy, set_number("837799")).await.unwrap(); // 524 steps: still running
     assert!(
-        store.get(idle.id()).unwrap().is_some(),
+        store.get(idle.id()).await.unwrap().is_some(),
         "a changed session is stored"
     );
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert_eq!(runtime.sessions.expire(Duration::from_secs(60)), 0);
+    assert_eq!(runtime.sessions.expire(Duration::from_secs(60)).await, 0);
     tokio::time::sleep(Duration::from_secs(40)).await;
-    assert_eq!(runtime.sessions.expire(Duration::from_secs(60)), 1);
-    assert!(runtime.sessions.get(idle.id()).is_none());
-    assert!(runtime.sessions.get(busy.id()).is_some());
+    assert_eq!(runtime.sessions.expire(Duration::from_secs(60)).await, 1);
+    assert!(runtime.session(idle.id()).await.unwrap().is_none());
+    assert!(runtime.session(busy.id()).await.unwrap().is_some());
     // Expiry deletes the stored row too: the store does not grow under churn.
-    assert_eq!(store.get(idle.id()).unwrap(), None);
-    assert!(store.get(busy.id()).unwrap().is_some());
+    assert_eq!(store.get(idle.id()).await.unwrap(), None);
+    assert!(store.get(busy.id()).await.unwrap().is_some());
     runtime.stop().await;
 }
 
@@ -198,11 +202,20 @@ async fn play(events: Vec<Event>) -> Result<(), TestCaseError> {
         } else {
             prop_assert_eq!(tasks, 0, "no task while {:?}", now.status);
         }
-        let cursor = Some(shared::wire::Cursor {
-            version: client.version,
-            steps: client.run.as_ref().map_or(0, |run| run.steps),
+        let incarnation = session
+            .update(|state| state.since(None))
+            .await
+            .unwrap()
+            .0
+            .incarnation;
+        let last = Some(shared::wire::EventId {
+            incarnation,
+            cursor: shared::wire::Cursor {
+                version: client.version,
+                steps: client.run.as_ref().map_or(0, |run| run.steps),
+            },
         });
-        if let Some(update) = session.update(|state| state.since(cursor)).await {
+        if let Some((_, update)) = session.update(|state| state.since(last)).await {
             let version = match update {
                 shared::wire::Update::Snapshot(snapshot) => {
                     prop_assert!(snapshot.version > client.version);
@@ -242,23 +255,23 @@ proptest! {
 struct FullDisk;
 
 impl server::store::Store for FullDisk {
-    fn load(
-        &self,
-    ) -> Result<Vec<(server::session::SessionId, shared::Saved)>, server::store::StoreError> {
-        Ok(Vec::new())
+    fn index(&self) -> Receipt<Vec<server::store::Stored>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
-    fn save(
-        &self,
-        _: server::session::SessionId,
-        _: &shared::Saved,
-    ) -> Result<(), server::store::StoreError> {
-        Err(server::store::StoreError::Io {
-            path: "full.db".into(),
-            message: "database or disk is full".into(),
+    fn get(&self, _: SessionId) -> Receipt<Option<shared::Saved>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn save(&self, _: SessionId, _: shared::Saved) -> Receipt<()> {
+        Box::pin(async {
+            Err(server::store::StoreError::Io {
+                path: "full.db".into(),
+                message: "database or disk is full".into(),
+            })
         })
     }
-    fn delete(&self, _: &[server::session::SessionId]) -> Result<(), server::store::StoreError> {
-        Ok(())
+    fn keep(&self, _: SessionId, _: shared::Saved) {}
+    fn delete(&self, _: Vec<SessionId>) -> Receipt<()> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -14,6 +14,6 @@ mod number;
 mod profile;
 pub mod wire;
 
-pub use machine::{Collatz, Outcome, Refused, Saved, Settings, Unrestorable};
+pub use machine::{Collatz, Outcome, Refused, Resume, Saved, Settings, Unrestorable};
 pub use number::{group_digits, magnitude, Number};
 pub use profile::{Profile, PROFILE_POINTS};

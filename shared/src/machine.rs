@@ -52,6 +52,10 @@ pub struct Collatz {
     generation: u64,
     /// Grows by one with every change.
     version: u64,
+    /// Chosen at random whenever the session is rebuilt from storage, so a
+    /// client's position in an earlier incarnation (which may have seen
+    /// versions that were never stored) is never taken for one in this one.
+    incarnation: u64,
     /// The current run, once a number was entered.
     run: Option<Run>,
 }
@@ -78,8 +82,9 @@ struct Run {
     profile: Profile,
 }
 
-/// What a durable store keeps of a session: enough to rebuild it exactly,
-/// since a trajectory is recomputed from its start.
+/// What a durable store keeps of a session: enough to rebuild it exactly
+/// and quickly (a trajectory is deterministic, so only the window is
+/// replayed, from its first value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Saved {
     /// The run's start, once a number was entered.
@@ -94,6 +99,45 @@ pub struct Saved {
     pub version: u64,
     /// The generation when saved.
     pub generation: u64,
+    /// The incarnation when saved.
+    #[serde(default)]
+    pub incarnation: u64,
+    /// Where to rebuild the run from without replaying it; absent in
+    /// records from before it was kept (those replay from `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+impl Default for Saved {
+    /// A fresh session's record.
+    fn default() -> Saved {
+        Saved {
+            start: None,
+            steps: 0,
+            status: Status::Idle,
+            interval_ms: Settings::default().interval_ms,
+            version: 0,
+            generation: 0,
+            incarnation: 0,
+            resume: None,
+        }
+    }
+}
+
+/// The parts of a run that are expensive to recompute: rebuilding from them
+/// replays only the window (its first value to the current one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The step of the window's first value.
+    pub first_step: u64,
+    /// The window's first value.
+    pub first: String,
+    /// The largest value so far.
+    pub peak: String,
+    /// The step at which it was first reached.
+    pub peak_step: u64,
+    /// The chart's profile of every value so far.
+    pub profile: Profile,
 }
 
 /// A saved state that cannot be rebuilt (a damaged or foreign record).
@@ -153,6 +197,60 @@ impl Run {
         (text, new_peak)
     }
 
+    /// What rebuilding this run needs besides its start and steps.
+    fn resume(&self) -> Resume {
+        Resume {
+            first_step: self.steps + 1 - self.recent.len() as u64,
+            first: self.recent.front().cloned().unwrap_or_default(),
+            peak: self.peak.to_string(),
+            peak_step: self.peak_step,
+            profile: self.profile.clone(),
+        }
+    }
+
+    /// Rebuilds a run saved with `resume`: replays the window only.
+    fn rebuild(
+        start: Number,
+        steps: u64,
+        resume: &Resume,
+        window: usize,
+    ) -> Result<Run, Unrestorable> {
+        let first = Number::from_digits(&resume.first).ok_or(Unrestorable(
+            "the window's first value is not a positive number",
+        ))?;
+        let peak = Number::from_digits(&resume.peak)
+            .ok_or(Unrestorable("the peak is not a positive number"))?;
+        if resume.first_step > steps || resume.peak_step > steps {
+            return Err(Unrestorable("a step beyond the run"));
+        }
+        if resume.profile.count != steps + 1 {
+            return Err(Unrestorable("the profile does not cover the run"));
+        }
+        let mut run = Run {
+            current: first.clone(),
+            steps: resume.first_step,
+            peak,
+            peak_step: resume.peak_step,
+            began: 0,
+            start,
+            recent: VecDeque::from([resume.first.clone()]),
+            profile: resume.profile.clone(),
+        };
+        while run.steps < steps {
+            if run.current.is_one() {
+                return Err(Unrestorable("more steps than the trajectory has"));
+            }
+            // The peak and profile already count these values.
+            run.current.step();
+            run.steps += 1;
+            if run.recent.len() >= window {
+                run.recent.pop_front();
+            }
+            run.recent.push_back(run.current.to_string());
+        }
+        Ok(run)
+    }
+
     fn view(&self) -> RunView {
         RunView {
             start: self.start.to_string(),
@@ -173,8 +271,22 @@ impl Collatz {
             interval_ms: settings.interval_ms,
             generation: 0,
             version: 0,
+            incarnation: 0,
             run: None,
         }
+    }
+
+    /// The same state under another incarnation.
+    pub fn with_incarnation(self, incarnation: u64) -> Collatz {
+        Collatz {
+            incarnation,
+            ..self
+        }
+    }
+
+    /// The incarnation (see [`Collatz::restore`]).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// What a store keeps of this state.
@@ -186,30 +298,42 @@ impl Collatz {
             interval_ms: self.interval_ms,
             version: self.version,
             generation: self.generation,
+            incarnation: self.incarnation,
+            resume: self.run.as_ref().map(Run::resume),
         }
     }
 
-    /// Rebuilds a saved state by recomputing its trajectory, with its
-    /// version raised by `version_gap`: more than the changes that may have
-    /// been published after it was saved, so versions never go backwards.
+    /// Rebuilds a saved state, with its version raised by `version_gap`
+    /// (more than the changes that may have been published after it was
+    /// saved, so versions never go backwards) and a new `incarnation`. Only
+    /// the window is replayed when the record has [`Resume`]; an older one
+    /// recomputes the run from its start.
     pub fn restore(
         settings: Settings,
         saved: &Saved,
         version_gap: u64,
+        incarnation: u64,
     ) -> Result<Collatz, Unrestorable> {
         let run = match &saved.start {
             None => None,
             Some(start) => {
                 let number = Number::from_digits(start)
                     .ok_or(Unrestorable("start is not a positive number"))?;
-                let mut run = Run::new(number);
-                for _ in 0..saved.steps {
-                    if run.current.is_one() {
-                        return Err(Unrestorable("more steps than the trajectory has"));
+                match &saved.resume {
+                    Some(resume) => {
+                        Some(Run::rebuild(number, saved.steps, resume, settings.window)?)
                     }
-                    run.advance(settings.window);
+                    None => {
+                        let mut run = Run::new(number);
+                        for _ in 0..saved.steps {
+                            if run.current.is_one() {
+                                return Err(Unrestorable("more steps than the trajectory has"));
+                            }
+                            run.advance(settings.window);
+                        }
+                        Some(run)
+                    }
                 }
-                Some(run)
             }
         };
         let finished = run.as_ref().is_some_and(|run| run.current.is_one());
@@ -231,6 +355,7 @@ impl Collatz {
             interval_ms: saved.interval_ms,
             generation: saved.generation,
             version,
+            incarnation,
             // Clients from before the restart may hold an older run under
             // the same versions: they are treated as having another run.
             run: run.map(|run| Run {

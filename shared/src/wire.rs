@@ -213,6 +213,40 @@ impl FromStr for Cursor {
     }
 }
 
+/// The id of an event of the update stream: the session's incarnation (in
+/// hex) and the [`Cursor`] the event brings the client to, as
+/// `"9f3a….42.17"`. A reconnecting browser sends it back; one from another
+/// incarnation is answered with a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId {
+    /// The session's incarnation.
+    pub incarnation: u64,
+    /// Where the client stands in it.
+    pub cursor: Cursor,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}.{}", self.incarnation, self.cursor)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = ();
+
+    /// Reads what [`Display`](fmt::Display) wrote; anything else is refused.
+    fn from_str(text: &str) -> Result<EventId, ()> {
+        let (incarnation, cursor) = text.trim().split_once('.').ok_or(())?;
+        if incarnation.is_empty() || !incarnation.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(());
+        }
+        Ok(EventId {
+            incarnation: u64::from_str_radix(incarnation, 16).map_err(|_| ())?,
+            cursor: cursor.parse()?,
+        })
+    }
+}
+
 impl Update {
     /// Where a client stands after applying this update.
     pub fn cursor(&self) -> Cursor {

@@ -368,13 +368,15 @@ fn a_saved_state_restores_exactly_with_a_higher_version() {
     }
     let saved = m.saved();
     assert_eq!((saved.start.as_deref(), saved.steps), (Some("27"), 40));
-    let restored = Collatz::restore(Settings::default(), &saved, 100).unwrap();
+    let restored = Collatz::restore(Settings::default(), &saved, 100, 7).unwrap();
     let (mut a, mut b) = (m.snapshot(), restored.snapshot());
     assert_eq!(b.version, a.version + 100);
     b.version = a.version;
     assert_eq!(a, b, "the same run, window, peak and profile");
     assert_eq!(restored.status(), Status::Running);
     assert_eq!(restored.generation(), generation);
+    assert_eq!(restored.incarnation(), 7);
+    assert_eq!(restored.saved().incarnation, 7);
     // It carries on where it was.
     let mut restored = restored;
     a = {
@@ -409,15 +411,41 @@ fn damaged_saved_states_are_refused() {
             interval_ms: 99_999,
             ..good.clone()
         },
+        shared::Saved {
+            resume: good.resume.clone().map(|r| shared::Resume {
+                first: "x".into(),
+                ..r
+            }),
+            ..good.clone()
+        },
+        shared::Saved {
+            resume: good
+                .resume
+                .clone()
+                .map(|r| shared::Resume { first_step: 5, ..r }),
+            ..good.clone()
+        },
+        shared::Saved {
+            resume: good.resume.clone().map(|r| shared::Resume {
+                profile: shared::Profile::new(),
+                ..r
+            }),
+            ..good.clone()
+        },
     ];
     for saved in cases {
         assert!(
-            Collatz::restore(Settings::default(), &saved, 1).is_err(),
+            Collatz::restore(Settings::default(), &saved, 1, 7).is_err(),
             "{saved:?}"
         );
     }
-    let finished = shared::Saved { steps: 8, ..good };
-    let restored = Collatz::restore(Settings::default(), &finished, 1).unwrap();
+    // A record from before `resume` was kept replays from its start.
+    let finished = shared::Saved {
+        steps: 8,
+        resume: None,
+        ..good
+    };
+    let restored = Collatz::restore(Settings::default(), &finished, 1, 7).unwrap();
     assert_eq!(restored.status(), Status::Finished);
 }
 
@@ -453,7 +481,7 @@ fn a_client_of_a_restored_session_is_given_the_whole_run_again() {
         m.step(generation).unwrap();
     }
     let before = m.cursor();
-    let restored = Collatz::restore(Settings::default(), &m.saved(), 10).unwrap();
+    let restored = Collatz::restore(Settings::default(), &m.saved(), 10, 7).unwrap();
     let delta = restored.delta_since(before).unwrap();
     assert!(
         delta.restart,
@@ -461,4 +489,51 @@ fn a_client_of_a_restored_session_is_given_the_whole_run_again() {
     );
     assert_eq!(delta.appended.len(), 6);
     assert_eq!(delta.version, before.version + 10);
+}
+
+#[test]
+fn event_ids_carry_the_incarnation() {
+    let id = shared::wire::EventId {
+        incarnation: 0x9f3a,
+        cursor: Cursor {
+            version: 42,
+            steps: 17,
+        },
+    };
+    assert_eq!(id.to_string(), "9f3a.42.17");
+    assert_eq!("9f3a.42.17".parse(), Ok(id));
+    for bad in ["", "42.17", "g.1.2", ".1.2", "9f3a.42", "9f3a.42.17.1"] {
+        assert_eq!(bad.parse::<shared::wire::EventId>(), Err(()), "{bad:?}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Rebuilding from the saved window (what a restart does) and replaying
+    /// from the start (records from before it) give the same state.
+    #[test]
+    fn a_rebuild_from_the_window_equals_a_replay_from_the_start(
+        start in "[1-9][0-9]{0,40}",
+        steps in 0usize..400,
+        window in 1usize..40,
+    ) {
+        let settings = Settings { window, ..Settings::default() };
+        let mut m = Collatz::new(settings);
+        let generation = m.apply(&set_number(&start)).unwrap().start_task;
+        for _ in 0..steps {
+            match generation {
+                Some(g) if m.step(g).is_ok() => {}
+                _ => break,
+            }
+        }
+        let saved = m.saved();
+        let replayed = shared::Saved { resume: None, ..saved.clone() };
+        let a = Collatz::restore(settings, &saved, 3, 1).unwrap();
+        let b = Collatz::restore(settings, &replayed, 3, 1).unwrap();
+        proptest::prop_assert_eq!(a.snapshot(), b.snapshot());
+        let mut original = m.snapshot();
+        original.version += 3;
+        proptest::prop_assert_eq!(a.snapshot(), original);
+    }
 }

@@ -7,11 +7,8 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::json;
-use server::{
-    store::{SqliteStore, Store},
-    Config,
-};
-use shared::wire::{Command, Cursor, Update};
+use server::{store::Store, Config};
+use shared::wire::{Command, EventId, Update};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// The repository's Leptos.toml, as the server reads it, with a store that
@@ -41,7 +38,7 @@ pub async fn metrics(server: &TestServer) -> String {
 
 /// The store `config` names.
 pub fn store(config: &Config) -> Arc<dyn Store> {
-    Arc::new(SqliteStore::open(&config.store.path).unwrap())
+    server::store::open(&config.store.path).unwrap()
 }
 
 /// A server running in this process until dropped or stopped.
@@ -183,7 +180,7 @@ impl Browser {
     }
 
     /// Opens the event stream, optionally resuming after `last_event_id`.
-    pub async fn events(&self, last_event_id: Option<Cursor>) -> Events {
+    pub async fn events(&self, last_event_id: Option<EventId>) -> Events {
         let mut request = self.get("/events");
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
@@ -210,7 +207,7 @@ pub struct Events {
 impl Events {
     /// The next event's id and update (keep-alive comments are skipped);
     /// `None` when the stream ends. Fails after 20 s of silence.
-    pub async fn next(&mut self) -> Option<(Cursor, Update)> {
+    pub async fn next(&mut self) -> Option<(EventId, Update)> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
