@@ -143,6 +143,7 @@ impl Runtime {
             return Ok(None);
         };
         if found.rebuilt {
+            self.metrics.sessions_rebuilt.inc();
             self.resume(&found.session).await;
         }
         Ok(Some(found.session))

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub values_streamed: Counter,
     /// Commands applied (accepted or refused).
     pub commands: Counter,
+    /// Stored sessions rebuilt in memory (after a restart, when first asked
+    /// for, or resumed because they were running).
+    pub sessions_rebuilt: Counter,
     /// Seconds from a command's arrival at the runtime to its answer: the
     /// wait for the session's lock, the change and its write to the store.
     pub command_seconds: Histogram,
@@ -45,6 +48,7 @@ impl Metrics {
             steps: Counter::default(),
             values_streamed: Counter::default(),
             commands: Counter::default(),
+            sessions_rebuilt: Counter::default(),
             command_seconds: latency_histogram(),
             server_fn_seconds: latency_histogram(),
             registry: Registry::default(),
@@ -67,6 +71,11 @@ impl Metrics {
             metrics.values_streamed.clone(),
         );
         registry.register("commands", "Commands applied", metrics.commands.clone());
+        registry.register(
+            "sessions_rebuilt",
+            "Stored sessions rebuilt in memory",
+            metrics.sessions_rebuilt.clone(),
+        );
         registry.register(
             "command_seconds",
             "Time to apply a command: lock wait, change, store write",

@@ -201,3 +201,155 @@ async fn a_damaged_store_stops_the_start_with_its_name() {
         b"not a database at all".repeat(200)
     );
 }
+
+/// Reads `count` events; returns the last id and the highest version seen.
+async fn read_events(events: &mut support::Events, count: usize) -> (EventId, u64) {
+    let mut last = None;
+    let mut highest = 0;
+    for _ in 0..count {
+        let (id, _) = events.next().await.expect("the stream goes on");
+        highest = highest.max(id.cursor.version);
+        last = Some(id);
+    }
+    (last.unwrap(), highest)
+}
+
+#[tokio::test]
+async fn versions_never_go_backwards_across_two_quick_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("hailstone.db");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut server = start(addr, &store);
+    wait_ready(addr).await;
+    let mut browser = Browser::at(&support::TestServer::url_for(addr));
+    browser.visit().await;
+    // 524 steps at 50 ms: running through every crash below.
+    browser
+        .command(UserCommand::SetNumber {
+            text: "837799".into(),
+        })
+        .await;
+    let mut events = browser.events(None).await;
+    let (mut last, mut highest) = read_events(&mut events, 6).await;
+    let mut incarnations = vec![last.incarnation];
+    for crash in 1..=2 {
+        server.kill().unwrap(); // SIGKILL
+        server.wait().unwrap();
+        server = start(addr, &store);
+        wait_ready(addr).await;
+        let mut events = browser.events(Some(last)).await;
+        let (first, _) = events.next().await.unwrap();
+        assert!(
+            first.cursor.version > highest,
+            "crash {crash}: {first} after {highest} was published"
+        );
+        assert!(
+            !incarnations.contains(&first.incarnation),
+            "crash {crash}: a new incarnation"
+        );
+        incarnations.push(first.incarnation);
+        // Fewer steps than a checkpoint's worth, then the next crash: only
+        // what the rebuild itself stored protects the versions published.
+        (last, highest) = read_events(&mut events, 10).await;
+    }
+}
+
+#[tokio::test]
+async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
+    use server::store::{SqliteStore, Store};
+    use shared::{Collatz, Settings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hailstone.db");
+    // 300 sessions paused mid-way through a 1,000-digit run, 30 running one.
+    let settings = Settings::default();
+    let mut machine = Collatz::new(settings);
+    let generation = machine
+        .apply(&UserCommand::SetNumber {
+            text: "7".repeat(1000),
+        })
+        .unwrap()
+        .start_task
+        .unwrap();
+    for _ in 0..2000 {
+        machine.step(generation).unwrap();
+    }
+    let running = machine.saved();
+    machine
+        .apply(&UserCommand::SetRunning { running: false })
+        .unwrap();
+    let paused = machine.saved();
+    let ids: Vec<_> = (0..330)
+        .map(|_| server::session::SessionId::random())
+        .collect();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let saved = if i < 30 { &running } else { &paused };
+            drop(store.save(*id, saved.clone()));
+        }
+        store.index().await.unwrap(); // served after every save
+    }
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let token = "durability";
+    let _server = {
+        let child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .env("LEPTOS_SITE_ADDR", addr.to_string())
+            .env("HAILSTONE_STORE_PATH", &path)
+            .env("HAILSTONE_METRICS_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Server(child)
+    };
+    wait_ready(addr).await;
+    let metric = |name: &'static str| async move {
+        let text = reqwest::Client::new()
+            .get(format!("http://{addr}/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap()
+    };
+    // Every running session comes back with its task; the paused ones are
+    // left in the store.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric("hailstone_running_tasks").await < 30 {
+        assert!(Instant::now() < deadline, "running sessions resumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric("hailstone_sessions_rebuilt_total").await, 30);
+    assert_eq!(metric("hailstone_sessions").await, 330);
+    // A paused one is rebuilt when its page asks, exactly as it was.
+    let mut browser = Browser::at(&support::TestServer::url_for(addr));
+    browser.cookie = Some(format!("hailstone_session={}", ids[100]));
+    let (_, update) = browser.events(None).await.next().await.unwrap();
+    let Update::Snapshot(snapshot) = update else {
+        panic!("a snapshot first")
+    };
+    assert_eq!(snapshot.status, Status::Paused);
+    let mut expected = machine.snapshot();
+    expected.version = snapshot.version;
+    assert_eq!(snapshot, expected);
+    assert!(snapshot.version > paused.version);
+    assert_eq!(metric("hailstone_sessions_rebuilt_total").await, 31);
+}

@@ -377,3 +377,66 @@ async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
     assert!(steps(&session).await > before, "interval 0 steps at once");
     runtime.stop().await;
 }
+
+/// A store that stores the first `room` saves and fails every later one,
+/// and records what is kept for a retry.
+struct FillingDisk {
+    room: std::sync::atomic::AtomicUsize,
+    kept: std::sync::Mutex<Vec<shared::Saved>>,
+}
+
+impl server::store::Store for FillingDisk {
+    fn index(&self) -> Receipt<Vec<server::store::Stored>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn get(&self, _: SessionId) -> Receipt<Option<shared::Saved>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn save(&self, _: SessionId, _: shared::Saved) -> Receipt<()> {
+        let room = self.room.load(std::sync::atomic::Ordering::SeqCst);
+        self.room
+            .store(room.saturating_sub(1), std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if room > 0 {
+                Ok(())
+            } else {
+                Err(server::store::StoreError::Io {
+                    path: "full.db".into(),
+                    message: "database or disk is full".into(),
+                })
+            }
+        })
+    }
+    fn keep(&self, _: SessionId, saved: shared::Saved) {
+        self.kept.lock().unwrap().push(saved);
+    }
+    fn delete(&self, _: Vec<SessionId>) -> Receipt<()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_checkpoint_pauses_the_run_and_the_pause_is_kept() {
+    let mut config = support::config();
+    config.collatz.step_interval_ms = 10;
+    // Room for the command only: the first checkpoint fails.
+    let store = Arc::new(FillingDisk {
+        room: 1.into(),
+        kept: Default::default(),
+    });
+    let runtime = Runtime::new(&config, store.clone());
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    let snapshot = session.snapshot().await;
+    assert_eq!(snapshot.status, Status::Paused, "paused, not running");
+    let steps = snapshot.run.unwrap().steps;
+    assert_eq!(steps, 32, "stopped at the failed checkpoint");
+    assert_eq!(runtime.tasks.len(), 0, "its task ended");
+    let kept = store.kept.lock().unwrap().clone();
+    assert_eq!(kept.len(), 1, "the pause is kept for a retry");
+    assert_eq!(kept[0].status, Status::Paused);
+    assert_eq!(kept[0].steps, 32);
+    runtime.stop().await;
+}
