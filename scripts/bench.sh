@@ -49,7 +49,9 @@ run_load() {
   shift 4
   # Each run starts from an empty store of its own.
   rm -f "$out/store.db" "$out/store.db-wal" "$out/store.db-shm"
+  # Every simulated browser comes from 127.0.0.1: no per-address rate.
   LEPTOS_SITE_ADDR=$addr LEPTOS_OUTPUT_NAME=hailstone HAILSTONE_MAX_SESSIONS=100000 \
+    HAILSTONE_NEW_SESSIONS_PER_MINUTE=1000000 \
     HAILSTONE_STORE_PATH="$out/store.db" \
     TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
     env ${BENCH_ENV:-} taskset -c 0 "$CARGO_TARGET_DIR/release/server" &

@@ -25,6 +25,13 @@ pub enum AppError {
     /// when it has no room for one).
     #[error("Your session could not be found; reload the page.")]
     NoSession,
+    /// A new session is needed and there is no room for one, even after the
+    /// longest-untouched sessions gave way.
+    #[error("Hailstone is at capacity right now; please try again in a minute.")]
+    AtCapacity,
+    /// This address started too many sessions in a short time.
+    #[error("Too many new sessions from your address; please wait a minute and try again.")]
+    TooManySessions,
     /// The server could not be reached (only ever made in the browser).
     #[error("The server cannot be reached; check the connection and try again.")]
     Unreachable(String),
@@ -37,10 +44,11 @@ impl AppError {
     /// The HTTP status a direct caller sees.
     pub fn status(&self) -> u16 {
         match self {
-            AppError::Command(CommandError::Unsaved) => 503,
+            AppError::Command(CommandError::Unsaved) | AppError::AtCapacity => 503,
             AppError::Command(_) => 422,
             AppError::BadRequest(_) => 400,
             AppError::NoSession => 401,
+            AppError::TooManySessions => 429,
             AppError::Unreachable(_) | AppError::Internal => 500,
         }
     }
@@ -74,10 +82,11 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 #[cfg(feature = "ssr")]
 pub trait SessionApi: Send + Sync + 'static {
     /// Applies a command while holding the session's lock; returns the
-    /// version that shows its effect.
-    fn command(&self, command: Command) -> BoxFuture<'_, Result<u64, CommandError>>;
+    /// version that shows its effect. The first command of a visitor without
+    /// a session creates one (nothing else does).
+    fn command(&self, command: Command) -> BoxFuture<'_, Result<u64, AppError>>;
 
-    /// The session's state now.
+    /// The session's state now; a fresh idle state when there is no session.
     fn snapshot(&self) -> BoxFuture<'_, Snapshot>;
 
     /// The most digits a typed number may have.
@@ -101,7 +110,7 @@ fn current_session() -> Result<CurrentSession, AppError> {
 /// `POST /api/command` with `{"command": {...}}`.
 #[server(endpoint = "command", input = Json)]
 pub async fn send_command(command: Command) -> Result<u64, AppError> {
-    Ok(current_session()?.0.command(command).await?)
+    current_session()?.0.command(command).await
 }
 
 /// What the page needs to render: the session's state and the settings the

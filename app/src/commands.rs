@@ -12,8 +12,10 @@ use crate::api::AppError;
 /// A command and what to do with its answer.
 pub type Queued = (Command, Callback<Result<u64, AppError>>);
 
-/// A callback that queues a command for sending.
-pub fn sender() -> Callback<Queued> {
+/// A callback that queues a command for sending. A command that succeeds
+/// while the page follows no session has started one: `rejoin` is bumped so
+/// the stream reopens to follow it.
+pub fn sender(attached: RwSignal<bool>, rejoin: RwSignal<u64>) -> Callback<Queued> {
     #[cfg(feature = "hydrate")]
     {
         use futures::{channel::mpsc, StreamExt};
@@ -21,6 +23,9 @@ pub fn sender() -> Callback<Queued> {
         leptos::task::spawn_local(async move {
             while let Some((command, reply)) = pending.next().await {
                 let answer = crate::api::send_command(command).await;
+                if answer.is_ok() && !attached.get_untracked() {
+                    rejoin.update(|n| *n += 1);
+                }
                 reply.run(answer);
             }
         });
@@ -31,6 +36,7 @@ pub fn sender() -> Callback<Queued> {
     #[cfg(not(feature = "hydrate"))]
     {
         // Server rendering sends nothing.
+        let _ = (attached, rejoin);
         Callback::new(|_: Queued| {})
     }
 }

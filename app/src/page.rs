@@ -30,6 +30,12 @@ pub struct PageState {
     pub snapshot: RwSignal<Snapshot>,
     /// The event stream's state.
     pub link: RwSignal<Link>,
+    /// Whether the stream follows a session (a visitor has none until the
+    /// first command starts one).
+    pub attached: RwSignal<bool>,
+    /// Bumped when a command succeeded while the stream followed no
+    /// session: the command started one, so the stream reopens to follow it.
+    pub rejoin: RwSignal<u64>,
     /// The most digits a number may have (the server's setting).
     pub max_digits: StoredValue<usize>,
     /// Sends a command; commands of one page leave in the order given.
@@ -70,11 +76,15 @@ pub fn CollatzPage() -> impl IntoView {
 /// Everything below the heading, for one loaded session.
 #[component]
 fn Collatz(page: Page) -> impl IntoView {
+    let attached = RwSignal::new(false);
+    let rejoin = RwSignal::new(0);
     let state = PageState {
         snapshot: RwSignal::new(page.snapshot),
         link: RwSignal::new(Link::Connecting),
+        attached,
+        rejoin,
         max_digits: StoredValue::new(page.max_digits),
-        send: crate::commands::sender(),
+        send: crate::commands::sender(attached, rejoin),
     };
     provide_context(state);
     #[cfg(feature = "hydrate")]

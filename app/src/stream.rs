@@ -10,8 +10,9 @@ use leptos::{
     wasm_bindgen::{closure::Closure, JsCast},
 };
 use send_wrapper::SendWrapper;
-use shared::wire::Update as Message;
-use web_sys::{EventSource, MessageEvent};
+use shared::wire::{EventId, Update as Message};
+use wasm_bindgen::JsValue;
+use web_sys::{BroadcastChannel, EventSource, MessageEvent};
 
 use crate::page::{Link, PageState};
 
@@ -37,13 +38,52 @@ impl Drop for Open {
 
 type Slot = Rc<RefCell<Option<Open>>>;
 
-/// Opens the page's stream now and closes it when the page goes away.
+/// The channel by which the tabs of one browser tell each other that a
+/// session was started (they share its cookie).
+const CHANNEL: &str = "hailstone-session";
+
+/// Opens the page's stream now and closes it when the page goes away. A
+/// page that follows no session reopens its stream when its own first
+/// command started one, or another tab of the browser says it did.
 pub fn subscribe(state: PageState) {
     let slot: Slot = Rc::new(RefCell::new(None));
     open(state, &slot);
-    let slot = SendWrapper::new(slot);
+    let channel = BroadcastChannel::new(CHANNEL).ok();
+    let on_started = {
+        let slot = Rc::downgrade(&slot);
+        Closure::<dyn FnMut(MessageEvent)>::new(move |_| {
+            if let (false, Some(slot)) = (state.attached.get_untracked(), slot.upgrade()) {
+                reopen(state, &slot, 0);
+            }
+        })
+    };
+    if let Some(channel) = &channel {
+        channel.set_onmessage(Some(on_started.as_ref().unchecked_ref()));
+    }
+    let rejoined = {
+        let slot = SendWrapper::new(Rc::downgrade(&slot));
+        let channel = SendWrapper::new(channel.clone());
+        move |previous: Option<u64>| {
+            let rejoin = state.rejoin.get();
+            if previous.is_some() {
+                if let Some(slot) = slot.upgrade() {
+                    reopen(state, &slot, 0);
+                }
+                if let Some(channel) = channel.as_ref() {
+                    let _ = channel.post_message(&JsValue::from_str("started"));
+                }
+            }
+            rejoin
+        }
+    };
+    Effect::new(rejoined);
+    let kept = SendWrapper::new((slot, channel, on_started));
     on_cleanup(move || {
+        let (slot, channel, _on_started) = &*kept;
         slot.borrow_mut().take();
+        if let Some(channel) = channel {
+            channel.close();
+        }
     });
 }
 
@@ -62,6 +102,14 @@ fn open(state: PageState, slot: &Slot) {
             let Ok(update) = serde_json::from_str::<Message>(&text) else {
                 return;
             };
+            // Incarnation 0: the stream follows no session (yet).
+            let attached = event
+                .last_event_id()
+                .parse::<EventId>()
+                .is_ok_and(|id| id.incarnation != 0);
+            if state.attached.get_untracked() != attached {
+                state.attached.set(attached);
+            }
             state.link.set(Link::Live);
             let in_step = match update {
                 Message::Snapshot(snapshot) => {

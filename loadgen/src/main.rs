@@ -1,8 +1,9 @@
 //! Hailstone's load generator: drives a running server over real HTTP as
 //! browsers would, and checks every value it is sent.
 //!
-//! Each simulated browser opens `/events` (which gives it a session cookie),
-//! sets the step interval, starts a run, and reads the stream; every value
+//! Each simulated browser sets the step interval (its first command, which
+//! starts its session and sets its cookie), opens `/events`, starts a run,
+//! and reads the stream; every value
 //! is checked against the trajectory computed here, so lost, duplicated and
 //! out-of-order values are counted exactly. A browser that reads more slowly
 //! than its run steps is sent a snapshot of the newest values once it is a
@@ -310,33 +311,54 @@ impl Browser {
 
     async fn session(&self) -> Result<(), String> {
         let base = format!("http://{}", self.args.addr);
-        let response = self
-            .client
-            .get(format!("{base}/events"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("/events answered {}", response.status()));
+        let command = |command: &Command, cookie: Option<&str>| {
+            let mut request = self
+                .client
+                .post(format!("{base}/api/command"))
+                .header("content-type", "application/json")
+                .body(serde_json::json!({ "command": command }).to_string());
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie.to_owned());
+            }
+            request
+        };
+        // The first command starts the session and sets its cookie, as a
+        // page's first command does; then the page follows it.
+        let first = command(
+            &Command::SetInterval {
+                ms: self.args.interval_ms,
+            },
+            None,
+        )
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+        if !first.status().is_success() {
+            return Err(format!("first command answered {}", first.status()));
         }
-        let cookie = response
+        let cookie = first
             .headers()
             .get("set-cookie")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .ok_or("no session cookie")?
             .to_owned();
+        let response = self
+            .client
+            .get(format!("{base}/events"))
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("/events answered {}", response.status()));
+        }
         let mut stream = response.bytes_stream();
         let mut buffer = String::new();
 
         // Sends a command; answers the version that shows its effect.
-        let send = |command: Command| {
-            let request = self
-                .client
-                .post(format!("{base}/api/command"))
-                .header("cookie", cookie.clone())
-                .header("content-type", "application/json")
-                .body(serde_json::json!({ "command": command }).to_string());
+        let send = |sent: Command| {
+            let request = command(&sent, Some(&cookie));
             async move {
                 let response = request.send().await.map_err(|e| e.to_string())?;
                 if !response.status().is_success() {
@@ -348,10 +370,6 @@ impl Browser {
                     .map_err(|_| format!("command answered {body:?}"))
             }
         };
-        send(Command::SetInterval {
-            ms: self.args.interval_ms,
-        })
-        .await?;
 
         let pick = |round: usize| match &self.args.start {
             Some(start) => start.clone(),

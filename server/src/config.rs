@@ -54,6 +54,11 @@ pub struct Http {
     pub public_origin: String,
     /// The bearer token `/metrics` asks for. Empty: `/metrics` is not served.
     pub metrics_token: String,
+    /// The header a trusted proxy puts the client's address in (its last
+    /// entry is taken), such as `x-forwarded-for`. Empty: the address of the
+    /// connection. Set it only when clients cannot reach the server but
+    /// through that proxy, or any client can claim any address.
+    pub client_address_header: String,
 }
 
 /// The `[store]` table.
@@ -113,6 +118,13 @@ pub struct Sessions {
     /// How many recent values a session keeps for the page, and for a
     /// stream that fell behind or reconnects (past that, it gets a snapshot).
     pub window: usize,
+    /// How many new sessions one client address may start per minute.
+    #[serde(default = "default_new_per_minute")]
+    pub new_per_minute: u32,
+}
+
+fn default_new_per_minute() -> u32 {
+    30
 }
 
 /// Why the configuration could not be loaded. Each message names the file or
@@ -254,6 +266,12 @@ impl Config {
             "sessions.window",
         )?;
         set(
+            &mut sessions.new_per_minute,
+            env,
+            "HAILSTONE_NEW_SESSIONS_PER_MINUTE",
+            "sessions.new-per-minute",
+        )?;
+        set(
             &mut self.store.path,
             env,
             "HAILSTONE_STORE_PATH",
@@ -270,6 +288,12 @@ impl Config {
             env,
             "HAILSTONE_METRICS_TOKEN",
             "http.metrics-token",
+        )?;
+        set(
+            &mut self.http.client_address_header,
+            env,
+            "HAILSTONE_CLIENT_ADDRESS_HEADER",
+            "http.client-address-header",
         )?;
         Ok(())
     }
@@ -298,6 +322,7 @@ impl Config {
         for (key, value) in [
             ("sessions.max", self.sessions.max),
             ("sessions.window", self.sessions.window),
+            ("sessions.new-per-minute", self.sessions.new_per_minute as usize),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1");

@@ -5,20 +5,24 @@
 use std::sync::Arc;
 
 use app::api::{AppError, CurrentSession, SessionApi};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
-use shared::wire::{Command, CommandError, Snapshot};
+use shared::{
+    wire::{Command, Snapshot},
+    Collatz,
+};
 
 use crate::{
     session::{Session, SessionId},
-    sessions::Full,
-    Runtime,
+    NoRoom, Runtime,
 };
 
 /// The cookie that carries the session id.
@@ -40,6 +44,8 @@ pub struct Policy {
     pub cookie_attributes: &'static str,
     /// The bearer token `/metrics` asks for; `None`: not served.
     pub metrics_token: Option<String>,
+    /// The header a trusted proxy names the client's address in, if any.
+    pub client_address_header: Option<header::HeaderName>,
 }
 
 impl Policy {
@@ -62,6 +68,10 @@ impl Policy {
                 "HttpOnly; SameSite=Lax; Path=/"
             },
             metrics_token: Some(config.metrics_token.clone()).filter(|token| !token.is_empty()),
+            client_address_header: header::HeaderName::from_bytes(
+                config.client_address_header.trim().as_bytes(),
+            )
+            .ok(),
         }
     }
 
@@ -85,9 +95,9 @@ impl Policy {
     }
 }
 
-/// Finds the request's session by its cookie, or makes a new one (and sets
-/// the cookie on the response). An unknown or forged id gets a new session,
-/// never another's. Answers 503 when there is no room for a new session.
+/// Finds the request's session by its cookie. Nothing is created here:
+/// looking costs the server no session. A server function's first command
+/// creates one (see [`SessionHandle`]), and the cookie is set on its answer.
 pub async fn session_layer(
     State(runtime): State<Arc<Runtime>>,
     mut request: Request,
@@ -117,39 +127,53 @@ pub async fn session_layer(
             }
         }
     }
-    let (session, created) = match known {
-        Some(session) => (session, false),
-        None => match runtime.sessions.create() {
-            Ok(session) => (session, true),
-            Err(Full) => {
-                tracing::warn!("session limit reached; refusing a new session");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "30")],
-                    "Hailstone is at capacity right now; please try again in a minute.",
-                )
-                    .into_response();
-            }
-        },
-    };
-    let (cookie_name, cookie_attributes) =
-        (runtime.http.cookie_name, runtime.http.cookie_attributes);
-    let handle = SessionHandle {
-        session: session.clone(),
-        runtime,
-    };
+    let client = client_address(&request, runtime.http.client_address_header.as_ref());
+    let handle = Arc::new(SessionHandle {
+        session: std::sync::OnceLock::new(),
+        created: std::sync::atomic::AtomicBool::new(false),
+        client,
+        runtime: runtime.clone(),
+    });
+    if let Some(session) = known {
+        let _ = handle.session.set(session.clone());
+        request.extensions_mut().insert(session);
+    }
     request
         .extensions_mut()
-        .insert(CurrentSession(Arc::new(handle)));
-    request.extensions_mut().insert(session.clone());
+        .insert(CurrentSession(handle.clone()));
     let mut response = next.run(request).await;
-    if created {
-        let cookie = format!("{cookie_name}={}; {cookie_attributes}", session.id());
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, value);
+    if handle.created.load(std::sync::atomic::Ordering::Acquire) {
+        if let Some(session) = handle.session.get() {
+            let cookie = format!(
+                "{}={}; {}",
+                runtime.http.cookie_name,
+                session.id(),
+                runtime.http.cookie_attributes
+            );
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
         }
     }
     response
+}
+
+/// The client's address: the connection's, or the last entry of the
+/// trusted proxy's header when one is configured and present.
+pub fn client_address(request: &Request, header_name: Option<&header::HeaderName>) -> IpAddr {
+    let forwarded = header_name.and_then(|name| {
+        let value = request.headers().get_all(name).iter().next_back()?;
+        let last = value.to_str().ok()?.rsplit(',').next()?.trim();
+        last.parse::<IpAddr>()
+            .ok()
+            .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    });
+    forwarded.unwrap_or_else(|| {
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+    })
 }
 
 /// The values of every cookie `name` in the request's `Cookie` headers.
@@ -269,21 +293,51 @@ fn is_json(content_type: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-/// A session as `app`'s server functions reach it.
+/// A request's session as `app`'s server functions reach it: the one its
+/// cookie names, or none until its first command creates one.
 struct SessionHandle {
-    /// The session of the request.
-    session: Arc<Session>,
+    /// The session, once there is one.
+    session: std::sync::OnceLock<Arc<Session>>,
+    /// Set when this request created the session (the answer sets the
+    /// cookie).
+    created: std::sync::atomic::AtomicBool,
+    /// Who asked, for the per-address limit on new sessions.
+    client: IpAddr,
     /// Where commands are applied and tasks spawned.
     runtime: Arc<Runtime>,
 }
 
 impl SessionApi for SessionHandle {
-    fn command(&self, command: Command) -> app::api::BoxFuture<'_, Result<u64, CommandError>> {
-        Box::pin(self.runtime.command(&self.session, command))
+    fn command(&self, command: Command) -> app::api::BoxFuture<'_, Result<u64, AppError>> {
+        Box::pin(async move {
+            let session = match self.session.get() {
+                Some(session) => session.clone(),
+                None => {
+                    let session = self
+                        .runtime
+                        .create_session(self.client)
+                        .await
+                        .map_err(|refused| match refused {
+                            NoRoom::Full => AppError::AtCapacity,
+                            NoRoom::TooMany => AppError::TooManySessions,
+                        })?;
+                    let _ = self.session.set(session.clone());
+                    self.created
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    session
+                }
+            };
+            Ok(self.runtime.command(&session, command).await?)
+        })
     }
 
     fn snapshot(&self) -> app::api::BoxFuture<'_, Snapshot> {
-        Box::pin(self.session.snapshot())
+        Box::pin(async move {
+            match self.session.get() {
+                Some(session) => session.snapshot().await,
+                None => Collatz::new(self.runtime.sessions.settings()).snapshot(),
+            }
+        })
     }
 
     fn max_digits(&self) -> usize {

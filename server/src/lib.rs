@@ -14,7 +14,7 @@ pub mod sse;
 pub mod store;
 pub mod tasks;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use app::shell;
 use axum::{
@@ -28,6 +28,7 @@ use axum::{
     Router,
 };
 use futures::StreamExt;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use shared::wire::{Command, CommandError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,19 @@ pub struct Runtime {
     pub stream_lifetime: Option<Duration>,
     /// The origin, cookie and `/metrics` rules.
     pub http: http::Policy,
+    /// Where sessions are saved (evicted ones are deleted from it).
+    store: Arc<dyn Store>,
+    /// How many sessions each client address may start, per minute.
+    new_sessions: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Why no session could be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// The cap is reached and no session may give way.
+    Full,
+    /// The client's address started too many sessions lately.
+    TooMany,
 }
 
 impl Runtime {
@@ -93,9 +107,14 @@ impl Runtime {
             sessions: Sessions::new(
                 config.session_settings(),
                 config.sessions.max,
-                store,
+                config.idle_timeout(),
+                store.clone(),
                 shutdown.clone(),
             ),
+            store,
+            new_sessions: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(config.sessions.new_per_minute).unwrap_or(NonZeroU32::MIN),
+            )),
             tasks,
             metrics,
             shutdown,
@@ -149,6 +168,36 @@ impl Runtime {
         Ok(Some(found.session))
     }
 
+    /// Starts a new session for a visitor at `client` (its first command),
+    /// making room at the cap by evicting the longest-untouched session that
+    /// may give way.
+    pub async fn create_session(&self, client: IpAddr) -> Result<Arc<Session>, NoRoom> {
+        if self.new_sessions.check_key(&client).is_err() {
+            self.metrics.sessions_refused.inc();
+            return Err(NoRoom::TooMany);
+        }
+        // Others may take the room made; a few tries, then give up.
+        for _ in 0..4 {
+            if let Ok(session) = self.sessions.create() {
+                return Ok(session);
+            }
+            let Some(evicted) = self.sessions.evict_one() else {
+                break;
+            };
+            if let Some(session) = &evicted.session {
+                session.stop().await;
+            }
+            self.metrics.sessions_evicted.inc();
+            tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");
+            if let Err(error) = self.store.delete(vec![evicted.id]).await {
+                tracing::error!(%error, "could not delete an evicted session");
+            }
+        }
+        self.metrics.sessions_refused.inc();
+        tracing::warn!("session cap reached and no session may give way; refusing a new one");
+        Err(NoRoom::Full)
+    }
+
     /// Spawns the task of a rebuilt session that was running.
     async fn resume(&self, session: &Arc<Session>) {
         if let Some(started) = session.update(|state| state.resume()).await {
@@ -180,6 +229,7 @@ impl Runtime {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 _ = ticks.tick() => {
+                    self.new_sessions.retain_recent();
                     let expired = self.sessions.expire(timeout).await;
                     if expired > 0 {
                         tracing::info!(expired, live = self.sessions.len(), "idle sessions expired");
@@ -325,7 +375,10 @@ pub async fn run(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, router)
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
         .with_graceful_shutdown(async move {
             shutdown.await;
             token.cancel();

@@ -29,6 +29,11 @@ pub struct Metrics {
     /// Stored sessions rebuilt in memory (after a restart, when first asked
     /// for, or resumed because they were running).
     pub sessions_rebuilt: Counter,
+    /// Sessions evicted at the cap to make room for a new one.
+    pub sessions_evicted: Counter,
+    /// New sessions refused (cap reached with nothing to evict, or an
+    /// address over its rate).
+    pub sessions_refused: Counter,
     /// Seconds from a command's arrival at the runtime to its answer: the
     /// wait for the session's lock, the change and its write to the store.
     pub command_seconds: Histogram,
@@ -49,6 +54,8 @@ impl Metrics {
             values_streamed: Counter::default(),
             commands: Counter::default(),
             sessions_rebuilt: Counter::default(),
+            sessions_evicted: Counter::default(),
+            sessions_refused: Counter::default(),
             command_seconds: latency_histogram(),
             server_fn_seconds: latency_histogram(),
             registry: Registry::default(),
@@ -75,6 +82,16 @@ impl Metrics {
             "sessions_rebuilt",
             "Stored sessions rebuilt in memory",
             metrics.sessions_rebuilt.clone(),
+        );
+        registry.register(
+            "sessions_evicted",
+            "Sessions evicted at the cap",
+            metrics.sessions_evicted.clone(),
+        );
+        registry.register(
+            "sessions_refused",
+            "New sessions refused",
+            metrics.sessions_refused.clone(),
         );
         registry.register(
             "command_seconds",

@@ -2,7 +2,7 @@
 //! lock section every change goes through.
 
 use std::sync::{
-    atomic::{AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     Arc,
 };
 
@@ -31,6 +31,9 @@ pub struct Session {
     interval: watch::Sender<u32>,
     /// Open event streams, so an idle session with a page open is kept.
     subscribers: AtomicUsize,
+    /// Whether its run is running, as the last lock section left it: read
+    /// without the lock when choosing a session to evict.
+    running: AtomicBool,
     /// When a request last touched the session, in the registry's clock.
     last_seen: AtomicU64,
 }
@@ -176,6 +179,7 @@ impl Session {
     ) -> Session {
         let version = machine.version();
         let interval_ms = machine.interval_ms();
+        let running = machine.status() == Status::Running;
         Session {
             id,
             state: Mutex::new(State {
@@ -189,6 +193,7 @@ impl Session {
             doorbell: watch::Sender::new(version),
             interval: watch::Sender::new(interval_ms),
             subscribers: AtomicUsize::new(0),
+            running: AtomicBool::new(running),
             last_seen: AtomicU64::new(now),
         }
     }
@@ -272,8 +277,11 @@ impl Session {
         (result, (after != before).then_some(after))
     }
 
-    /// Wakes the task if the interval changed (called in the lock section).
+    /// Wakes the task if the interval changed, and notes whether the run is
+    /// running (called in the lock section).
     fn note_interval(&self, state: &State) {
+        self.running
+            .store(state.machine.status() == Status::Running, Ordering::Relaxed);
         let interval_ms = state.machine.interval_ms();
         self.interval.send_if_modified(|current| {
             let changed = *current != interval_ms;
@@ -319,6 +327,24 @@ impl Session {
     /// Notes that a request touched the session at `now`.
     pub fn touch(&self, now: u64) {
         self.last_seen.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether its run was running when last changed.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// When a request last touched it (or its last page closed).
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// Stops its task, if it has one: the session is being evicted.
+    pub async fn stop(&self) {
+        let mut state = self.state.lock().await;
+        if let Some((_, cancel)) = state.task.take() {
+            cancel.cancel();
+        }
     }
 
     /// True when nobody watches it, nothing runs, and it was last touched

@@ -29,6 +29,8 @@ pub struct Sessions {
     settings: Settings,
     /// The most sessions, live and stored.
     max: usize,
+    /// A run nobody has watched for this long may be evicted at the cap.
+    idle_timeout: Duration,
     /// The registry's clock starts here; sessions keep seconds since.
     epoch: Instant,
     /// Where every session is saved.
@@ -59,6 +61,14 @@ enum Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
+/// A session taken out of the registry to make room.
+pub struct Evicted {
+    /// Its id, to delete from the store.
+    pub id: SessionId,
+    /// The session, if it was in memory (its task must be stopped).
+    pub session: Option<Arc<Session>>,
+}
+
 /// A session found by [`Sessions::get`].
 pub struct Found {
     /// The session.
@@ -81,6 +91,7 @@ impl Sessions {
     pub fn new(
         settings: Settings,
         max: usize,
+        idle_timeout: Duration,
         store: Arc<dyn Store>,
         shutdown: CancellationToken,
     ) -> Sessions {
@@ -88,6 +99,7 @@ impl Sessions {
             map: Mutex::new(HashMap::new()),
             settings,
             max,
+            idle_timeout,
             epoch: Instant::now(),
             store,
             shutdown,
@@ -233,6 +245,47 @@ impl Sessions {
         let session = Arc::new(self.session(id, machine));
         map.insert(id, Entry::Live(session.clone()));
         Ok(session)
+    }
+
+    /// At the cap, takes the longest-untouched session that may give way out
+    /// of the registry: one with no page open and nothing running, or a run
+    /// nobody has watched for the idle timeout. The caller stops its task
+    /// and deletes it from the store. `None` when none may.
+    pub fn evict_one(&self) -> Option<Evicted> {
+        let now = self.now();
+        let unwatched_since = now.saturating_sub(self.idle_timeout.as_secs());
+        let mut map = self.lock();
+        let victim = map
+            .iter()
+            .filter_map(|(id, entry)| match entry {
+                Entry::Live(session) => {
+                    let watched = session.subscribers().load(Ordering::Relaxed) > 0;
+                    let seen = session.last_seen();
+                    let may = !watched && (!session.is_running() || seen <= unwatched_since);
+                    may.then_some((seen, *id))
+                }
+                Entry::Stored {
+                    cell,
+                    last_seen,
+                    running,
+                } => (!cell.initialized() && (!*running || *last_seen <= unwatched_since))
+                    .then_some((*last_seen, *id)),
+            })
+            .min_by_key(|(seen, _)| *seen)
+            .map(|(_, id)| id)?;
+        let session = match map.remove(&victim)? {
+            Entry::Live(session) => Some(session),
+            Entry::Stored { .. } => None,
+        };
+        Some(Evicted {
+            id: victim,
+            session,
+        })
+    }
+
+    /// Notes that `session` was just used (in the registry's clock).
+    pub fn touch(&self, session: &Session) {
+        session.touch(self.now());
     }
 
     /// The fixed choices of every session.

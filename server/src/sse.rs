@@ -19,20 +19,25 @@ use axum::{
     response::sse::{Event, KeepAlive, Sse},
     Extension,
 };
-use futures::{stream, Stream};
-use shared::wire::{EventId, Update};
+use futures::{stream, Stream, StreamExt};
+use shared::{
+    wire::{EventId, Update},
+    Collatz,
+};
 use tokio::{sync::watch, time::Instant};
-use tokio_util::sync::CancellationToken;
 
-use crate::{metrics::Metrics, session::Session, Runtime};
+use crate::{session::Session, Runtime};
 
 /// How soon a browser reconnects after the stream drops.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
-/// Opens the event stream of the request's session.
+/// Opens the event stream of the request's session. A visitor without a
+/// session gets the idle state once (with incarnation 0) and then only
+/// keep-alives: its page reopens the stream once its first command has
+/// created a session.
 pub async fn events(
     State(runtime): State<Arc<Runtime>>,
-    Extension(session): Extension<Arc<Session>>,
+    session: Option<Extension<Arc<Session>>>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Anything unreadable (or from an older server) gets a snapshot.
@@ -40,20 +45,45 @@ pub async fn events(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<EventId>().ok());
-    let subscriber = Subscriber::new(
-        session,
-        last,
-        runtime
-            .stream_lifetime
-            .map(|lifetime| Instant::now() + lifetime),
-        runtime.shutdown.clone(),
-        runtime.metrics.clone(),
-    );
-    let updates = stream::unfold(subscriber, |mut subscriber| async move {
-        let (id, update) = subscriber.next().await?;
-        Some((Ok(subscriber.event(id, &update)), subscriber))
-    });
-    Sse::new(updates).keep_alive(KeepAlive::default())
+    let deadline = runtime
+        .stream_lifetime
+        .map(|lifetime| Instant::now() + lifetime);
+    let stream = match session {
+        Some(Extension(session)) => {
+            let subscriber = Subscriber::new(session, last, deadline, runtime);
+            stream::unfold(subscriber, |mut subscriber| async move {
+                let (id, update) = subscriber.next().await?;
+                Some((Ok(subscriber.event(id, &update)), subscriber))
+            })
+            .left_stream()
+        }
+        None => {
+            let idle = Collatz::new(runtime.sessions.settings());
+            let id = EventId {
+                incarnation: 0,
+                cursor: idle.cursor(),
+            };
+            let first = Event::default()
+                .id(id.to_string())
+                .retry(RECONNECT_AFTER)
+                .json_data(Update::Snapshot(idle.snapshot()))
+                .expect("updates serialise to JSON");
+            let shutdown = runtime.shutdown.clone();
+            let end = async move {
+                match deadline {
+                    Some(deadline) => tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                    },
+                    None => shutdown.cancelled().await,
+                }
+            };
+            stream::once(async { Ok(first) })
+                .chain(stream::once(end).filter_map(|()| async { None }))
+                .right_stream()
+        }
+    };
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 /// One open stream: where its client is, and how to wait for more.
@@ -64,12 +94,10 @@ struct Subscriber {
     last: Option<EventId>,
     /// Rings on every new version.
     doorbell: watch::Receiver<u64>,
-    /// Ends the stream on shutdown.
-    shutdown: CancellationToken,
     /// When the stream ends by itself (the client reconnects and resumes).
     deadline: Option<Instant>,
-    /// Counts subscribers and values sent.
-    metrics: Arc<Metrics>,
+    /// Shutdown (which ends the stream), metrics, the registry's clock.
+    runtime: Arc<Runtime>,
 }
 
 impl Subscriber {
@@ -77,18 +105,16 @@ impl Subscriber {
         session: Arc<Session>,
         last: Option<EventId>,
         deadline: Option<Instant>,
-        shutdown: CancellationToken,
-        metrics: Arc<Metrics>,
+        runtime: Arc<Runtime>,
     ) -> Subscriber {
         session.subscribers().fetch_add(1, Ordering::Relaxed);
-        metrics.subscribers.inc();
+        runtime.metrics.subscribers.inc();
         Subscriber {
             doorbell: session.subscribe(),
             session,
             last,
-            shutdown,
             deadline,
-            metrics,
+            runtime,
         }
     }
 
@@ -114,7 +140,7 @@ impl Subscriber {
                 }
             };
             tokio::select! {
-                () = self.shutdown.cancelled() => return None,
+                () = self.runtime.shutdown.cancelled() => return None,
                 () = expired => return None,
                 changed = self.doorbell.changed() => changed.ok()?,
             }
@@ -127,7 +153,7 @@ impl Subscriber {
             Update::Snapshot(snapshot) => snapshot.run.as_ref().map_or(0, |run| run.recent.len()),
             Update::Delta(delta) => delta.appended.len(),
         };
-        self.metrics.values_streamed.inc_by(values as u64);
+        self.runtime.metrics.values_streamed.inc_by(values as u64);
         Event::default()
             .id(id.to_string())
             .retry(RECONNECT_AFTER)
@@ -139,6 +165,8 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.session.subscribers().fetch_sub(1, Ordering::Relaxed);
-        self.metrics.subscribers.dec();
+        self.runtime.metrics.subscribers.dec();
+        // Unwatched from now: the idle clock starts when the page leaves.
+        self.runtime.sessions.touch(&self.session);
     }
 }

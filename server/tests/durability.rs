@@ -86,6 +86,7 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
     let base = support::TestServer::url_for(addr);
     let mut browser = Browser::at(&base);
     browser.visit().await;
+    browser.attach().await;
     let mut idle = Browser::at(&base);
     idle.visit().await;
     idle.command(UserCommand::SetInterval { ms: 250 }).await;
@@ -340,8 +341,8 @@ async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
     assert_eq!(metric("hailstone_sessions_rebuilt_total").await, 30);
     assert_eq!(metric("hailstone_sessions").await, 330);
     // A paused one is rebuilt when its page asks, exactly as it was.
-    let mut browser = Browser::at(&support::TestServer::url_for(addr));
-    browser.cookie = Some(format!("hailstone_session={}", ids[100]));
+    let browser = Browser::at(&support::TestServer::url_for(addr));
+    browser.set_cookie(format!("hailstone_session={}", ids[100]));
     let (_, update) = browser.events(None).await.next().await.unwrap();
     let Update::Snapshot(snapshot) = update else {
         panic!("a snapshot first")

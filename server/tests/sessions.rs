@@ -10,6 +10,7 @@ use support::{trajectory, Browser, Events, TestServer};
 async fn browsing(server: TestServer) -> (TestServer, Browser) {
     let mut browser = Browser::new(&server);
     browser.visit().await;
+    browser.attach().await;
     (server, browser)
 }
 
@@ -167,13 +168,16 @@ async fn sessions_are_isolated_and_forged_ids_get_a_fresh_session() {
 
     let mut bob = Browser::new(&server);
     bob.visit().await;
-    assert_ne!(alice.cookie, bob.cookie);
-    let (_, update) = bob.events(None).await.next().await.unwrap();
+    assert_eq!(bob.cookie(), None, "looking starts no session");
+    let (id, update) = bob.events(None).await.next().await.unwrap();
     assert!(
         matches!(update, Update::Snapshot(Snapshot { run: None, .. })),
-        "Bob sees his own idle session"
+        "Bob sees an idle page"
     );
+    assert_eq!(id.incarnation, 0, "not attached to any session");
     bob.command(set_number("6")).await;
+    assert!(bob.cookie().is_some());
+    assert_ne!(alice.cookie(), bob.cookie());
 
     let (_, update) = alice.events(None).await.next().await.unwrap();
     let Update::Snapshot(snapshot) = update else {
@@ -185,10 +189,21 @@ async fn sessions_are_isolated_and_forged_ids_get_a_fresh_session() {
         "Bob's command did not touch Alice's run"
     );
 
-    // A forged id names no session: it gets a new one, with a new cookie.
-    let mut mallory = Browser::new(&server);
-    mallory.cookie = Some(format!("hailstone_session={}", "0".repeat(32)));
+    // A forged id names no session: looking makes none, the first command
+    // makes a new one, with a new cookie.
+    let forged = format!("hailstone_session={}", "0".repeat(32));
+    let mallory = Browser::new(&server);
+    mallory.set_cookie(forged.clone());
     let response = mallory.get("/").send().await.unwrap();
+    assert!(response.headers().get("set-cookie").is_none());
+    let response = mallory
+        .post("/api/command")
+        .header("content-type", "application/json")
+        .body(json!({ "command": set_number("5") }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
     let set_cookie = response.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -199,11 +214,81 @@ async fn sessions_are_isolated_and_forged_ids_get_a_fresh_session() {
             && set_cookie.contains("Path=/")
     );
     mallory.keep_cookie(&response);
+    assert_ne!(mallory.cookie(), Some(forged));
     let (_, update) = mallory.events(None).await.next().await.unwrap();
-    assert!(matches!(
-        update,
-        Update::Snapshot(Snapshot { run: None, .. })
-    ));
+    let Update::Snapshot(snapshot) = update else {
+        panic!()
+    };
+    assert_eq!(snapshot.run.unwrap().start, "5");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn looking_costs_no_session() {
+    let server = TestServer::with_interval(1000).await;
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        let page = client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers().get("set-cookie").is_none());
+        let data = client
+            .post(server.url("/api/page"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(data.status(), 200);
+        let stream = client.get(server.url("/events")).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        drop(stream);
+        // Refused requests make none either.
+        let wrong_method = client.get(server.url("/api/command")).send().await.unwrap();
+        assert_eq!(wrong_method.status(), 405);
+        let bad = client
+            .post(server.url("/api/command"))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+    }
+    let metrics = support::metrics(&server).await;
+    assert!(metrics.lines().any(|l| l == "hailstone_sessions 0"), "{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_address_starts_sessions_at_a_bounded_rate() {
+    let mut config = support::config();
+    config.sessions.new_per_minute = 3;
+    config.http.client_address_header = "x-forwarded-for".into();
+    let server = TestServer::start(config).await;
+    let first_command = |address: &'static str| {
+        reqwest::Client::new()
+            .post(server.url("/api/command"))
+            .header("x-forwarded-for", format!("198.51.100.7, {address}"))
+            .header("content-type", "application/json")
+            .body(json!({ "command": set_number("27") }).to_string())
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(first_command("203.0.113.1").await.unwrap().status(), 200);
+    }
+    let refused = first_command("203.0.113.1").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let error: app::api::AppError = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert_eq!(error, app::api::AppError::TooManySessions);
+    assert!(error.to_string().contains("Too many new sessions"));
+    // The proxy's last entry is the client: another address is not limited.
+    assert_eq!(first_command("203.0.113.2").await.unwrap().status(), 200);
+    // A session that exists is not limited.
+    let browser = Browser::new(&server);
+    for _ in 0..5 {
+        let (status, _) = browser.send(Command::SetInterval { ms: 100 }).await;
+        assert_eq!(status, 200);
+    }
     server.stop().await;
 }
 
@@ -315,17 +400,35 @@ async fn a_cross_origin_post_is_refused() {
 }
 
 #[tokio::test]
-async fn the_session_cap_answers_503() {
+async fn at_the_cap_the_longest_untouched_give_way_and_watched_ones_stay() {
     let mut config = support::config();
-    config.sessions.max = 1;
+    config.sessions.max = 2;
     let server = TestServer::start(config).await;
-    let mut first = Browser::new(&server);
-    first.visit().await;
-    let response = Browser::new(&server).get("/").send().await.unwrap();
-    assert_eq!(response.status(), 503);
-    assert!(response.text().await.unwrap().contains("capacity"));
-    // The session that exists still works.
-    first.command(set_number("5")).await;
+    let alice = Browser::new(&server);
+    alice.command(Command::SetInterval { ms: 250 }).await;
+    let bob = Browser::new(&server);
+    bob.command(Command::SetInterval { ms: 250 }).await;
+    // Bob's page is open: watched sessions never give way.
+    let mut bob_events = bob.events(None).await;
+    bob_events.next().await.unwrap();
+    // Carol's first command takes Alice's place (no page, nothing running).
+    let carol = Browser::new(&server);
+    carol.command(set_number("27")).await; // running, but watched below
+    let mut carol_events = carol.events(None).await;
+    carol_events.next().await.unwrap();
+    let metrics = support::metrics(&server).await;
+    assert!(metrics.lines().any(|l| l == "hailstone_sessions_evicted_total 1"), "{metrics}");
+    // Alice's session is gone: her next command starts a new one, for
+    // which nobody may give way now.
+    let (status, body) = alice.send(Command::SetInterval { ms: 250 }).await;
+    assert_eq!(status, 503, "{body}");
+    let error: app::api::AppError = serde_json::from_str(&body).unwrap();
+    assert_eq!(error, app::api::AppError::AtCapacity);
+    assert!(error.to_string().contains("capacity"));
+    // The sessions that exist still work.
+    bob.command(set_number("5")).await;
+    drop(bob_events);
+    drop(carol_events);
     server.stop().await;
 }
 
@@ -353,11 +456,12 @@ async fn health_and_metrics() {
         "hailstone_subscribers 1",
         "hailstone_steps_total 111",
         "hailstone_values_streamed_total 112",
-        "hailstone_commands_total 1",
-        "hailstone_command_seconds_count 1",
-        "hailstone_server_fn_seconds_count 1",
+        // The page's first command (which started the session), then 27.
+        "hailstone_commands_total 2",
+        "hailstone_command_seconds_count 2",
+        "hailstone_server_fn_seconds_count 2",
         // Applying a command takes well under a second (the last bucket).
-        "hailstone_command_seconds_bucket{le=\"1.6384\"} 1",
+        "hailstone_command_seconds_bucket{le=\"1.6384\"} 2",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
@@ -443,7 +547,9 @@ async fn browsers_behind_an_http2_proxy_share_a_connection_and_nothing_else() {
     let mut bob = Browser::over(&server.url(""), proxy);
     alice.visit().await;
     bob.visit().await;
-    assert_ne!(alice.cookie, bob.cookie, "a session each");
+    alice.attach().await;
+    bob.attach().await;
+    assert_ne!(alice.cookie(), bob.cookie(), "a session each");
     let health = alice.get("/healthz").send().await.unwrap();
     assert_eq!(health.version(), reqwest::Version::HTTP_2);
     // HTTP/2 has no Host header: the page's own origin is matched against
@@ -522,12 +628,12 @@ async fn behind_a_tls_proxy_the_public_origin_is_the_site() {
 
 #[tokio::test]
 async fn of_two_session_cookies_the_valid_one_wins() {
-    let (server, mut browser) = browsing(TestServer::with_interval(1000).await).await;
+    let (server, browser) = browsing(TestServer::with_interval(1000).await).await;
     browser.command(set_number("27")).await;
-    let valid = browser.cookie.clone().unwrap();
+    let valid = browser.cookie().unwrap();
     // A stale cookie of the same name first, as a browser sends one set for
     // a longer path before the one for `/`.
-    browser.cookie = Some(format!("hailstone_session={}; {valid}", "0".repeat(32)));
+    browser.set_cookie(format!("hailstone_session={}; {valid}", "0".repeat(32)));
     let (_, update) = browser.events(None).await.next().await.unwrap();
     let Update::Snapshot(snapshot) = update else {
         panic!()

@@ -101,7 +101,8 @@ impl Drop for TestServer {
 pub struct Browser {
     pub base: String,
     pub http: reqwest::Client,
-    pub cookie: Option<String>,
+    /// The session cookie (`name=value`), once the server set one.
+    cookie: std::sync::Mutex<Option<String>>,
 }
 
 impl Browser {
@@ -120,11 +121,11 @@ impl Browser {
         Browser {
             base: base.to_owned(),
             http,
-            cookie: None,
+            cookie: std::sync::Mutex::new(None),
         }
     }
 
-    /// Loads the page, keeping the session cookie it sets.
+    /// Loads the page (which starts no session).
     pub async fn visit(&mut self) -> String {
         let response = self.get("/").send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -132,7 +133,25 @@ impl Browser {
         response.text().await.unwrap()
     }
 
-    pub fn keep_cookie(&mut self, response: &reqwest::Response) {
+    /// Starts this browser's session with a command that changes nothing
+    /// (pausing an idle session), as a page's first command would start it.
+    pub async fn attach(&self) {
+        self.command(Command::SetRunning { running: false }).await;
+        assert!(self.cookie().is_some(), "the first command sets the cookie");
+    }
+
+    /// The session cookie, once set.
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.lock().unwrap().clone()
+    }
+
+    /// Sends `cookie` (`name=value; ...`) from now on.
+    pub fn set_cookie(&self, cookie: impl Into<String>) {
+        *self.cookie.lock().unwrap() = Some(cookie.into());
+    }
+
+    /// Keeps the session cookie a response sets, as a browser does.
+    pub fn keep_cookie(&self, response: &reqwest::Response) {
         if let Some(value) = response.headers().get("set-cookie") {
             let pair = value
                 .to_str()
@@ -141,7 +160,7 @@ impl Browser {
                 .next()
                 .unwrap()
                 .to_owned();
-            self.cookie = Some(pair);
+            self.set_cookie(pair);
         }
     }
 
@@ -154,7 +173,7 @@ impl Browser {
     }
 
     fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.cookie {
+        match self.cookie() {
             Some(cookie) => request.header("cookie", cookie),
             None => request,
         }
@@ -169,6 +188,7 @@ impl Browser {
             .send()
             .await
             .unwrap();
+        self.keep_cookie(&response);
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
