@@ -10,7 +10,7 @@ use leptos::server_fn::{
     error::{FromServerFnError, ServerFnErrorErr},
 };
 use serde::{Deserialize, Serialize};
-use shared::wire::{Command, CommandError, Snapshot};
+use shared::wire::{Command, CommandError, Snapshot, Window};
 
 /// Everything a server function can answer instead of a result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -91,6 +91,9 @@ pub trait SessionApi: Send + Sync + 'static {
 
     /// The most digits a typed number may have.
     fn max_digits(&self) -> usize;
+
+    /// The window of recent values the server keeps, which the page follows.
+    fn window(&self) -> Window;
 }
 
 /// The session of the request being handled, put in its extensions by the
@@ -121,6 +124,8 @@ pub struct Page {
     pub snapshot: Snapshot,
     /// The most digits a typed number may have.
     pub max_digits: usize,
+    /// The window of recent values the server keeps; the page keeps the same.
+    pub window: Window,
 }
 
 /// Loads the page's data; during server rendering, before any HTML is sent.
@@ -131,5 +136,6 @@ pub async fn load_page() -> Result<Page, AppError> {
     Ok(Page {
         snapshot: session.snapshot().await,
         max_digits: session.max_digits(),
+        window: session.window(),
     })
 }

@@ -32,12 +32,17 @@ pub struct PageState {
     pub link: RwSignal<Link>,
     /// Whether the stream follows a session (a visitor has none until the
     /// first command starts one).
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))] // the stream's, in the browser
     pub attached: RwSignal<bool>,
     /// Bumped when a command succeeded while the stream followed no
     /// session: the command started one, so the stream reopens to follow it.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     pub rejoin: RwSignal<u64>,
     /// The most digits a number may have (the server's setting).
     pub max_digits: StoredValue<usize>,
+    /// The recent values kept, as the server keeps them.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub window: StoredValue<shared::wire::Window>,
     /// Sends a command; commands of one page leave in the order given.
     pub send: Callback<crate::commands::Queued>,
 }
@@ -84,6 +89,7 @@ fn Collatz(page: Page) -> impl IntoView {
         attached,
         rejoin,
         max_digits: StoredValue::new(page.max_digits),
+        window: StoredValue::new(page.window),
         send: crate::commands::sender(attached, rejoin),
     };
     provide_context(state);

@@ -16,9 +16,6 @@ use web_sys::{BroadcastChannel, EventSource, MessageEvent};
 
 use crate::page::{Link, PageState};
 
-/// How many values the page keeps and shows; older ones are counted.
-const WINDOW: usize = 256;
-
 /// How long to wait before reopening a stream the browser gave up on.
 const REOPEN_AFTER_MS: u64 = 1000;
 
@@ -118,7 +115,7 @@ fn open(state: PageState, slot: &Slot) {
                 }
                 Message::Delta(delta) => state
                     .snapshot
-                    .try_update(|snapshot| snapshot.apply(&delta, WINDOW).is_ok())
+                    .try_update(|snapshot| snapshot.apply(&delta, state.window.get_value()).is_ok())
                     .unwrap_or(false),
             };
             if !in_step {

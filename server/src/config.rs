@@ -105,6 +105,50 @@ pub struct Limits {
     /// resumes it with `Last-Event-ID`, losing nothing); 0 for never. Lets
     /// proxies and load balancers rotate long connections.
     pub stream_lifetime_secs: u64,
+    /// The most open connections; more are answered 503 and closed (and
+    /// never more than the open-file limit leaves room for).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (HTTP/1.1).
+    #[serde(default = "defaults::header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection with no request in flight is kept open.
+    #[serde(default = "defaults::connection_idle_timeout_secs")]
+    pub connection_idle_timeout_secs: u64,
+    /// Seconds a server-function request may take, its body included.
+    #[serde(default = "defaults::request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// The most event streams one session may have open.
+    #[serde(default = "defaults::streams_per_session")]
+    pub streams_per_session: usize,
+    /// The most event streams one client address may have open.
+    #[serde(default = "defaults::streams_per_address")]
+    pub streams_per_address: usize,
+}
+
+/// Defaults of the keys added after the first release, so older files load.
+mod defaults {
+    pub fn max_connections() -> usize {
+        4096
+    }
+    pub fn header_read_timeout_secs() -> u64 {
+        10
+    }
+    pub fn connection_idle_timeout_secs() -> u64 {
+        60
+    }
+    pub fn request_timeout_secs() -> u64 {
+        15
+    }
+    pub fn streams_per_session() -> usize {
+        8
+    }
+    pub fn streams_per_address() -> usize {
+        64
+    }
+    pub fn window_bytes() -> usize {
+        16384
+    }
 }
 
 /// The `[sessions]` table.
@@ -118,6 +162,10 @@ pub struct Sessions {
     /// How many recent values a session keeps for the page, and for a
     /// stream that fell behind or reconnects (past that, it gets a snapshot).
     pub window: usize,
+    /// The most bytes of decimal digits that window holds (at least one
+    /// value is always kept).
+    #[serde(default = "defaults::window_bytes")]
+    pub window_bytes: usize,
     /// How many new sessions one client address may start per minute.
     #[serde(default = "default_new_per_minute")]
     pub new_per_minute: u32,
@@ -246,6 +294,43 @@ impl Config {
             "HAILSTONE_STREAM_LIFETIME_SECS",
             "limits.stream-lifetime-secs",
         )?;
+        let limits = &mut self.limits;
+        set(
+            &mut limits.max_connections,
+            env,
+            "HAILSTONE_MAX_CONNECTIONS",
+            "limits.max-connections",
+        )?;
+        set(
+            &mut limits.header_read_timeout_secs,
+            env,
+            "HAILSTONE_HEADER_READ_TIMEOUT_SECS",
+            "limits.header-read-timeout-secs",
+        )?;
+        set(
+            &mut limits.connection_idle_timeout_secs,
+            env,
+            "HAILSTONE_CONNECTION_IDLE_TIMEOUT_SECS",
+            "limits.connection-idle-timeout-secs",
+        )?;
+        set(
+            &mut limits.request_timeout_secs,
+            env,
+            "HAILSTONE_REQUEST_TIMEOUT_SECS",
+            "limits.request-timeout-secs",
+        )?;
+        set(
+            &mut limits.streams_per_session,
+            env,
+            "HAILSTONE_STREAMS_PER_SESSION",
+            "limits.streams-per-session",
+        )?;
+        set(
+            &mut limits.streams_per_address,
+            env,
+            "HAILSTONE_STREAMS_PER_ADDRESS",
+            "limits.streams-per-address",
+        )?;
         let sessions = &mut self.sessions;
         set(
             &mut sessions.max,
@@ -264,6 +349,12 @@ impl Config {
             env,
             "HAILSTONE_WINDOW",
             "sessions.window",
+        )?;
+        set(
+            &mut sessions.window_bytes,
+            env,
+            "HAILSTONE_WINDOW_BYTES",
+            "sessions.window-bytes",
         )?;
         set(
             &mut sessions.new_per_minute,
@@ -322,7 +413,32 @@ impl Config {
         for (key, value) in [
             ("sessions.max", self.sessions.max),
             ("sessions.window", self.sessions.window),
-            ("sessions.new-per-minute", self.sessions.new_per_minute as usize),
+            (
+                "sessions.new-per-minute",
+                self.sessions.new_per_minute as usize,
+            ),
+            ("sessions.window-bytes", self.sessions.window_bytes),
+            ("limits.max-connections", self.limits.max_connections),
+            (
+                "limits.header-read-timeout-secs",
+                self.limits.header_read_timeout_secs as usize,
+            ),
+            (
+                "limits.connection-idle-timeout-secs",
+                self.limits.connection_idle_timeout_secs as usize,
+            ),
+            (
+                "limits.request-timeout-secs",
+                self.limits.request_timeout_secs as usize,
+            ),
+            (
+                "limits.streams-per-session",
+                self.limits.streams_per_session,
+            ),
+            (
+                "limits.streams-per-address",
+                self.limits.streams_per_address,
+            ),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1");
@@ -342,6 +458,15 @@ impl Config {
         (secs > 0).then(|| Duration::from_secs(secs))
     }
 
+    /// What a connection may hold.
+    pub fn connection_limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.limits.max_connections,
+            header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.limits.connection_idle_timeout_secs),
+        }
+    }
+
     /// How long an idle session is kept.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.sessions.idle_timeout_secs)
@@ -354,6 +479,7 @@ impl Config {
             interval_ms: self.collatz.step_interval_ms as u32,
             max_digits: self.collatz.max_digits,
             window: self.sessions.window,
+            window_bytes: self.sessions.window_bytes,
         }
     }
 

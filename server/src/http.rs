@@ -313,14 +313,14 @@ impl SessionApi for SessionHandle {
             let session = match self.session.get() {
                 Some(session) => session.clone(),
                 None => {
-                    let session = self
-                        .runtime
-                        .create_session(self.client)
-                        .await
-                        .map_err(|refused| match refused {
-                            NoRoom::Full => AppError::AtCapacity,
-                            NoRoom::TooMany => AppError::TooManySessions,
-                        })?;
+                    let session =
+                        self.runtime
+                            .create_session(self.client)
+                            .await
+                            .map_err(|refused| match refused {
+                                NoRoom::Full => AppError::AtCapacity,
+                                NoRoom::TooMany => AppError::TooManySessions,
+                            })?;
                     let _ = self.session.set(session.clone());
                     self.created
                         .store(true, std::sync::atomic::Ordering::Release);
@@ -342,6 +342,10 @@ impl SessionApi for SessionHandle {
 
     fn max_digits(&self) -> usize {
         self.runtime.sessions.settings().max_digits
+    }
+
+    fn window(&self) -> shared::wire::Window {
+        self.runtime.sessions.settings().window()
     }
 }
 

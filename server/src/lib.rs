@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod id;
 pub mod metrics;
+pub mod serve;
 pub mod session;
 pub mod sessions;
 pub mod sse;
@@ -19,12 +20,10 @@ use std::{future::Future, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duratio
 use app::shell;
 use axum::{
     extract::State,
-    handler::HandlerWithoutStateExt,
     http::StatusCode,
     middleware::{from_fn, from_fn_with_state},
     response::IntoResponse,
     routing::{get, post},
-    serve::ListenerExt,
     Router,
 };
 use futures::StreamExt;
@@ -32,7 +31,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use shared::wire::{Command, CommandError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
+use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir, timeout::TimeoutLayer};
 use tracing::Instrument;
 
 pub use config::Config;
@@ -65,6 +64,8 @@ pub struct Runtime {
     store: Arc<dyn Store>,
     /// How many sessions each client address may start, per minute.
     new_sessions: DefaultKeyedRateLimiter<IpAddr>,
+    /// The open event streams, bounded per address and per session.
+    pub streams: sse::Streams,
 }
 
 /// Why no session could be started.
@@ -120,6 +121,10 @@ impl Runtime {
             shutdown,
             stream_lifetime: config.stream_lifetime(),
             http: http::Policy::new(&config.http),
+            streams: sse::Streams::new(
+                config.limits.streams_per_address,
+                config.limits.streams_per_session,
+            ),
         })
     }
 
@@ -269,15 +274,22 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
         let options = options.clone();
         move || shell(options.clone())
     });
-    let files = ServeDir::new(&*options.site_root).not_found_service(not_found.into_service());
+    let files = ServeDir::new(&*options.site_root);
+
     Router::new()
         .route("/", get(page))
-        .route("/api/{*name}", post(server_fn))
+        .route(
+            "/api/{*name}",
+            post(server_fn).layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(config.limits.request_timeout_secs),
+            )),
+        )
         .route("/events", get(sse::events))
         .route_layer(from_fn_with_state(runtime.clone(), http::session_layer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback_service(files)
+        .fallback(move |request: axum::extract::Request| static_file(files.clone(), request))
         .layer(from_fn(http::server_fn_status))
         .layer(from_fn_with_state(runtime.clone(), http::same_origin))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
@@ -298,6 +310,35 @@ async fn server_fn(
         .server_fn_seconds
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The longest path segment looked up as a file: longer names do not exist
+/// on any common file system (which would answer with an error, not "no
+/// such file").
+const MAX_SEGMENT_BYTES: usize = 255;
+
+/// A file of the compiled site, or 404.
+async fn static_file(files: ServeDir, request: axum::extract::Request) -> axum::response::Response {
+    let too_long = request
+        .uri()
+        .path()
+        .split('/')
+        .any(|segment| segment.len() > MAX_SEGMENT_BYTES);
+    if too_long {
+        return not_found().await.into_response();
+    }
+    match tower::ServiceExt::oneshot(files, request).await {
+        Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+            not_found().await.into_response()
+        }
+        Ok(response) => {
+            if response.status().is_server_error() {
+                tracing::error!(status = %response.status(), "a static file could not be served");
+            }
+            response.into_response()
+        }
+        Err(never) => match never {},
+    }
 }
 
 /// Anything that is neither a route nor a file.
@@ -368,25 +409,21 @@ pub async fn run(
     let expiry = tokio::spawn(runtime.clone().expire_idle_sessions(config.idle_timeout()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let token = runtime.shutdown.clone();
-    // Each event and answer is written at once, not held back until the
-    // previous one is acknowledged (Nagle's algorithm).
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
+    tokio::spawn(async move {
+        shutdown.await;
+        token.cancel();
     });
-    let served = axum::serve(
+    serve::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        config.connection_limits(),
+        runtime.shutdown.clone(),
+        runtime.metrics.clone(),
     )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await;
+    .await;
     restoring.abort();
     runtime.stop().await;
     let _ = expiry.await;
     tracing::info!("stopped");
-    served
+    Ok(())
 }

@@ -15,13 +15,26 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let config = match Config::from_env() {
+    let mut config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
+    // Each connection is a file descriptor: stay clear of the limit, so
+    // `accept` never fails for everyone (the store and the runtime need a
+    // few too).
+    let files = raise_open_file_limit();
+    let room = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+    if config.limits.max_connections > room {
+        tracing::warn!(
+            configured = config.limits.max_connections,
+            open_file_limit = files,
+            "limits.max-connections lowered to what the open-file limit allows"
+        );
+        config.limits.max_connections = room.max(1);
+    }
     let store = match server::store::open(&config.store.path) {
         Ok(store) => store,
         Err(error) => {
@@ -47,6 +60,34 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Descriptors kept for everything but client connections.
+const RESERVED_FILES: u64 = 128;
+
+/// Raises this process's open-file limit to the most it may have; returns
+/// the limit in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM.

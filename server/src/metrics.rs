@@ -20,6 +20,12 @@ pub struct Metrics {
     pub running_tasks: Gauge,
     /// Open event streams.
     pub subscribers: Gauge,
+    /// Open connections.
+    pub connections: Gauge,
+    /// Connections answered 503 and closed because the cap was reached.
+    pub connections_refused: Counter,
+    /// Event streams refused (too many for the session or the address).
+    pub streams_refused: Counter,
     /// Collatz steps committed.
     pub steps: Counter,
     /// Values sent to subscribers (a value sent to two counts twice).
@@ -50,6 +56,9 @@ impl Metrics {
             sessions: Gauge::default(),
             running_tasks: Gauge::default(),
             subscribers: Gauge::default(),
+            connections: Gauge::default(),
+            connections_refused: Counter::default(),
+            streams_refused: Counter::default(),
             steps: Counter::default(),
             values_streamed: Counter::default(),
             commands: Counter::default(),
@@ -70,6 +79,21 @@ impl Metrics {
             "subscribers",
             "Open event streams",
             metrics.subscribers.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open connections",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused at the cap",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "streams_refused",
+            "Event streams refused",
+            metrics.streams_refused.clone(),
         );
         registry.register("steps", "Collatz steps committed", metrics.steps.clone());
         registry.register(

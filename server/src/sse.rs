@@ -8,25 +8,29 @@
 //! the [`Cursor`] it brings the client to.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
-    sync::{atomic::Ordering, Arc},
+    net::IpAddr,
+    sync::{atomic::Ordering, Arc, Mutex},
     time::Duration,
 };
 
 use axum::{
-    extract::State,
-    http::HeaderMap,
-    response::sse::{Event, KeepAlive, Sse},
-    Extension,
+    extract::{Request, State},
+    http::{header, StatusCode},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
 };
-use futures::{stream, Stream, StreamExt};
+use futures::{stream, StreamExt};
 use shared::{
     wire::{EventId, Update},
     Collatz,
 };
 use tokio::{sync::watch, time::Instant};
 
-use crate::{session::Session, Runtime};
+use crate::{http::client_address, session::Session, Runtime};
 
 /// How soon a browser reconnects after the stream drops.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -35,13 +39,30 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// session gets the idle state once (with incarnation 0) and then only
 /// keep-alives: its page reopens the stream once its first command has
 /// created a session.
-pub async fn events(
-    State(runtime): State<Arc<Runtime>>,
-    session: Option<Extension<Arc<Session>>>,
-    headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Response {
+    let client = client_address(&request, runtime.http.client_address_header.as_ref());
+    let session = request.extensions().get::<Arc<Session>>().cloned();
+    let too_many = |message: &'static str| {
+        runtime.metrics.streams_refused.inc();
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "10")],
+            message,
+        )
+            .into_response()
+    };
+    let Some(slot) = runtime.open_stream(client) else {
+        return too_many("Too many pages of this site are open from your address; close some.");
+    };
+    if let Some(session) = &session {
+        let open = session.subscribers().load(Ordering::Relaxed);
+        if open >= runtime.streams.per_session {
+            return too_many("Too many pages of this session are open; close some.");
+        }
+    }
     // Anything unreadable (or from an older server) gets a snapshot.
-    let last = headers
+    let last = request
+        .headers()
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<EventId>().ok());
@@ -49,11 +70,14 @@ pub async fn events(
         .stream_lifetime
         .map(|lifetime| Instant::now() + lifetime);
     let stream = match session {
-        Some(Extension(session)) => {
+        Some(session) => {
             let subscriber = Subscriber::new(session, last, deadline, runtime);
             stream::unfold(subscriber, |mut subscriber| async move {
                 let (id, update) = subscriber.next().await?;
-                Some((Ok(subscriber.event(id, &update)), subscriber))
+                Some((
+                    Ok::<_, Infallible>(subscriber.event(id, &update)),
+                    subscriber,
+                ))
             })
             .left_stream()
         }
@@ -83,7 +107,73 @@ pub async fn events(
                 .right_stream()
         }
     };
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // The slot is freed when the stream is dropped.
+    let stream = stream.map(move |event| {
+        let _ = &slot;
+        event
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The open event streams per client address, bounded.
+pub struct Streams {
+    /// Open streams by address; an address with none is not kept.
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+    /// The most streams one address may have open.
+    per_address: usize,
+    /// The most streams one session may have open.
+    pub per_session: usize,
+}
+
+/// One open stream of an address; frees its place when dropped.
+pub struct Slot {
+    runtime: Arc<Runtime>,
+    client: IpAddr,
+}
+
+impl Streams {
+    /// No stream open yet.
+    pub fn new(per_address: usize, per_session: usize) -> Streams {
+        Streams {
+            by_address: Mutex::new(HashMap::new()),
+            per_address,
+            per_session,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.by_address.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Runtime {
+    /// Not a method of [`Streams`]: the slot keeps the runtime alive.
+    fn open_stream(self: &Arc<Self>, client: IpAddr) -> Option<Slot> {
+        let mut open = self.streams.lock();
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.streams.per_address {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            runtime: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.runtime.streams.lock();
+        if let Some(count) = open.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// One open stream: where its client is, and how to wait for more.

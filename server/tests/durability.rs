@@ -354,3 +354,37 @@ async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
     assert!(snapshot.version > paused.version);
     assert_eq!(metric("hailstone_sessions_rebuilt_total").await, 31);
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_be_written_stops_the_start_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("hailstone.db");
+    drop(server::store::SqliteStore::open(&store).unwrap());
+    // Immutable: not even root may write it (the test may run as root).
+    let chattr = |flag: &str| {
+        let status = Command::new("chattr")
+            .arg(flag)
+            .arg(&store)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chattr {flag}");
+    };
+    chattr("+i");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("LEPTOS_SITE_ADDR", addr.to_string())
+        .env("HAILSTONE_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    chattr("-i");
+    assert!(!output.status.success(), "it refuses to start");
+    let log = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(log.contains("cannot be written"), "{log}");
+    assert!(log.contains(&store.display().to_string()), "{log}");
+    assert!(!log.contains("damaged"), "{log}");
+}

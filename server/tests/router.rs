@@ -46,3 +46,14 @@ async fn an_unknown_path_is_404() {
     let (status, _) = get("/no-such-page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_path_segment_longer_than_any_file_name_is_404() {
+    for length in [255, 256, 4096] {
+        let (status, body) = get(&format!("/{}", "a".repeat(length))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{length}");
+        assert_eq!(body, "Page not found.");
+        let (status, _) = get(&format!("/pkg/{}.js", "b".repeat(length))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{length}");
+    }
+}

@@ -255,7 +255,10 @@ async fn looking_costs_no_session() {
         assert_eq!(bad.status(), 400);
     }
     let metrics = support::metrics(&server).await;
-    assert!(metrics.lines().any(|l| l == "hailstone_sessions 0"), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l == "hailstone_sessions 0"),
+        "{metrics}"
+    );
     server.stop().await;
 }
 
@@ -417,7 +420,12 @@ async fn at_the_cap_the_longest_untouched_give_way_and_watched_ones_stay() {
     let mut carol_events = carol.events(None).await;
     carol_events.next().await.unwrap();
     let metrics = support::metrics(&server).await;
-    assert!(metrics.lines().any(|l| l == "hailstone_sessions_evicted_total 1"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "hailstone_sessions_evicted_total 1"),
+        "{metrics}"
+    );
     // Alice's session is gone: her next command starts a new one, for
     // which nobody may give way now.
     let (status, body) = alice.send(Command::SetInterval { ms: 250 }).await;
@@ -663,5 +671,150 @@ async fn an_id_from_another_incarnation_gets_a_snapshot() {
     let (again, update) = browser.events(Some(other)).await.next().await.unwrap();
     assert!(matches!(update, Update::Snapshot(_)), "{update:?}");
     assert_eq!(again, id);
+    server.stop().await;
+}
+
+/// Reads from `stream` until the server closes it; fails after 30 s.
+async fn closed_by_server(mut stream: tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("closed by the server")
+    .ok();
+    answer
+}
+
+#[tokio::test]
+async fn connections_cannot_be_hoarded() {
+    use tokio::{io::AsyncWriteExt, net::TcpStream};
+    let mut config = support::config();
+    config.limits.max_connections = 8;
+    config.limits.header_read_timeout_secs = 1;
+    config.limits.connection_idle_timeout_secs = 1;
+    let server = TestServer::start(config).await;
+    // Silent connections, one that sent half its headers, one kept alive
+    // after a request: each is closed by the server.
+    let silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut kept = TcpStream::connect(server.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    for (name, stream) in [
+        ("silent", silent),
+        ("half-sent", half),
+        ("kept alive", kept),
+    ] {
+        let answer = closed_by_server(stream).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            name != "kept alive" || text.starts_with("HTTP/1.1 200"),
+            "{name}: {text}"
+        );
+    }
+    // The cap: beyond it a connection is answered 503 and closed.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    // Accepted in order: the ninth is over the cap once the eight are in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let over = TcpStream::connect(server.addr).await.unwrap();
+        let answer = String::from_utf8_lossy(&closed_by_server(over).await).into_owned();
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("Too many connections"), "{answer}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no 503: {answer}");
+    }
+    // Held ones are idle too: once closed, others get in again.
+    for stream in held {
+        closed_by_server(stream).await;
+    }
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = support::metrics(&server).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hailstone_connections_refused_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_stream_is_not_idle() {
+    let mut config = support::config();
+    config.limits.connection_idle_timeout_secs = 1;
+    config.collatz.step_interval_ms = 1000;
+    let (server, browser) = browsing(TestServer::start(config).await).await;
+    let mut events = browser.events(None).await;
+    events.next().await.unwrap();
+    browser.command(set_number("27")).await;
+    // Three steps, a second apart: the stream outlives the idle timeout.
+    let mut deltas = 0;
+    while deltas < 3 {
+        if let Some((_, Update::Delta(delta))) = events.next().await {
+            deltas += delta.appended.len();
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_request_body_times_out() {
+    use tokio::{io::AsyncWriteExt, net::TcpStream};
+    let mut config = support::config();
+    config.limits.request_timeout_secs = 1;
+    let server = TestServer::start(config).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/command HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"command\":",
+    )
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&closed_by_server(slow).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn streams_are_bounded_per_session_and_per_address() {
+    let mut config = support::config();
+    config.limits.streams_per_session = 2;
+    config.limits.streams_per_address = 3;
+    let (server, browser) = browsing(TestServer::start(config).await).await;
+    let first = browser.events(None).await;
+    let second = browser.events(None).await;
+    let third = browser.get("/events").send().await.unwrap();
+    assert_eq!(third.status(), 429, "a third page of one session");
+    // Another visitor from the same address: one more, then none.
+    let other = Browser::new(&server);
+    let fourth = other.get("/events").send().await.unwrap();
+    assert_eq!(fourth.status(), 200);
+    let fifth = other.get("/events").send().await.unwrap();
+    assert_eq!(fifth.status(), 429, "a fourth stream of one address");
+    // A closed page frees its place.
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = other.get("/events").send().await.unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the place is freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop((second, fourth));
     server.stop().await;
 }

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     input::{parse_number, DEFAULT_MAX_DIGITS},
     magnitude,
-    wire::{Command, CommandError, Cursor, Delta, RunView, Snapshot, Status, MAX_INTERVAL_MS},
+    wire::{
+        Command, CommandError, Cursor, Delta, RunView, Snapshot, Status, Window, MAX_INTERVAL_MS,
+    },
     Number, Profile,
 };
 
@@ -26,6 +28,19 @@ pub struct Settings {
     pub max_digits: usize,
     /// How many recent values a session keeps (the rest can be recomputed).
     pub window: usize,
+    /// The most bytes of digits those values may take (at least one value
+    /// is always kept).
+    pub window_bytes: usize,
+}
+
+impl Settings {
+    /// The window a session keeps, and the page follows.
+    pub fn window(&self) -> Window {
+        Window {
+            values: self.window,
+            bytes: self.window_bytes,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -34,6 +49,7 @@ impl Default for Settings {
             interval_ms: 500,
             max_digits: DEFAULT_MAX_DIGITS,
             window: 256,
+            window_bytes: 16384,
         }
     }
 }
@@ -78,6 +94,8 @@ struct Run {
     began: u64,
     /// The newest values as decimal strings, oldest first; ends with `current`.
     recent: VecDeque<String>,
+    /// The bytes of digits in `recent`.
+    held: usize,
     /// Every value's magnitude, downsampled, for the chart.
     profile: Profile,
 }
@@ -174,27 +192,33 @@ impl Run {
             began: 0,
             start,
             steps: 0,
+            held: text.len(),
             recent: VecDeque::from([text]),
             profile,
         }
     }
 
     /// Takes one step; returns the new value and whether it is a new peak.
-    fn advance(&mut self, window: usize) -> (String, bool) {
+    fn advance(&mut self, window: Window) -> (String, bool) {
         self.current.step();
         self.steps += 1;
         let text = self.current.to_string();
         self.profile.push(magnitude(&text));
-        if self.recent.len() >= window {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(text.clone());
+        self.push_recent(text.clone(), window);
         let new_peak = self.current > self.peak;
         if new_peak {
             self.peak = self.current.clone();
             self.peak_step = self.steps;
         }
         (text, new_peak)
+    }
+
+    /// Adds the newest value to the window, dropping the oldest that no
+    /// longer fit.
+    fn push_recent(&mut self, text: String, window: Window) {
+        self.held += text.len();
+        self.recent.push_back(text);
+        window.trim(&mut self.recent, &mut self.held);
     }
 
     /// What rebuilding this run needs besides its start and steps.
@@ -213,7 +237,7 @@ impl Run {
         start: Number,
         steps: u64,
         resume: &Resume,
-        window: usize,
+        window: Window,
     ) -> Result<Run, Unrestorable> {
         let first = Number::from_digits(&resume.first).ok_or(Unrestorable(
             "the window's first value is not a positive number",
@@ -233,6 +257,7 @@ impl Run {
             peak_step: resume.peak_step,
             began: 0,
             start,
+            held: resume.first.len(),
             recent: VecDeque::from([resume.first.clone()]),
             profile: resume.profile.clone(),
         };
@@ -243,10 +268,8 @@ impl Run {
             // The peak and profile already count these values.
             run.current.step();
             run.steps += 1;
-            if run.recent.len() >= window {
-                run.recent.pop_front();
-            }
-            run.recent.push_back(run.current.to_string());
+            let text = run.current.to_string();
+            run.push_recent(text, window);
         }
         Ok(run)
     }
@@ -320,16 +343,19 @@ impl Collatz {
                 let number = Number::from_digits(start)
                     .ok_or(Unrestorable("start is not a positive number"))?;
                 match &saved.resume {
-                    Some(resume) => {
-                        Some(Run::rebuild(number, saved.steps, resume, settings.window)?)
-                    }
+                    Some(resume) => Some(Run::rebuild(
+                        number,
+                        saved.steps,
+                        resume,
+                        settings.window(),
+                    )?),
                     None => {
                         let mut run = Run::new(number);
                         for _ in 0..saved.steps {
                             if run.current.is_one() {
                                 return Err(Unrestorable("more steps than the trajectory has"));
                             }
-                            run.advance(settings.window);
+                            run.advance(settings.window());
                         }
                         Some(run)
                     }
@@ -508,7 +534,7 @@ impl Collatz {
         let (Status::Running, Some(run)) = (self.status, self.run.as_mut()) else {
             return Err(Refused::NotRunning);
         };
-        let (value, new_peak) = run.advance(self.settings.window);
+        let (value, new_peak) = run.advance(self.settings.window());
         let peak = new_peak.then(|| value.clone());
         if run.current.is_one() {
             self.enter(Status::Finished);

@@ -273,6 +273,39 @@ pub enum Update {
     Delta(Delta),
 }
 
+/// How many recent values are kept: at most `values` of them, and at most
+/// `bytes` of their digits, but always the newest one. The server's window,
+/// which the page follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// The most values.
+    pub values: usize,
+    /// The most bytes of digits.
+    pub bytes: usize,
+}
+
+impl From<usize> for Window {
+    /// At most `values` values, of any size.
+    fn from(values: usize) -> Window {
+        Window {
+            values,
+            bytes: usize::MAX,
+        }
+    }
+}
+
+impl Window {
+    /// Drops the oldest of `recent` until it fits; `held` is the bytes of
+    /// digits it holds, kept up to date.
+    pub fn trim(&self, recent: &mut VecDeque<String>, held: &mut usize) {
+        while recent.len() > 1 && (recent.len() > self.values || *held > self.bytes) {
+            if let Some(dropped) = recent.pop_front() {
+                *held -= dropped.len();
+            }
+        }
+    }
+}
+
 /// A delta that does not follow the state it was applied to: the client must
 /// resynchronise from a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,9 +317,11 @@ pub struct Gap {
 }
 
 impl Snapshot {
-    /// Applies a delta, keeping at most `window` recent values. A delta for a
-    /// version already seen is ignored; one that skips versions is a [`Gap`].
-    pub fn apply(&mut self, delta: &Delta, window: usize) -> Result<(), Gap> {
+    /// Applies a delta, keeping the recent values `window` allows. A delta
+    /// for a version already seen is ignored; one that skips versions is a
+    /// [`Gap`].
+    pub fn apply(&mut self, delta: &Delta, window: impl Into<Window>) -> Result<(), Gap> {
+        let window = window.into();
         if delta.version <= self.version {
             return Ok(());
         }
@@ -314,9 +349,8 @@ impl Snapshot {
                 run.profile.push(magnitude(value));
                 run.recent.push_back(value.clone());
             }
-            while run.recent.len() > window.max(1) {
-                run.recent.pop_front();
-            }
+            let mut held = run.recent.iter().map(String::len).sum();
+            window.trim(&mut run.recent, &mut held);
             run.steps = delta.steps;
             if let Some(peak) = &delta.peak {
                 run.peak.clone_from(peak);

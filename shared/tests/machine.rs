@@ -154,6 +154,39 @@ fn the_interval_is_bounded() {
 }
 
 #[test]
+fn the_window_is_bounded_in_bytes_too_and_keeps_the_newest_value() {
+    let settings = Settings {
+        window: 256,
+        window_bytes: 3_000,
+        ..Settings::default()
+    };
+    let mut m = Collatz::new(settings);
+    // 1,000-digit values: three fit in 3,000 bytes.
+    let generation = m
+        .apply(&set_number(&"9".repeat(1000)))
+        .unwrap()
+        .start_task
+        .unwrap();
+    let mut client = m.snapshot();
+    for _ in 0..20 {
+        let delta = m.step(generation).unwrap();
+        client.apply(&delta, settings.window()).unwrap();
+    }
+    let recent = m.snapshot().run.unwrap().recent;
+    assert!(recent.len() <= 3 && !recent.is_empty(), "{}", recent.len());
+    assert!(recent.iter().map(String::len).sum::<usize>() <= 3_000);
+    assert_eq!(client, m.snapshot(), "the page keeps what the server keeps");
+    // A single value larger than the bound is still kept.
+    let tiny = Settings {
+        window_bytes: 10,
+        ..settings
+    };
+    let mut m = Collatz::new(tiny);
+    m.apply(&set_number(&"7".repeat(50))).unwrap();
+    assert_eq!(m.snapshot().run.unwrap().recent.len(), 1);
+}
+
+#[test]
 fn the_window_is_bounded_but_the_stats_are_exact() {
     let mut m = Collatz::new(Settings {
         window: 8,

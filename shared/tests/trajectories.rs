@@ -10,6 +10,7 @@ use shared::{
 fn run(start: &str) -> (u64, String, Vec<String>) {
     let mut machine = Collatz::new(Settings {
         window: usize::MAX,
+        window_bytes: usize::MAX,
         max_digits: 20_000,
         ..Settings::default()
     });
