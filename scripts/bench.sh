@@ -6,6 +6,8 @@
 #   scripts/bench.sh engine     # criterion only
 #   scripts/bench.sh load       # load runs only
 #   scripts/bench.sh load NAME  # one load run (names below)
+#   scripts/bench.sh wal        # the store's log under 1,000 sessions at interval 0, 10 min
+#   scripts/bench.sh restart    # restart with 100,000 stored sessions; memory per session
 # BENCH_ENV="VAR=value ..." passes extra environment to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ mkdir -p "$out"
 
 scripts/setup.sh build
 
-if [ "$what" != load ]; then
+if [ "$what" = all ] || [ "$what" = engine ]; then
   cargo bench -p shared --bench step -- --noplot 2>&1 | tee "$out/engine.txt"
 fi
 [ "$what" = engine ] && exit 0
@@ -68,6 +70,39 @@ run_load() {
   curl -fs -H "Authorization: Bearer $HAILSTONE_METRICS_TOKEN" "http://$addr/metrics" | grep -E '^hailstone_(command|server_fn)_seconds' >>"$out/load-$name.txt" || true
   stop_server
 }
+
+if [ "$what" = restart ]; then
+  cargo run --release -p server --example restart -- \
+    --server "$CARGO_TARGET_DIR/release/server" | tee "$out/restart.txt"
+  exit 0
+fi
+
+if [ "$what" = wal ]; then
+  # The write-ahead log's size every 10 s while 1,000 sessions step as fast
+  # as possible for 10 minutes (every step batch is a checkpoint candidate).
+  rm -f "$out/wal.db" "$out/wal.db-wal" "$out/wal.db-shm"
+  LEPTOS_SITE_ADDR=$addr HAILSTONE_STORE_PATH="$out/wal.db" HAILSTONE_MAX_SESSIONS=100000 \
+    HAILSTONE_NEW_SESSIONS_PER_MINUTE=1000000 RUST_LOG=warn \
+    taskset -c 0 "$CARGO_TARGET_DIR/release/server" &
+  server_pid=$!
+  for _ in $(seq 100); do curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  (
+    echo "seconds wal_bytes db_bytes"
+    start=$(date +%s)
+    while kill -0 "$server_pid" 2>/dev/null; do
+      echo "$(( $(date +%s) - start )) $(stat -c %s "$out/wal.db-wal" 2>/dev/null || echo 0) $(stat -c %s "$out/wal.db")"
+      sleep 10
+    done
+  ) > "$out/wal-curve.txt" &
+  sampler=$!
+  taskset -c 1 "$CARGO_TARGET_DIR/release/loadgen" --addr $addr --sessions 1000 --interval 0 \
+    --duration 600 --pid "$server_pid" | tee "$out/load-wal.txt"
+  stop_server
+  wait "$sampler" 2>/dev/null || true
+  tail -5 "$out/wal-curve.txt"
+  sort -n -k2 "$out/wal-curve.txt" | tail -1 | awk '{ print "largest log: " $2 " bytes at " $1 " s" }'
+  exit 0
+fi
 
 only=${2:-}
 load() { if [ -z "$only" ] || [ "$only" = "$1" ]; then run_load "$@"; fi; }

@@ -45,6 +45,7 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::Command(CommandError::Unsaved) | AppError::AtCapacity => 503,
+            AppError::Command(CommandError::Ended) => 409,
             AppError::Command(_) => 422,
             AppError::BadRequest(_) => 400,
             AppError::NoSession => 401,

@@ -16,7 +16,7 @@ use axum::{
 };
 use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use shared::{
-    wire::{Command, Snapshot},
+    wire::{Command, CommandError, Snapshot},
     Collatz,
 };
 
@@ -130,7 +130,7 @@ pub async fn session_layer(
     let client = client_address(&request, runtime.http.client_address_header.as_ref());
     let handle = Arc::new(SessionHandle {
         session: std::sync::OnceLock::new(),
-        created: std::sync::atomic::AtomicBool::new(false),
+        fresh: std::sync::Mutex::new(None),
         client,
         runtime: runtime.clone(),
     });
@@ -142,17 +142,20 @@ pub async fn session_layer(
         .extensions_mut()
         .insert(CurrentSession(handle.clone()));
     let mut response = next.run(request).await;
-    if handle.created.load(std::sync::atomic::Ordering::Acquire) {
-        if let Some(session) = handle.session.get() {
-            let cookie = format!(
-                "{}={}; {}",
-                runtime.http.cookie_name,
-                session.id(),
-                runtime.http.cookie_attributes
-            );
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
+    let fresh = handle
+        .fresh
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(session) = fresh {
+        let cookie = format!(
+            "{}={}; {}",
+            runtime.http.cookie_name,
+            session.id(),
+            runtime.http.cookie_attributes
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
         }
     }
     response
@@ -298,9 +301,9 @@ fn is_json(content_type: &str) -> bool {
 struct SessionHandle {
     /// The session, once there is one.
     session: std::sync::OnceLock<Arc<Session>>,
-    /// Set when this request created the session (the answer sets the
-    /// cookie).
-    created: std::sync::atomic::AtomicBool,
+    /// The session this request created, if it did: the answer sets its
+    /// cookie.
+    fresh: std::sync::Mutex<Option<Arc<Session>>>,
     /// Who asked, for the per-address limit on new sessions.
     client: IpAddr,
     /// Where commands are applied and tasks spawned.
@@ -310,23 +313,22 @@ struct SessionHandle {
 impl SessionApi for SessionHandle {
     fn command(&self, command: Command) -> app::api::BoxFuture<'_, Result<u64, AppError>> {
         Box::pin(async move {
-            let session = match self.session.get() {
-                Some(session) => session.clone(),
-                None => {
-                    let session =
-                        self.runtime
-                            .create_session(self.client)
-                            .await
-                            .map_err(|refused| match refused {
-                                NoRoom::Full => AppError::AtCapacity,
-                                NoRoom::TooMany => AppError::TooManySessions,
-                            })?;
-                    let _ = self.session.set(session.clone());
-                    self.created
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    session
+            if let Some(session) = self.session.get() {
+                match self.runtime.command(session, command.clone()).await {
+                    // It ended on the way (expired or evicted): the command
+                    // goes to a new session, as for a visitor without one.
+                    Err(CommandError::Ended) => {}
+                    answer => return Ok(answer?),
                 }
-            };
+            }
+            let session =
+                self.runtime.create_session(self.client).await.map_err(
+                    |refused| match refused {
+                        NoRoom::Full => AppError::AtCapacity,
+                        NoRoom::TooMany => AppError::TooManySessions,
+                    },
+                )?;
+            *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
             Ok(self.runtime.command(&session, command).await?)
         })
     }

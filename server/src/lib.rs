@@ -190,7 +190,7 @@ impl Runtime {
                 break;
             };
             if let Some(session) = &evicted.session {
-                session.stop().await;
+                session.retire().await;
             }
             self.metrics.sessions_evicted.inc();
             tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");

@@ -34,6 +34,9 @@ pub struct Session {
     /// Whether its run is running, as the last lock section left it: read
     /// without the lock when choosing a session to evict.
     running: AtomicBool,
+    /// Set when the registry lets the session go (expired or evicted): a
+    /// request that found it just before must not store it again.
+    retired: AtomicBool,
     /// When a request last touched the session, in the registry's clock.
     last_seen: AtomicU64,
 }
@@ -194,6 +197,7 @@ impl Session {
             interval: watch::Sender::new(interval_ms),
             subscribers: AtomicUsize::new(0),
             running: AtomicBool::new(running),
+            retired: AtomicBool::new(false),
             last_seen: AtomicU64::new(now),
         }
     }
@@ -216,6 +220,12 @@ impl Session {
         spawn: impl FnOnce(Started),
     ) -> Result<u64, CommandError> {
         let mut state = self.state.lock().await;
+        // Checked in the lock section: the registry retires a session only
+        // while its lock is free, so either this command finished first or
+        // it sees the flag.
+        if self.retired.load(Ordering::Acquire) {
+            return Err(CommandError::Ended);
+        }
         let before = state.machine.version();
         let mut next = state.machine.clone();
         let Outcome { delta, start_task } = next.apply(command)?;
@@ -339,25 +349,32 @@ impl Session {
         self.last_seen.load(Ordering::Relaxed)
     }
 
-    /// Stops its task, if it has one: the session is being evicted.
-    pub async fn stop(&self) {
-        let mut state = self.state.lock().await;
-        if let Some((_, cancel)) = state.task.take() {
-            cancel.cancel();
-        }
-    }
-
-    /// True when nobody watches it, nothing runs, and it was last touched
-    /// at or before `cutoff`. A session whose lock is held is busy.
-    pub fn is_idle_since(&self, cutoff: u64) -> bool {
+    /// If nobody watches it, nothing runs, and it was last touched at or
+    /// before `cutoff`, retires it (see [`Session::retire`]) and returns
+    /// true. A session whose lock is held is busy.
+    pub fn retire_if_idle_since(&self, cutoff: u64) -> bool {
         if self.subscribers.load(Ordering::Relaxed) > 0
             || self.last_seen.load(Ordering::Relaxed) > cutoff
         {
             return false;
         }
         match self.state.try_lock() {
-            Ok(state) => state.machine.status() != Status::Running,
-            Err(_) => false,
+            Ok(state) if state.machine.status() != Status::Running => {
+                self.retired.store(true, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Lets the session go (evicted): its task stops, and a command that
+    /// found it before is refused with [`CommandError::Ended`] rather than
+    /// storing it again.
+    pub async fn retire(&self) {
+        let mut state = self.state.lock().await;
+        self.retired.store(true, Ordering::Release);
+        if let Some((_, cancel)) = state.task.take() {
+            cancel.cancel();
         }
     }
 }

@@ -312,7 +312,7 @@ impl Sessions {
         let mut expired = Vec::new();
         self.lock().retain(|id, entry| {
             let idle = match entry {
-                Entry::Live(session) => session.is_idle_since(cutoff),
+                Entry::Live(session) => session.retire_if_idle_since(cutoff),
                 Entry::Stored {
                     cell,
                     last_seen,

@@ -388,3 +388,91 @@ async fn a_store_that_cannot_be_written_stops_the_start_with_the_reason() {
     assert!(log.contains(&store.display().to_string()), "{log}");
     assert!(!log.contains("damaged"), "{log}");
 }
+
+#[tokio::test]
+async fn a_kill_at_interval_zero_loses_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("hailstone.db");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut server = start(addr, &store);
+    wait_ready(addr).await;
+    let browser = Browser::at(&support::TestServer::url_for(addr));
+    browser.command(UserCommand::SetInterval { ms: 0 }).await;
+    // A 300-digit start: thousands of steps, stepped as fast as possible.
+    let digits = "9".repeat(300);
+    browser
+        .command(UserCommand::SetNumber {
+            text: digits.clone(),
+        })
+        .await;
+    let mut events = browser.events(None).await;
+    let mut seen = BTreeMap::new();
+    let mut last = None;
+    let mut highest = 0;
+    for _ in 0..3 {
+        let (id, update) = events.next().await.unwrap();
+        collect(&mut seen, &update);
+        highest = highest.max(id.cursor.version);
+        last = Some(id);
+    }
+    server.kill().unwrap(); // SIGKILL mid-run, between checkpoints
+    server.wait().unwrap();
+    let _server = start(addr, &store);
+    wait_ready(addr).await;
+    let mut events = browser.events(last).await;
+    let mut status = Status::Running;
+    let mut first = true;
+    while status == Status::Running {
+        let (id, update) = events.next().await.expect("the run goes on");
+        if first {
+            assert!(id.cursor.version > highest, "{id} after {highest}");
+            first = false;
+        }
+        status = match &update {
+            Update::Snapshot(snapshot) => snapshot.status,
+            Update::Delta(delta) => delta.status,
+        };
+        collect(&mut seen, &update);
+    }
+    assert_eq!(status, Status::Finished);
+    // Every value seen, before and after the kill, is the trajectory's.
+    let mut number = shared::Number::from_digits(&digits).unwrap();
+    let mut step = 0;
+    while !number.is_one() {
+        if let Some(value) = seen.get(&step) {
+            assert_eq!(value, &number.to_string(), "step {step}");
+        }
+        number.step();
+        step += 1;
+    }
+    assert_eq!(
+        seen.get(&step).map(String::as_str),
+        Some("1"),
+        "it reached 1 at {step}"
+    );
+}
+
+/// Records the values an update carries, by step.
+fn collect(seen: &mut BTreeMap<u64, String>, update: &Update) {
+    match update {
+        Update::Snapshot(snapshot) => {
+            if let Some(run) = &snapshot.run {
+                let values: Vec<String> = run.recent.iter().cloned().collect();
+                record(seen, run.first_recent_step(), &values);
+            }
+        }
+        Update::Delta(delta) => {
+            if delta.restart {
+                seen.clear();
+            }
+            record(
+                seen,
+                delta.steps + 1 - delta.appended.len() as u64,
+                &delta.appended,
+            );
+        }
+    }
+}

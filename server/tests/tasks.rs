@@ -440,3 +440,87 @@ async fn a_failed_checkpoint_pauses_the_run_and_the_pause_is_kept() {
     assert_eq!(kept[0].steps, 32);
     runtime.stop().await;
 }
+
+/// A store that stores the command that starts a run, then panics on the
+/// next save (a step's checkpoint, made inside the task's lock section).
+struct PanickingDisk {
+    saves: std::sync::atomic::AtomicUsize,
+    kept: std::sync::Mutex<Vec<shared::Saved>>,
+}
+
+impl server::store::Store for PanickingDisk {
+    fn index(&self) -> Receipt<Vec<server::store::Stored>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn get(&self, _: SessionId) -> Receipt<Option<shared::Saved>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn save(&self, _: SessionId, _: shared::Saved) -> Receipt<()> {
+        let saves = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(saves == 0, "the disk controller caught fire");
+        Box::pin(async { Ok(()) })
+    }
+    fn keep(&self, _: SessionId, saved: shared::Saved) {
+        self.kept.lock().unwrap().push(saved);
+    }
+    fn delete(&self, _: Vec<SessionId>) -> Receipt<()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_task_halts_its_run() {
+    let mut config = support::config();
+    config.collatz.step_interval_ms = 10;
+    let store = Arc::new(PanickingDisk {
+        saves: 0.into(),
+        kept: Default::default(),
+    });
+    let runtime = Runtime::new(&config, store.clone());
+    let session = runtime.sessions.create().unwrap();
+    runtime.command(&session, set_number("27")).await.unwrap();
+    // The task panics at its first checkpoint, 32 steps in.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    let snapshot = session.snapshot().await;
+    assert_eq!(
+        snapshot.status,
+        Status::Paused,
+        "the switch is not left on with nothing running"
+    );
+    assert_eq!(runtime.tasks.len(), 0);
+    let kept = store.kept.lock().unwrap().clone();
+    assert_eq!(kept.last().map(|saved| saved.status), Some(Status::Paused));
+    runtime.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_racing_expiry_does_not_bring_the_session_back() {
+    let mut config = support::config();
+    config.sessions.idle_timeout_secs = 60;
+    let store = Arc::new(server::store::MemoryStore::default());
+    let runtime = Runtime::new(&config, store.clone());
+    let session = runtime.sessions.create().unwrap();
+    runtime
+        .command(&session, Command::SetInterval { ms: 250 })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    // A request found the session just before it expired...
+    let found = runtime.session(session.id()).await.unwrap().unwrap();
+    // ...(the lookup touched it: a minute later it is idle again)...
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(runtime.sessions.expire(Duration::from_secs(60)).await, 1);
+    // ...and its command arrives after: refused, nothing stored again.
+    let answer = runtime
+        .command(&found, Command::SetInterval { ms: 500 })
+        .await;
+    assert_eq!(answer, Err(shared::wire::CommandError::Ended));
+    assert_eq!(
+        store.get(session.id()).await.unwrap(),
+        None,
+        "no orphan row"
+    );
+    assert!(runtime.session(session.id()).await.unwrap().is_none());
+    runtime.stop().await;
+}

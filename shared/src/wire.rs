@@ -50,6 +50,9 @@ pub enum CommandError {
     },
     /// The change could not be stored, so it was not made.
     Unsaved,
+    /// The session ended (expired or evicted) while the command was on its
+    /// way; nothing was changed.
+    Ended,
 }
 
 impl fmt::Display for CommandError {
@@ -61,6 +64,9 @@ impl fmt::Display for CommandError {
             }
             CommandError::Unsaved => {
                 f.write_str("Your change could not be saved, so it was not made; please try again.")
+            }
+            CommandError::Ended => {
+                f.write_str("Your session had ended, so nothing was changed; please try again.")
             }
         }
     }

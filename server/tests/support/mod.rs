@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::json;
 use server::{store::Store, Config};
@@ -50,10 +51,15 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
+        let store = store(&config);
+        TestServer::start_with(config, store).await
+    }
+
+    /// A server saving in `store`.
+    pub async fn start_with(config: Config, store: Arc<dyn Store>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let store = store(&config);
         let handle = tokio::spawn(server::run(listener, config, store, async {
             let _ = stopped.await;
         }));
@@ -212,48 +218,37 @@ impl Browser {
             "text/event-stream"
         );
         Events {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
+            events: Box::pin(response.bytes_stream().eventsource()),
         }
     }
 }
 
 /// A parsed server-sent event stream.
 pub struct Events {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
+    events: std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = Result<
+                        eventsource_stream::Event,
+                        eventsource_stream::EventStreamError<reqwest::Error>,
+                    >,
+                > + Send,
+        >,
+    >,
 }
 
 impl Events {
     /// The next event's id and update (keep-alive comments are skipped);
     /// `None` when the stream ends. Fails after 20 s of silence.
     pub async fn next(&mut self) -> Option<(EventId, Update)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("id:") {
-                        id = Some(value.trim().parse().unwrap());
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some((
-                    id.expect("every event has an id"),
-                    serde_json::from_str(&data).unwrap(),
-                ));
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
-                .await
-                .expect("an event within 20 s")?;
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-        }
+        let event = tokio::time::timeout(Duration::from_secs(20), self.events.next())
+            .await
+            .expect("an event within 20 s")?
+            .unwrap();
+        Some((
+            event.id.parse().expect("every event has an id"),
+            serde_json::from_str(&event.data).unwrap(),
+        ))
     }
 }
 

@@ -1,0 +1,180 @@
+//! One simulated browser: starts its session with a first command, follows
+//! its event stream, and sends a new number every few seconds.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use shared::wire::{Command, Status, Update};
+use tokio_util::sync::CancellationToken;
+
+use crate::{args::Args, check::Checker, report::Totals};
+
+/// Starts with trajectories long enough to outlast a measurement at 0.5 s
+/// (each over 100 steps); at faster intervals a finished run is restarted.
+const STARTS: [u64; 8] = [27, 31, 41, 47, 54, 55, 63, 71];
+
+/// One simulated browser.
+pub struct Browser {
+    /// Its number, which picks its first start.
+    pub id: usize,
+    /// What to run.
+    pub args: Args,
+    /// Its HTTP client (shared with others over HTTP/2).
+    pub client: reqwest::Client,
+    /// Where its findings go.
+    pub totals: Arc<Totals>,
+    /// Cancelled when the measurement ends.
+    pub stop: CancellationToken,
+}
+
+impl Browser {
+    /// Runs until stopped; a failure is counted and reported.
+    pub async fn run(self) {
+        let mut check = Checker::default();
+        let result = self.session(&mut check).await;
+        self.totals.add(check.take_new());
+        if let Err(error) = result {
+            self.totals.errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!("browser {}: {error}", self.id);
+        }
+    }
+
+    /// A command request with the session cookie, if there is one yet.
+    fn command(&self, command: &Command, cookie: Option<&str>) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .post(format!("http://{}/api/command", self.args.addr))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "command": command }).to_string());
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie.to_owned());
+        }
+        request
+    }
+
+    async fn session(&self, check: &mut Checker) -> Result<(), String> {
+        // The first command starts the session and sets its cookie, as a
+        // page's first command does; then the page follows it.
+        let interval = Command::SetInterval {
+            ms: self.args.interval_ms,
+        };
+        let first = self
+            .command(&interval, None)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !first.status().is_success() {
+            return Err(format!("first command answered {}", first.status()));
+        }
+        let cookie = first
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .ok_or("no session cookie")?
+            .to_owned();
+        let response = self
+            .client
+            .get(format!("http://{}/events", self.args.addr))
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("/events answered {}", response.status()));
+        }
+        let mut events = response.bytes_stream().eventsource();
+
+        // Sends a command; answers the version that shows its effect.
+        let send = |command: Command| {
+            let request = self.command(&command, Some(&cookie));
+            async move {
+                let response = request.send().await.map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("command answered {}", response.status()));
+                }
+                let body = response.text().await.map_err(|e| e.to_string())?;
+                body.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("command answered {body:?}"))
+            }
+        };
+        let pick = |round: usize| match &self.args.start {
+            Some(start) => start.clone(),
+            None => STARTS[round % STARTS.len()].to_string(),
+        };
+        let mut round = self.id;
+        let sent_at = Instant::now();
+        let version = send(Command::SetNumber { text: pick(round) }).await?;
+        // The command in flight: the version that will show it, and when it
+        // was sent. One at a time, as the page's command queue does.
+        let mut awaiting = Some((version, sent_at));
+        let mut last_delta: Option<Instant> = None;
+        let mut next_command = Instant::now() + self.args.command_every;
+        let mut first_message = true;
+        let interval = Duration::from_millis(u64::from(self.args.interval_ms));
+
+        loop {
+            let event = tokio::select! {
+                () = self.stop.cancelled() => return Ok(()),
+                event = events.next() => event,
+            };
+            let event = event.ok_or("stream ended")?.map_err(|e| e.to_string())?;
+            let update: Update = serde_json::from_str(&event.data).map_err(|e| e.to_string())?;
+            self.totals.messages.fetch_add(1, Ordering::Relaxed);
+            let now = Instant::now();
+            // Whether this update shows the command in flight.
+            let shown = awaiting.is_some_and(|(version, _)| update.cursor().version >= version);
+            let status = match &update {
+                Update::Delta(delta) => {
+                    if delta.restart {
+                        last_delta = None;
+                    } else if !delta.appended.is_empty() {
+                        if let (Some(last), false) = (last_delta, interval.is_zero()) {
+                            self.totals
+                                .sample(&self.totals.jitter, (now - last).abs_diff(interval));
+                        }
+                        last_delta = Some(now);
+                    }
+                    check.delta(delta)?;
+                    delta.status
+                }
+                // The first message; or, later, the server coalescing a
+                // reader that fell further behind than the session's window
+                // into a snapshot of the newest values.
+                Update::Snapshot(snapshot) => {
+                    if !first_message {
+                        self.totals.snapshots.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let (Some(run), true) = (&snapshot.run, shown) {
+                        check.begin(&run.start)?;
+                    }
+                    check.snapshot(snapshot);
+                    last_delta = None;
+                    snapshot.status
+                }
+            };
+            first_message = false;
+            self.totals.add(check.take_new());
+            if let (true, Some((_, sent_at))) = (shown, awaiting) {
+                self.totals.sample(&self.totals.round_trip, now - sent_at);
+                awaiting = None;
+            }
+            // Keep the session busy: a new number every few seconds, and at
+            // once when the run has finished.
+            if awaiting.is_none() && (status == Status::Finished || now >= next_command) {
+                round += 1;
+                let sent_at = Instant::now();
+                next_command = sent_at + self.args.command_every;
+                let version = send(Command::SetNumber { text: pick(round) }).await?;
+                self.totals
+                    .sample(&self.totals.acknowledged, sent_at.elapsed());
+                awaiting = Some((version, sent_at));
+            }
+        }
+    }
+}

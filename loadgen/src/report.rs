@@ -1,0 +1,150 @@
+//! What every simulated browser adds to, and the report printed at the end.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex,
+    },
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+
+use crate::check::Counts;
+
+/// Counters and latency histograms shared by every browser.
+pub struct Totals {
+    /// What the checks found, summed over every browser as they go.
+    counts: Mutex<Counts>,
+    /// SSE messages received.
+    pub messages: AtomicU64,
+    /// Snapshots after the first message of a stream (catch-ups).
+    pub snapshots: AtomicU64,
+    /// Failed requests or streams.
+    pub errors: AtomicU64,
+    /// |gap between consecutive deltas − interval|.
+    pub jitter: Latency,
+    /// From sending "set number" to the stream showing it.
+    pub round_trip: Latency,
+    /// From sending "set number" to its HTTP answer.
+    pub acknowledged: Latency,
+    /// Whether the measurement window is open (latencies are kept only then).
+    pub measuring: AtomicBool,
+}
+
+/// A histogram of durations in microseconds, 1 µs to 10 minutes.
+pub struct Latency(Mutex<Histogram<u64>>);
+
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency(Mutex::new(
+            Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+        ))
+    }
+}
+
+impl Latency {
+    /// The samples so far, and a fresh histogram in their place.
+    fn take(&self) -> Histogram<u64> {
+        let mut histogram = self.0.lock().unwrap();
+        let taken = histogram.clone();
+        histogram.reset();
+        taken
+    }
+}
+
+impl Default for Totals {
+    fn default() -> Totals {
+        Totals {
+            counts: Mutex::default(),
+            messages: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            jitter: Latency::default(),
+            round_trip: Latency::default(),
+            acknowledged: Latency::default(),
+            measuring: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Totals {
+    /// Keeps `value` in `latency` while measuring.
+    pub fn sample(&self, latency: &Latency, value: Duration) {
+        if self.measuring.load(Ordering::Relaxed) {
+            let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX).max(1);
+            let _ = latency.0.lock().unwrap().record(micros.min(600_000_000));
+        }
+    }
+
+    /// Adds one browser's findings since it last reported.
+    pub fn add(&self, counts: Counts) {
+        self.counts.lock().unwrap().add(counts);
+    }
+
+    /// Everything found so far.
+    pub fn counts(&self) -> Counts {
+        *self.counts.lock().unwrap()
+    }
+
+    /// Prints the latency lines: `NAME_pP_ms`, one per percentile.
+    pub fn print_latencies(&self, jitter: bool) {
+        if jitter {
+            print_percentiles("jitter", &self.jitter.take(), &[50.0, 99.0]);
+        }
+        let round_trip = self.round_trip.take();
+        println!("round_trip_samples  {}", round_trip.len());
+        print_percentiles("round_trip", &round_trip, &[50.0, 95.0, 99.0]);
+        print_percentiles("acknowledged", &self.acknowledged.take(), &[50.0, 99.0]);
+    }
+}
+
+fn print_percentiles(name: &str, histogram: &Histogram<u64>, percentiles: &[f64]) {
+    for &p in percentiles {
+        let key = format!("{name}_p{p}_ms");
+        if histogram.is_empty() {
+            println!("{key:<20}n/a");
+        } else {
+            let ms = histogram.value_at_quantile(p / 100.0) as f64 / 1000.0;
+            println!("{key:<20}{ms:.2}");
+        }
+    }
+}
+
+/// Resident memory of a process, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU time of a process, in clock ticks, from /proc.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_count_only_while_measuring() {
+        let totals = Totals::default();
+        totals.sample(&totals.jitter, Duration::from_millis(5));
+        assert!(totals.jitter.take().is_empty());
+        totals.measuring.store(true, Ordering::Relaxed);
+        for ms in 1..=100 {
+            totals.sample(&totals.jitter, Duration::from_millis(ms));
+        }
+        let histogram = totals.jitter.take();
+        assert_eq!(histogram.len(), 100);
+        let p99 = histogram.value_at_quantile(0.99);
+        assert!((98_000..=100_000).contains(&p99), "{p99}");
+    }
+}
