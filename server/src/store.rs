@@ -548,7 +548,7 @@ impl Writer {
         &mut self,
         retries: &[(SessionId, Box<Saved>)],
         saves: &[(SessionId, Box<Saved>, Option<Answer>)],
-        deletes: &[(Vec<SessionId>, oneshot::Sender<Result<(), StoreError>>)],
+        deletes: &[(Vec<SessionId>, Answer)],
     ) -> Result<(), StoreError> {
         let seen = SystemTime::now()
             .duration_since(UNIX_EPOCH)
