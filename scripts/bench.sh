@@ -33,6 +33,11 @@ ulimit -n "$(ulimit -Hn)"
 max_sessions=$(( $(ulimit -n) - 2000 ))
 
 addr=127.0.0.1:3999
+# Every simulated browser comes from 127.0.0.1: the per-address limits (new
+# sessions, open streams) are lifted, and the connection cap is left to the
+# open-file limit.
+export HAILSTONE_NEW_SESSIONS_PER_MINUTE=1000000 HAILSTONE_STREAMS_PER_ADDRESS=1000000 \
+  HAILSTONE_MAX_CONNECTIONS=1000000
 # /metrics answers only with this token; loadgen reads the same variable.
 export HAILSTONE_METRICS_TOKEN=bench
 server_pid=""
@@ -51,9 +56,7 @@ run_load() {
   shift 4
   # Each run starts from an empty store of its own.
   rm -f "$out/store.db" "$out/store.db-wal" "$out/store.db-shm"
-  # Every simulated browser comes from 127.0.0.1: no per-address rate.
   LEPTOS_SITE_ADDR=$addr LEPTOS_OUTPUT_NAME=hailstone HAILSTONE_MAX_SESSIONS=100000 \
-    HAILSTONE_NEW_SESSIONS_PER_MINUTE=1000000 \
     HAILSTONE_STORE_PATH="$out/store.db" \
     TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
     env ${BENCH_ENV:-} taskset -c 0 "$CARGO_TARGET_DIR/release/server" &
@@ -82,7 +85,7 @@ if [ "$what" = wal ]; then
   # as possible for 10 minutes (every step batch is a checkpoint candidate).
   rm -f "$out/wal.db" "$out/wal.db-wal" "$out/wal.db-shm"
   LEPTOS_SITE_ADDR=$addr HAILSTONE_STORE_PATH="$out/wal.db" HAILSTONE_MAX_SESSIONS=100000 \
-    HAILSTONE_NEW_SESSIONS_PER_MINUTE=1000000 RUST_LOG=warn \
+    RUST_LOG=warn \
     taskset -c 0 "$CARGO_TARGET_DIR/release/server" &
   server_pid=$!
   for _ in $(seq 100); do curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -10,7 +10,12 @@ use shared::{
     wire::{Command, CommandError, Delta, EventId, Snapshot, Status, Update},
     Collatz, Outcome, Refused,
 };
-use tokio::sync::{watch, Mutex};
+use std::time::Duration;
+
+use tokio::{
+    sync::{watch, Mutex},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::id::SessionId;
@@ -41,15 +46,34 @@ pub struct Session {
     last_seen: AtomicU64,
 }
 
-/// A running session saves a checkpoint at least every this many versions,
-/// so a restart redoes at most this many steps.
+/// A running session saves a checkpoint after at least this many versions
+/// and [`CHECKPOINT_PERIOD`] (and when its run stops), so a restart redoes
+/// at most 32 steps or one second of steps, whichever is more. As fast as
+/// possible, that is one save a second per session rather than one per
+/// batch.
 pub const CHECKPOINT_EVERY: u64 = 32;
+/// See [`CHECKPOINT_EVERY`].
+pub const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
 
-/// How far a restored session's version is raised: past any version that
-/// can have been published without being stored. A batch of steps (at most
-/// `CHECKPOINT_EVERY`) may start just under a checkpoint, and if that
-/// checkpoint then fails, the pause that follows is one more version.
+/// Each save reserves this many versions past its own, which may be
+/// published before the next save; a rebuild resumes above the reservation,
+/// so versions never go backwards. A running task checkpoints again (and
+/// waits for it) well before using half of it.
+pub const VERSION_RESERVE: u64 = 1 << 20;
+
+/// How far a restored session's version is raised when its record has no
+/// reservation (records from before reservations were kept): past any
+/// version the old checkpointing (every 32 versions) could have published
+/// without storing it.
 pub const RESTORE_VERSION_GAP: u64 = 2 * CHECKPOINT_EVERY + 1;
+
+/// What the store keeps of `machine`, with its reservation of versions.
+pub fn record(machine: &Collatz) -> shared::Saved {
+    shared::Saved {
+        reserved: machine.version() + VERSION_RESERVE,
+        ..machine.saved()
+    }
+}
 
 /// What the lock guards: the state machine, the token of the one task
 /// allowed to run, and where the state is saved.
@@ -66,6 +90,8 @@ pub struct State {
     store: Arc<dyn Store>,
     /// The version saved last.
     saved_version: u64,
+    /// When a checkpoint was last enqueued (tokio's clock: tests pause it).
+    saved_at: Instant,
     /// Cancelled on shutdown; each task's token is a child of it.
     shutdown: CancellationToken,
 }
@@ -97,8 +123,10 @@ impl State {
             }
         }
         self.retire_stale_task();
+        let since = delta.version - self.saved_version;
         let due = delta.status != Status::Running
-            || delta.version >= self.saved_version + CHECKPOINT_EVERY;
+            || since >= VERSION_RESERVE / 2
+            || (since >= CHECKPOINT_EVERY && self.saved_at.elapsed() >= CHECKPOINT_PERIOD);
         Ok((delta, due.then(|| self.checkpoint())))
     }
 
@@ -109,7 +137,8 @@ impl State {
     pub fn halt(&mut self, generation: u64) {
         if self.machine.halt(generation).is_some() {
             self.saved_version = self.machine.version();
-            self.store.keep(self.id, self.machine.saved());
+            self.saved_at = Instant::now();
+            self.store.keep(self.id, record(&self.machine));
         }
         self.retire_stale_task();
     }
@@ -132,7 +161,8 @@ impl State {
     /// there.
     fn checkpoint(&mut self) -> Receipt<()> {
         self.saved_version = self.machine.version();
-        self.store.save(self.id, self.machine.saved())
+        self.saved_at = Instant::now();
+        self.store.save(self.id, record(&self.machine))
     }
 
     /// What a subscriber at `last` needs next, with the event id it brings
@@ -191,6 +221,7 @@ impl Session {
                 id,
                 store,
                 saved_version: version,
+                saved_at: Instant::now(),
                 shutdown,
             }),
             doorbell: watch::Sender::new(version),
@@ -232,7 +263,7 @@ impl Session {
         if delta.is_some() {
             state
                 .store
-                .save(self.id, next.saved())
+                .save(self.id, record(&next))
                 .await
                 .map_err(|error| {
                     tracing::error!(%error, session = %self.id.short(), "could not save the session");

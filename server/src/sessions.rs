@@ -223,7 +223,7 @@ impl Sessions {
             }
         };
         self.store
-            .save(id, machine.saved())
+            .save(id, crate::session::record(&machine))
             .await
             .map_err(Missing::Store)?;
         Ok(Arc::new(self.session(id, machine)))

@@ -38,12 +38,18 @@ impl Drop for Server {
     }
 }
 
+/// The server binary on `addr` and `store`, stepping every 50 ms.
 fn start(addr: SocketAddr, store: &Path) -> Server {
+    start_with(addr, store, &[("HAILSTONE_STEP_INTERVAL_MS", "50")])
+}
+
+/// The server binary on `addr` and `store`, with `env` on top.
+fn start_with(addr: SocketAddr, store: &Path, env: &[(&str, &str)]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_server"))
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .env("LEPTOS_SITE_ADDR", addr.to_string())
         .env("HAILSTONE_STORE_PATH", store)
-        .env("HAILSTONE_STEP_INTERVAL_MS", "50")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -299,18 +305,7 @@ async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
         .local_addr()
         .unwrap();
     let token = "durability";
-    let _server = {
-        let child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-            .env("LEPTOS_SITE_ADDR", addr.to_string())
-            .env("HAILSTONE_STORE_PATH", &path)
-            .env("HAILSTONE_METRICS_TOKEN", token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Server(child)
-    };
+    let _server = start_with(addr, &path, &[("HAILSTONE_METRICS_TOKEN", token)]);
     wait_ready(addr).await;
     let metric = |name: &'static str| async move {
         let text = reqwest::Client::new()

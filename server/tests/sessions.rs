@@ -819,33 +819,9 @@ async fn streams_are_bounded_per_session_and_per_address() {
     server.stop().await;
 }
 
-/// A store whose disk is full: every write fails.
-struct FullDisk;
-
-impl server::store::Store for FullDisk {
-    fn index(&self) -> server::store::Receipt<Vec<server::store::Stored>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn get(&self, _: server::session::SessionId) -> server::store::Receipt<Option<shared::Saved>> {
-        Box::pin(async { Ok(None) })
-    }
-    fn save(&self, _: server::session::SessionId, _: shared::Saved) -> server::store::Receipt<()> {
-        Box::pin(async {
-            Err(server::store::StoreError::Io {
-                path: "full.db".into(),
-                message: "database or disk is full".into(),
-            })
-        })
-    }
-    fn keep(&self, _: server::session::SessionId, _: shared::Saved) {}
-    fn delete(&self, _: Vec<server::session::SessionId>) -> server::store::Receipt<()> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
 #[tokio::test]
 async fn an_unsaved_command_is_answered_503_and_changes_nothing() {
-    let server = TestServer::start_with(support::config(), std::sync::Arc::new(FullDisk)).await;
+    let server = TestServer::start_with(support::config(), support::FaultyStore::full()).await;
     let browser = Browser::new(&server);
     let (status, body) = browser.send(set_number("27")).await;
     assert_eq!(status, 503, "{body}");

@@ -120,6 +120,11 @@ pub struct Saved {
     /// The incarnation when saved.
     #[serde(default)]
     pub incarnation: u64,
+    /// The highest version that may be published before the next save: a
+    /// rebuild resumes above it, so versions never go backwards whatever
+    /// was published after this save. 0 in records from before it was kept.
+    #[serde(default)]
+    pub reserved: u64,
     /// Where to rebuild the run from without replaying it; absent in
     /// records from before it was kept (those replay from `start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +142,7 @@ impl Default for Saved {
             version: 0,
             generation: 0,
             incarnation: 0,
+            reserved: 0,
             resume: None,
         }
     }
@@ -322,6 +328,7 @@ impl Collatz {
             version: self.version,
             generation: self.generation,
             incarnation: self.incarnation,
+            reserved: self.version,
             resume: self.run.as_ref().map(Run::resume),
         }
     }

@@ -8,7 +8,11 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::json;
-use server::{store::Store, Config};
+use server::{
+    session::SessionId,
+    store::{Receipt, Store, StoreError, Stored},
+    Config,
+};
 use shared::wire::{Command, EventId, Update};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -249,6 +253,61 @@ impl Events {
             event.id.parse().expect("every event has an id"),
             serde_json::from_str(&event.data).unwrap(),
         ))
+    }
+}
+
+/// A store for fault tests: each save is answered by `save` (given how
+/// many saves came before; it may panic, as a failing driver would), and
+/// what is kept for a retry is recorded. Nothing is ever read back.
+pub struct FaultyStore {
+    saves: std::sync::atomic::AtomicUsize,
+    save: Box<dyn Fn(usize) -> Result<(), StoreError> + Send + Sync>,
+    /// What [`Store::keep`] was given, in order.
+    pub kept: std::sync::Mutex<Vec<shared::Saved>>,
+}
+
+impl FaultyStore {
+    pub fn new(
+        save: impl Fn(usize) -> Result<(), StoreError> + Send + Sync + 'static,
+    ) -> Arc<FaultyStore> {
+        Arc::new(FaultyStore {
+            saves: 0.into(),
+            save: Box::new(save),
+            kept: Default::default(),
+        })
+    }
+
+    /// A store whose disk is full: every save fails.
+    pub fn full() -> Arc<FaultyStore> {
+        FaultyStore::new(|_| Err(disk_full()))
+    }
+}
+
+/// The error of a full disk.
+pub fn disk_full() -> StoreError {
+    StoreError::Io {
+        path: "full.db".into(),
+        message: "database or disk is full".into(),
+    }
+}
+
+impl Store for FaultyStore {
+    fn index(&self) -> Receipt<Vec<Stored>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn get(&self, _: SessionId) -> Receipt<Option<shared::Saved>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn save(&self, _: SessionId, _: shared::Saved) -> Receipt<()> {
+        let before = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let answer = (self.save)(before);
+        Box::pin(async move { answer })
+    }
+    fn keep(&self, _: SessionId, saved: shared::Saved) {
+        self.kept.lock().unwrap().push(saved);
+    }
+    fn delete(&self, _: Vec<SessionId>) -> Receipt<()> {
+        Box::pin(async { Ok(()) })
     }
 }
 
