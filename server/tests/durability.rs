@@ -68,6 +68,22 @@ async fn wait_ready(addr: SocketAddr) {
     panic!("server not ready");
 }
 
+/// Held by each test for its whole run: the tests pick a free port by
+/// binding port 0 and releasing it for the server, so two at once could be
+/// handed the same port and talk to each other's server.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A directory for the store, the store's path in it, and a free address.
+fn place() -> (tempfile::TempDir, std::path::PathBuf, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("hailstone.db");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    (dir, store, addr)
+}
+
 /// Records values by step index; a value seen twice must agree.
 fn record(seen: &mut BTreeMap<u64, String>, first_step: u64, values: &[String]) {
     for (offset, value) in values.iter().enumerate() {
@@ -80,12 +96,8 @@ fn record(seen: &mut BTreeMap<u64, String>, first_step: u64, values: &[String]) 
 
 #[tokio::test]
 async fn a_killed_server_comes_back_with_every_session_and_its_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("hailstone.db");
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_dir, store, addr) = place();
     let mut server = start(addr, &store);
     wait_ready(addr).await;
 
@@ -186,6 +198,7 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
 
 #[tokio::test]
 async fn a_damaged_store_stops_the_start_with_its_name() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("hailstone.db");
     std::fs::write(&store, b"not a database at all".repeat(200)).unwrap();
@@ -223,12 +236,8 @@ async fn read_events(events: &mut support::Events, count: usize) -> (EventId, u6
 
 #[tokio::test]
 async fn versions_never_go_backwards_across_two_quick_crashes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("hailstone.db");
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_dir, store, addr) = place();
     let mut server = start(addr, &store);
     wait_ready(addr).await;
     let mut browser = Browser::at(&support::TestServer::url_for(addr));
@@ -266,6 +275,7 @@ async fn versions_never_go_backwards_across_two_quick_crashes() {
 
 #[tokio::test]
 async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
+    let _one = ONE_AT_A_TIME.lock().await;
     use server::store::{SqliteStore, Store};
     use shared::{Collatz, Settings};
 
@@ -352,6 +362,7 @@ async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
 
 #[tokio::test]
 async fn a_store_that_cannot_be_written_stops_the_start_with_the_reason() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("hailstone.db");
     drop(server::store::SqliteStore::open(&store).unwrap());
@@ -386,12 +397,8 @@ async fn a_store_that_cannot_be_written_stops_the_start_with_the_reason() {
 
 #[tokio::test]
 async fn a_kill_at_interval_zero_loses_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("hailstone.db");
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_dir, store, addr) = place();
     let mut server = start(addr, &store);
     wait_ready(addr).await;
     let browser = Browser::at(&support::TestServer::url_for(addr));

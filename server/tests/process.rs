@@ -57,7 +57,12 @@ fn finish(child: Child) -> (Output, String) {
     (output, log)
 }
 
+/// Held while a server runs: a free port is found by binding port 0 and
+/// releasing it, so two tests at once could be handed the same one.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn stops_cleanly_on(signal_name: &str) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let addr = free_addr();
     let mut child = server_command(addr).spawn().unwrap();
     wait_ready(addr, &mut child).await;
