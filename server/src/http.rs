@@ -128,16 +128,15 @@ pub async fn session_layer(
         }
     }
     let client = client_address(&request, runtime.http.client_address_header.as_ref());
+    if let Some(session) = &known {
+        request.extensions_mut().insert(session.clone());
+    }
     let handle = Arc::new(SessionHandle {
-        session: std::sync::OnceLock::new(),
+        session: known,
         fresh: std::sync::Mutex::new(None),
         client,
         runtime: runtime.clone(),
     });
-    if let Some(session) = known {
-        let _ = handle.session.set(session.clone());
-        request.extensions_mut().insert(session);
-    }
     request
         .extensions_mut()
         .insert(CurrentSession(handle.clone()));
@@ -299,8 +298,8 @@ fn is_json(content_type: &str) -> bool {
 /// A request's session as `app`'s server functions reach it: the one its
 /// cookie names, or none until its first command creates one.
 struct SessionHandle {
-    /// The session, once there is one.
-    session: std::sync::OnceLock<Arc<Session>>,
+    /// The session the request's cookie names, if any.
+    session: Option<Arc<Session>>,
     /// The session this request created, if it did: the answer sets its
     /// cookie.
     fresh: std::sync::Mutex<Option<Arc<Session>>>,
@@ -313,7 +312,7 @@ struct SessionHandle {
 impl SessionApi for SessionHandle {
     fn command(&self, command: Command) -> app::api::BoxFuture<'_, Result<u64, AppError>> {
         Box::pin(async move {
-            if let Some(session) = self.session.get() {
+            if let Some(session) = &self.session {
                 match self.runtime.command(session, command.clone()).await {
                     // It ended on the way (expired or evicted): the command
                     // goes to a new session, as for a visitor without one.
@@ -335,7 +334,7 @@ impl SessionApi for SessionHandle {
 
     fn snapshot(&self) -> app::api::BoxFuture<'_, Snapshot> {
         Box::pin(async move {
-            match self.session.get() {
+            match &self.session {
                 Some(session) => session.snapshot().await,
                 None => Collatz::new(self.runtime.sessions.settings()).snapshot(),
             }

@@ -277,7 +277,7 @@ impl Session {
             spawn(state.start_task(generation));
         }
         let version = state.machine.version();
-        self.note_interval(&state);
+        self.note_change(&state);
         drop(state);
         if version != before {
             self.announce(version);
@@ -313,14 +313,14 @@ impl Session {
         let result = change(&mut state);
         let after = state.machine.version();
         if after != before {
-            self.note_interval(&state);
+            self.note_change(&state);
         }
         (result, (after != before).then_some(after))
     }
 
     /// Wakes the task if the interval changed, and notes whether the run is
     /// running (called in the lock section).
-    fn note_interval(&self, state: &State) {
+    fn note_change(&self, state: &State) {
         self.running
             .store(state.machine.status() == Status::Running, Ordering::Relaxed);
         let interval_ms = state.machine.interval_ms();

@@ -84,6 +84,18 @@ fn place() -> (tempfile::TempDir, std::path::PathBuf, SocketAddr) {
     (dir, store, addr)
 }
 
+/// Runs the server binary on `store` until it exits by itself (it must
+/// refuse to start).
+fn run_to_exit(store: &Path) -> std::process::Output {
+    let (_, _, addr) = place();
+    Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("LEPTOS_SITE_ADDR", addr.to_string())
+        .env("HAILSTONE_STORE_PATH", store)
+        .output()
+        .unwrap()
+}
+
 /// Records values by step index; a value seen twice must agree.
 fn record(seen: &mut BTreeMap<u64, String>, first_step: u64, values: &[String]) {
     for (offset, value) in values.iter().enumerate() {
@@ -202,16 +214,7 @@ async fn a_damaged_store_stops_the_start_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("hailstone.db");
     std::fs::write(&store, b"not a database at all".repeat(200)).unwrap();
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env("LEPTOS_SITE_ADDR", addr.to_string())
-        .env("HAILSTONE_STORE_PATH", &store)
-        .output()
-        .unwrap();
+    let output = run_to_exit(&store);
     assert!(!output.status.success());
     let log = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
@@ -376,16 +379,7 @@ async fn a_store_that_cannot_be_written_stops_the_start_with_the_reason() {
         assert!(status.success(), "chattr {flag}");
     };
     chattr("+i");
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env("LEPTOS_SITE_ADDR", addr.to_string())
-        .env("HAILSTONE_STORE_PATH", &store)
-        .output()
-        .unwrap();
+    let output = run_to_exit(&store);
     chattr("-i");
     assert!(!output.status.success(), "it refuses to start");
     let log = String::from_utf8_lossy(&output.stderr).into_owned()
