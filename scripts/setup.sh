@@ -52,6 +52,12 @@ if [ "$(wasm-opt --version 2>/dev/null)" != "wasm-opt version ${BINARYEN_VERSION
 fi
 
 if [ "$want" = test ]; then
+  # chattr makes a store file unwritable even for root, for the read-only
+  # store tests (CI runs as root).
+  if ! command -v chattr >/dev/null; then
+    say "installing e2fsprogs (chattr)"
+    apt_install e2fsprogs
+  fi
   if [ ! -x /usr/bin/chromium ]; then
     say "installing Chromium (Debian)"
     apt_install chromium
