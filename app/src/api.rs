@@ -10,7 +10,10 @@ use leptos::server_fn::{
     error::{FromServerFnError, ServerFnErrorErr},
 };
 use serde::{Deserialize, Serialize};
-use shared::wire::{Command, CommandError, Snapshot, Window};
+use shared::{
+    trajectory::{Page as Values, PageError},
+    wire::{Command, CommandError, Snapshot, Window},
+};
 
 /// Everything a server function can answer instead of a result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -18,6 +21,9 @@ pub enum AppError {
     /// The command was refused; the state is unchanged.
     #[error("{0}")]
     Command(CommandError),
+    /// A page of the run's values cannot be given.
+    #[error("{0}")]
+    Values(PageError),
     /// The request was malformed.
     #[error("The request could not be read: {0}")]
     BadRequest(String),
@@ -47,6 +53,8 @@ impl AppError {
             AppError::Command(CommandError::Unsaved) | AppError::AtCapacity => 503,
             AppError::Command(CommandError::Ended) => 409,
             AppError::Command(_) => 422,
+            AppError::Values(PageError::Count { .. }) => 400,
+            AppError::Values(PageError::NoRun | PageError::Beyond { .. }) => 404,
             AppError::BadRequest(_) => 400,
             AppError::NoSession => 401,
             AppError::TooManySessions => 429,
@@ -95,6 +103,10 @@ pub trait SessionApi: Send + Sync + 'static {
 
     /// The window of recent values the server keeps, which the page follows.
     fn window(&self) -> Window;
+
+    /// `count` values of the session's run from step `from`, recomputed
+    /// exactly (off the async threads).
+    fn values(&self, from: u64, count: u64) -> BoxFuture<'_, Result<Values, PageError>>;
 }
 
 /// The session of the request being handled, put in its extensions by the
@@ -139,4 +151,16 @@ pub async fn load_page() -> Result<Page, AppError> {
         max_digits: session.max_digits(),
         window: session.window(),
     })
+}
+
+/// A page of the run's values: steps `from ..= from + count - 1` (cut at the
+/// run's last step), at most [`shared::trajectory::MAX_PAGE`]. Older values
+/// than the page holds come from here. `POST /api/values`.
+#[server(endpoint = "values", input = Json)]
+pub async fn load_values(from: u64, count: u64) -> Result<Values, AppError> {
+    current_session()?
+        .0
+        .values(from, count)
+        .await
+        .map_err(AppError::Values)
 }

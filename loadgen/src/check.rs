@@ -152,6 +152,7 @@ mod tests {
             appended: values.iter().map(|v| v.to_string()).collect(),
             steps,
             peak: None,
+            peak_step: None,
         }
     }
 
@@ -199,6 +200,7 @@ mod tests {
                 start: "6".into(),
                 steps: 8,
                 peak: "16".into(),
+                peak_step: 4,
                 recent: ["8", "4", "2", "1"].iter().map(|v| v.to_string()).collect(),
                 profile: shared::Profile::new(),
             }),

@@ -348,6 +348,20 @@ impl SessionApi for SessionHandle {
     fn window(&self) -> shared::wire::Window {
         self.runtime.sessions.settings().window()
     }
+
+    fn values(
+        &self,
+        from: u64,
+        count: u64,
+    ) -> app::api::BoxFuture<'_, Result<shared::trajectory::Page, shared::trajectory::PageError>>
+    {
+        Box::pin(async move {
+            match &self.session {
+                Some(session) => session.values(from, count).await,
+                None => Err(shared::trajectory::PageError::NoRun),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
 
 pub mod config;
+pub mod download;
 pub mod http;
 pub mod id;
 pub mod metrics;
@@ -286,6 +287,7 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
             )),
         )
         .route("/events", get(sse::events))
+        .route("/trajectory.csv", get(download::csv))
         .route_layer(from_fn_with_state(runtime.clone(), http::session_layer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

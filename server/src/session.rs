@@ -7,8 +7,9 @@ use std::sync::{
 };
 
 use shared::{
+    trajectory::{Marks, Page, PageError},
     wire::{Command, CommandError, Delta, EventId, Snapshot, Status, Update},
-    Collatz, Outcome, Refused,
+    Collatz, Number, Outcome, Refused,
 };
 use std::time::Duration;
 
@@ -44,6 +45,11 @@ pub struct Session {
     retired: AtomicBool,
     /// When a request last touched the session, in the registry's clock.
     last_seen: AtomicU64,
+    /// Marks of the run's trajectory that older values are recomputed
+    /// from: made on the first request for them, at most
+    /// [`shared::trajectory::MARKS`] values, replaced when the run changes.
+    /// Outside the lock, so paging never holds up a step.
+    marks: Arc<std::sync::Mutex<Option<Marks>>>,
 }
 
 /// A running session saves a checkpoint after at least this many versions
@@ -230,6 +236,7 @@ impl Session {
             running: AtomicBool::new(running),
             retired: AtomicBool::new(false),
             last_seen: AtomicU64::new(now),
+            marks: Arc::default(),
         }
     }
 
@@ -348,6 +355,37 @@ impl Session {
     /// The state now.
     pub async fn snapshot(&self) -> Snapshot {
         self.state.lock().await.machine.snapshot()
+    }
+
+    /// The run's start and the steps taken from it, once there is a run.
+    pub async fn trajectory(&self) -> Option<(Number, u64)> {
+        let state = self.state.lock().await;
+        let (start, steps) = state.machine.trajectory()?;
+        Some((start.clone(), steps))
+    }
+
+    /// `count` values of the run from step `from`, recomputed exactly from
+    /// the run's marks on the blocking pool (a page far into a long run of
+    /// big numbers walks up to a stride of steps).
+    pub async fn values(&self, from: u64, count: u64) -> Result<Page, PageError> {
+        let (start, steps) = self.trajectory().await.ok_or(PageError::NoRun)?;
+        let marks = self.marks.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut marks = marks.lock().unwrap_or_else(|p| p.into_inner());
+            let marks = match &mut *marks {
+                Some(kept) if *kept.start() == start => kept,
+                other => other.insert(Marks::new(start)),
+            };
+            let values = marks.page(from, count, steps)?;
+            Ok(Page {
+                start: marks.start().to_string(),
+                from,
+                values,
+            })
+        })
+        .await;
+        // The closure does not panic; a cancelled pool (shutdown) has no run.
+        answer.unwrap_or(Err(PageError::NoRun))
     }
 
     /// A receiver that wakes on every published version.

@@ -7,11 +7,13 @@
 //! - [`input`]: the one validation of what a user types.
 //! - [`Collatz`]: one session's state machine (status, run, generation, version).
 //! - [`wire`]: the commands and updates that travel as JSON.
+//! - [`trajectory`]: any page of a run, recomputed exactly from bounded marks.
 
 pub mod input;
 mod machine;
 mod number;
 mod profile;
+pub mod trajectory;
 pub mod wire;
 
 pub use machine::{Collatz, Outcome, Refused, Resume, Saved, Settings, Unrestorable};

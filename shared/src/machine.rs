@@ -285,6 +285,7 @@ impl Run {
             start: self.start.to_string(),
             steps: self.steps,
             peak: self.peak.to_string(),
+            peak_step: self.peak_step,
             recent: self.recent.clone(),
             profile: self.profile.clone(),
         }
@@ -416,6 +417,12 @@ impl Collatz {
     /// Milliseconds between steps.
     pub fn interval_ms(&self) -> u32 {
         self.interval_ms
+    }
+
+    /// The run's start and the steps taken from it, once a number was
+    /// entered: what any of its values is recomputed from.
+    pub fn trajectory(&self) -> Option<(&Number, u64)> {
+        self.run.as_ref().map(|run| (&run.start, run.steps))
     }
 
     /// The current value, once a number was entered.
@@ -583,6 +590,10 @@ impl Collatz {
             restart,
             appended,
             steps: self.run.as_ref().map_or(0, |run| run.steps),
+            peak_step: peak
+                .as_ref()
+                .and(self.run.as_ref())
+                .map(|run| run.peak_step),
             peak,
         }
     }

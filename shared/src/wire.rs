@@ -116,6 +116,9 @@ pub struct RunView {
     pub steps: u64,
     /// The largest value so far.
     pub peak: String,
+    /// The step at which the peak was first reached.
+    #[serde(default)]
+    pub peak_step: u64,
     /// The newest values, oldest first; the last one is the current value.
     /// Older ones are dropped (the trajectory can be recomputed from `start`).
     pub recent: VecDeque<String>,
@@ -159,6 +162,9 @@ pub struct Delta {
     /// The new peak, when it changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<String>,
+    /// The step of the new peak, with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_step: Option<u64>,
 }
 
 impl Delta {
@@ -177,7 +183,10 @@ impl Delta {
         self.interval_ms = next.interval_ms;
         self.appended.extend(next.appended);
         self.steps = next.steps;
-        self.peak = next.peak.or(self.peak);
+        if next.peak.is_some() {
+            self.peak = next.peak;
+            self.peak_step = next.peak_step;
+        }
         self
     }
 }
@@ -344,6 +353,7 @@ impl Snapshot {
             profile.push(magnitude(&start));
             self.run = Some(RunView {
                 peak: start.clone(),
+                peak_step: 0,
                 steps: 0,
                 recent: VecDeque::from([start.clone()]),
                 profile,
@@ -360,6 +370,7 @@ impl Snapshot {
             run.steps = delta.steps;
             if let Some(peak) = &delta.peak {
                 run.peak.clone_from(peak);
+                run.peak_step = delta.peak_step.unwrap_or(run.peak_step);
             }
         }
         self.version = delta.version;
