@@ -8,6 +8,7 @@
 #   scripts/bench.sh load NAME  # one load run (names below)
 #   scripts/bench.sh wal        # the store's log under 1,000 sessions at interval 0, 10 min
 #   scripts/bench.sh restart    # restart with 100,000 stored sessions; memory per session
+#   scripts/bench.sh pages      # a page of values far into a 1,000-digit run
 # BENCH_ENV="VAR=value ..." passes extra environment to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +78,14 @@ run_load() {
 if [ "$what" = restart ]; then
   cargo run --release -p server --example restart -- \
     --server "$CARGO_TARGET_DIR/release/server" | tee "$out/restart.txt"
+  exit 0
+fi
+
+if [ "$what" = pages ]; then
+  # A page of 100 values of a 1,000-digit run at step 30,000, and at random
+  # steps, through the server function.
+  cargo run --release -p server --example pages -- \
+    --server "$CARGO_TARGET_DIR/release/server" | tee "$out/pages.txt"
   exit 0
 fi
 

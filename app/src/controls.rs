@@ -8,7 +8,7 @@ use shared::{
     wire::{Command, Status},
 };
 
-use crate::page::{describe, PageState};
+use crate::state::{describe, PageState};
 
 /// How long typing must pause before the number is sent.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -140,7 +140,12 @@ pub fn RunningSwitch() -> impl IntoView {
                 <span class="track" aria-hidden="true"><span class="thumb"></span></span>
                 <span class="switch-label">"Running"</span>
             </button>
-            <p id="run-status" class="run-status" data-status=move || format!("{:?}", status()).to_lowercase()>
+            <p id="run-status" class="run-status" data-status=move || match status() {
+                Status::Idle => "idle",
+                Status::Running => "running",
+                Status::Paused => "paused",
+                Status::Finished => "finished",
+            }>
                 {move || describe(status(), steps())}
             </p>
         </div>

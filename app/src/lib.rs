@@ -7,8 +7,10 @@ mod commands;
 mod controls;
 mod page;
 mod results;
+mod state;
 #[cfg(feature = "hydrate")]
 mod stream;
+mod values;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};

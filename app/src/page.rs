@@ -1,51 +1,16 @@
 //! The Collatz page: controls, result list, stats and chart, kept in step
 //! with the server through the event stream.
 
-use leptos::prelude::*;
-use shared::wire::{Snapshot, Status};
+use leptos::{either::Either, prelude::*};
 
 use crate::{
     api::{load_page, Page},
     chart::Chart,
     controls::{IntervalPicker, NumberInput, RunningSwitch},
     results::{ResultList, Stats},
+    state::{Link, PageState},
+    values::Values,
 };
-
-/// The state of the event stream, shown as a live indicator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))] // set by the stream, in the browser
-pub enum Link {
-    /// Not yet open (before hydration, or while opening).
-    Connecting,
-    /// Open and delivering updates.
-    Live,
-    /// Dropped; the browser is reconnecting.
-    Reconnecting,
-}
-
-/// What every part of the page reads and writes.
-#[derive(Clone, Copy)]
-pub struct PageState {
-    /// The session as the server last described it.
-    pub snapshot: RwSignal<Snapshot>,
-    /// The event stream's state.
-    pub link: RwSignal<Link>,
-    /// Whether the stream follows a session (a visitor has none until the
-    /// first command starts one).
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))] // the stream's, in the browser
-    pub attached: RwSignal<bool>,
-    /// Bumped when a command succeeded while the stream followed no
-    /// session: the command started one, so the stream reopens to follow it.
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-    pub rejoin: RwSignal<u64>,
-    /// The most digits a number may have (the server's setting).
-    pub max_digits: StoredValue<usize>,
-    /// The recent values kept, as the server keeps them.
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-    pub window: StoredValue<shared::wire::Window>,
-    /// Sends a command; commands of one page leave in the order given.
-    pub send: Callback<crate::commands::Queued>,
-}
 
 /// The page: loads the session's state (on the server, before the HTML is
 /// sent, so a reload mid-run shows the list at once), then hands over to
@@ -69,8 +34,8 @@ pub fn CollatzPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match page.await {
-                        Ok(page) => view! { <Collatz page/> }.into_any(),
-                        Err(error) => view! { <p class="fatal" role="alert">{error.to_string()}</p> }.into_any(),
+                        Ok(page) => Either::Left(view! { <Collatz page/> }),
+                        Err(error) => Either::Right(view! { <p class="fatal" role="alert">{error.to_string()}</p> }),
                     }
                 })}
             </Suspense>
@@ -93,6 +58,7 @@ fn Collatz(page: Page) -> impl IntoView {
         send: crate::commands::sender(attached, rejoin),
     };
     provide_context(state);
+    provide_context(Values::new(state));
     #[cfg(feature = "hydrate")]
     crate::stream::subscribe(state);
 
@@ -109,9 +75,6 @@ fn Collatz(page: Page) -> impl IntoView {
         <Chart/>
         <ResultList/>
     }
-    // Erased, so the type of the whole page stays shallow enough for the
-    // compiler's default recursion limit in every crate that renders it.
-    .into_any()
 }
 
 /// "Live" while the stream delivers, "Reconnecting…" while it is down.
@@ -128,22 +91,13 @@ fn LinkIndicator() -> impl IntoView {
         _ => "link down",
     };
     view! {
-        <p class=class role="status" aria-live="polite" data-link=move || format!("{:?}", link.get()).to_lowercase()>
+        <p class=class role="status" aria-live="polite" data-link=move || match link.get() {
+            Link::Connecting => "connecting",
+            Link::Live => "live",
+            Link::Reconnecting => "reconnecting",
+        }>
             <span class="dot" aria-hidden="true"></span>
             {label}
         </p>
-    }
-}
-
-/// The status line under the switch.
-pub fn describe(status: Status, steps: u64) -> String {
-    match status {
-        Status::Idle => "Enter a number to start.".to_owned(),
-        Status::Running => format!("{} steps so far", shared::group_digits(&steps.to_string())),
-        Status::Paused => "Paused".to_owned(),
-        Status::Finished => format!(
-            "Reached 1 in {} steps.",
-            shared::group_digits(&steps.to_string())
-        ),
     }
 }

@@ -14,7 +14,7 @@ use shared::wire::{EventId, Update as Message};
 use wasm_bindgen::JsValue;
 use web_sys::{BroadcastChannel, EventSource, MessageEvent};
 
-use crate::page::{Link, PageState};
+use crate::state::{Link, PageState};
 
 /// How long to wait before reopening a stream the browser gave up on.
 const REOPEN_AFTER_MS: u64 = 1000;

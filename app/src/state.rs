@@ -1,0 +1,54 @@
+//! What every part of the page reads and writes, and how it is described:
+//! the one module the components share (none imports another).
+
+use leptos::prelude::*;
+use shared::wire::{Snapshot, Status};
+
+/// The state of the event stream, shown as a live indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))] // set by the stream, in the browser
+pub enum Link {
+    /// Not yet open (before hydration, or while opening).
+    Connecting,
+    /// Open and delivering updates.
+    Live,
+    /// Dropped; the browser is reconnecting.
+    Reconnecting,
+}
+
+/// What every part of the page reads and writes.
+#[derive(Clone, Copy)]
+pub struct PageState {
+    /// The session as the server last described it.
+    pub snapshot: RwSignal<Snapshot>,
+    /// The event stream's state.
+    pub link: RwSignal<Link>,
+    /// Whether the stream follows a session (a visitor has none until the
+    /// first command starts one).
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))] // the stream's, in the browser
+    pub attached: RwSignal<bool>,
+    /// Bumped when a command succeeded while the stream followed no
+    /// session: the command started one, so the stream reopens to follow it.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub rejoin: RwSignal<u64>,
+    /// The most digits a number may have (the server's setting).
+    pub max_digits: StoredValue<usize>,
+    /// The recent values kept, as the server keeps them.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub window: StoredValue<shared::wire::Window>,
+    /// Sends a command; commands of one page leave in the order given.
+    pub send: Callback<crate::commands::Queued>,
+}
+
+/// The status line under the switch.
+pub fn describe(status: Status, steps: u64) -> String {
+    match status {
+        Status::Idle => "Enter a number to start.".to_owned(),
+        Status::Running => format!("{} steps so far", shared::group_digits(&steps.to_string())),
+        Status::Paused => "Paused".to_owned(),
+        Status::Finished => format!(
+            "Reached 1 in {} steps.",
+            shared::group_digits(&steps.to_string())
+        ),
+    }
+}
