@@ -141,7 +141,12 @@ if [ -z "$only" ]; then
   server_pid=$!
   for _ in $(seq 100); do curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   (cd end2end && node bench/hydration-time.mjs "http://$addr/" 7) | tee "$out/hydration.txt"
+  # Rows in the page while the list shows a 30,579-value run.
+  (cd end2end && node bench/dom-rows.mjs "http://$addr/") | tee "$out/dom-rows.txt"
   stop_server
+  # A page of values far into a 1,000-digit run.
+  cargo run --release -p server --example pages -- \
+    --server "$CARGO_TARGET_DIR/release/server" | tee "$out/pages.txt"
 fi
 
 # Size of what a browser downloads.
