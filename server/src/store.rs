@@ -174,10 +174,13 @@ impl Store for MemoryStore {
 
 /// The most requests one transaction carries (group commit).
 const BATCH: usize = 512;
-/// The write-ahead log is copied into the database and truncated at least
-/// this often, and whenever it grows past [`WAL_LIMIT_BYTES`].
+/// A checkpoint starts at least this often, and whenever the write-ahead
+/// log grows past [`WAL_START_BYTES`].
 const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
 /// See [`CHECKPOINT_PERIOD`].
+const WAL_START_BYTES: u64 = WAL_LIMIT_BYTES / 2;
+/// A log this big while a checkpoint is still copying makes the writer wait
+/// for it: the log stays within about this plus one batch.
 pub const WAL_LIMIT_BYTES: u64 = 4 << 20;
 /// How often a save that failed without anyone waiting for it (a step's
 /// checkpoint, a pause) is tried again.
@@ -193,13 +196,14 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// The log is copied into the database in two phases, so that commits do
 /// not wait for the bulk of that copy (measured here: 60-70 ms for a 5 MB
 /// log, against about 8 ms for the last few frames). Once a second, or past
-/// 4 MiB of log, the writer asks a checkpoint thread with a connection of
+/// 2 MiB of log, the writer asks a checkpoint thread with a connection of
 /// its own to copy the log (`wal_checkpoint(PASSIVE)`, which never blocks
 /// the writer); when it is done, the writer copies the frames committed
 /// meanwhile itself, between two batches. Then every frame is in the
 /// database, so the next commit starts the log again from its beginning
-/// (and `journal_size_limit` cuts the file back to 4 MiB): the log stays
-/// bounded however busy the writer is.
+/// (and `journal_size_limit` cuts the file back to 4 MiB). Should the log
+/// reach 4 MiB while the checkpoint thread still copies, the writer waits
+/// for it: the log stays bounded however busy the writer is.
 ///
 /// `synchronous = NORMAL`: a commit survives the process being killed at
 /// any moment; a power cut or kernel crash can lose the commits since the
@@ -663,7 +667,14 @@ impl Writer {
             return;
         };
         if checkpointer.busy {
-            if checkpointer.done.try_recv().is_ok() {
+            // Past the limit the checkpoint is not keeping up: the writer
+            // waits for it rather than let the log grow (back-pressure).
+            let done = if wal_bytes(&self.path) >= WAL_LIMIT_BYTES {
+                checkpointer.done.recv().is_ok()
+            } else {
+                checkpointer.done.try_recv().is_ok()
+            };
+            if done {
                 checkpointer.busy = false;
                 // Only the frames committed while the checkpoint thread
                 // copied are left: copy them, so the next commit starts the
@@ -673,7 +684,7 @@ impl Writer {
             return;
         }
         let due = self.last_checkpoint.elapsed() >= CHECKPOINT_PERIOD
-            || wal_bytes(&self.path) >= WAL_LIMIT_BYTES;
+            || wal_bytes(&self.path) >= WAL_START_BYTES;
         if due {
             self.last_checkpoint = Instant::now();
             checkpointer.busy = checkpointer.start.send(()).is_ok();
