@@ -179,6 +179,8 @@ const BATCH: usize = 512;
 const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
 /// See [`CHECKPOINT_PERIOD`].
 const WAL_START_BYTES: u64 = WAL_LIMIT_BYTES / 2;
+/// The most passes of one checkpoint over what was committed meanwhile.
+const CHECKPOINT_ROUNDS: usize = 4;
 /// A log this big while a checkpoint is still copying makes the writer wait
 /// for it: the log stays within about this plus one batch.
 pub const WAL_LIMIT_BYTES: u64 = 4 << 20;
@@ -193,17 +195,17 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// request at once and commits the writes among them in one transaction (a
 /// group commit), then answers each.
 ///
-/// The log is copied into the database in two phases, so that commits do
-/// not wait for the bulk of that copy (measured here: 60-70 ms for a 5 MB
-/// log, against about 8 ms for the last few frames). Once a second, or past
-/// 2 MiB of log, the writer asks a checkpoint thread with a connection of
-/// its own to copy the log (`wal_checkpoint(PASSIVE)`, which never blocks
-/// the writer); when it is done, the writer copies the frames committed
-/// meanwhile itself, between two batches. Then every frame is in the
-/// database, so the next commit starts the log again from its beginning
-/// (and `journal_size_limit` cuts the file back to 4 MiB). Should the log
-/// reach 4 MiB while the checkpoint thread still copies, the writer waits
-/// for it: the log stays bounded however busy the writer is.
+/// Commits do not wait for checkpoints (a truncating checkpoint on the
+/// writer held commits for 60-70 ms per 5 MB of log here, and each of its
+/// three disk syncs for 1-4 ms). Once a second, or after 2 MiB of rows, the
+/// writer asks a checkpoint thread with a connection of its own to copy the
+/// log into the database (`wal_checkpoint(PASSIVE)`, which never blocks the
+/// writer), in a few passes that take what was committed meanwhile. Once
+/// every frame is copied, the next commit starts the log again from its
+/// beginning (and `journal_size_limit` cuts the file back to 4 MiB). Should
+/// the log grow past 4 MiB while the checkpoint thread still copies, the
+/// writer waits for it and copies the rest itself: the log stays bounded
+/// however busy the writer is.
 ///
 /// `synchronous = NORMAL`: a commit survives the process being killed at
 /// any moment; a power cut or kernel crash can lose the commits since the
@@ -263,7 +265,10 @@ impl SqliteStore {
         };
         let thread = std::thread::Builder::new()
             .name("hailstone-store".into())
-            .spawn(move || writer.run(queue))
+            .spawn(move || {
+                writer.connection.wal_hook(Some(note_log_pages));
+                writer.run(queue)
+            })
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 message: e.to_string(),
@@ -456,7 +461,7 @@ struct Writer {
     checkpointer: Option<Checkpointer>,
     /// Saves that failed with nobody waiting, newest per session.
     retry: std::collections::HashMap<SessionId, Box<Saved>>,
-    /// When the log was last checkpointed.
+    /// When the last checkpoint was started.
     last_checkpoint: Instant,
 }
 
@@ -667,24 +672,25 @@ impl Writer {
             return;
         };
         if checkpointer.busy {
-            // Past the limit the checkpoint is not keeping up: the writer
-            // waits for it rather than let the log grow (back-pressure).
-            let done = if wal_bytes(&self.path) >= WAL_LIMIT_BYTES {
+            // A log past the limit means the checkpoint thread is not
+            // keeping up: the writer waits for it (back-pressure), then
+            // copies what is left itself, so the log starts again.
+            let behind = log_bytes() >= WAL_LIMIT_BYTES;
+            let done = if behind {
                 checkpointer.done.recv().is_ok()
             } else {
                 checkpointer.done.try_recv().is_ok()
             };
             if done {
                 checkpointer.busy = false;
-                // Only the frames committed while the checkpoint thread
-                // copied are left: copy them, so the next commit starts the
-                // log again from its beginning.
-                self.checkpoint("PASSIVE");
+                if behind {
+                    self.checkpoint("PASSIVE");
+                }
             }
             return;
         }
-        let due = self.last_checkpoint.elapsed() >= CHECKPOINT_PERIOD
-            || wal_bytes(&self.path) >= WAL_START_BYTES;
+        let due =
+            self.last_checkpoint.elapsed() >= CHECKPOINT_PERIOD || log_bytes() >= WAL_START_BYTES;
         if due {
             self.last_checkpoint = Instant::now();
             checkpointer.busy = checkpointer.start.send(()).is_ok();
@@ -747,11 +753,22 @@ impl Checkpointer {
             .spawn(move || {
                 while asked.recv().is_ok() {
                     // PASSIVE copies what is committed and never waits for
-                    // (or blocks) the writer.
-                    if let Err(error) =
-                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(%store, %error, "checkpoint failed");
+                    // (or blocks) the writer. A few rounds take what was
+                    // committed meanwhile: once every frame is copied, the
+                    // writer's next commit starts the log from its beginning.
+                    for _ in 0..CHECKPOINT_ROUNDS {
+                        let copied =
+                            connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                                Ok(row.get::<_, i64>(1)? == row.get::<_, i64>(2)?)
+                            });
+                        match copied {
+                            Ok(true) => break,
+                            Ok(false) => {}
+                            Err(error) => {
+                                tracing::warn!(%store, %error, "checkpoint failed");
+                                break;
+                            }
+                        }
                     }
                     if answer.send(()).is_err() {
                         break;
@@ -774,12 +791,27 @@ impl Checkpointer {
     }
 }
 
-/// The size of the write-ahead log beside the database at `path`.
-fn wal_bytes(path: &Path) -> u64 {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(&wal).map_or(0, |m| m.len())
+thread_local! {
+    /// Frames in the write-ahead log after the store thread's last commit,
+    /// as SQLite tells its hook. (The file's size does not say: once copied
+    /// into the database, the log is written again from its start while the
+    /// file keeps up to 4 MiB.)
+    static LOG_PAGES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
+
+/// SQLite's write-ahead-log hook on the store thread's connection.
+fn note_log_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    LOG_PAGES.with(|log| log.set(u64::try_from(pages).unwrap_or(0)));
+    Ok(())
+}
+
+/// About how many bytes the log holds after the store thread's last commit.
+fn log_bytes() -> u64 {
+    LOG_PAGES.with(std::cell::Cell::get) * PAGE_BYTES
+}
+
+/// SQLite's default page size, which the store keeps.
+const PAGE_BYTES: u64 = 4096;
 
 fn io(path: &Path, error: impl std::fmt::Display) -> StoreError {
     StoreError::Io {
