@@ -126,7 +126,7 @@ pub fn ResultList() -> impl IntoView {
     let target = RwSignal::new(None::<u64>);
     // Where the reader is, in rows' pixels: kept when values arrive.
     let anchor = StoredValue::new(0.0);
-    // The scroll position `place` set last, until its scroll event.
+    // The scroll position `place` set last, or the reader's last one.
     let placed = StoredValue::new(None::<i32>);
     let total = Memo::new(move |_| {
         state
@@ -151,17 +151,40 @@ pub fn ResultList() -> impl IntoView {
         }
         now
     });
+    // Takes in a move of the reader's: the view is not where `place` put
+    // it last. Only the reader's own scrolling starts or stops following
+    // (at the bottom, it follows). Checked before every placement too, so a
+    // scroll whose event has not arrived yet is never overridden.
+    let notice = move || {
+        let Some(element) = scroller.get_untracked() else {
+            return;
+        };
+        let at = element.scroll_top();
+        if placed.get_value() == Some(at) {
+            return;
+        }
+        placed.set_value(Some(at));
+        let (top, seen) = (f64::from(at), f64::from(element.client_height()));
+        anchor.set_value(position(total.get_untracked(), top, seen));
+        let bottom = f64::from(element.scroll_height()) - seen - ROW_PX / 2.0;
+        if follow.get_untracked() != (top >= bottom) {
+            follow.set(top >= bottom);
+        }
+    };
     // Puts the view where it should be as the run grows: at the newest value
     // when following, else at the same rows.
     let place = move || {
         let Some(element) = scroller.get_untracked() else {
             return;
         };
-        let total = total.get_untracked();
         let to = if follow.get_untracked() {
             f64::from(element.scroll_height())
         } else {
-            scroll_for(total, anchor.get_value(), viewport.get_untracked())
+            scroll_for(
+                total.get_untracked(),
+                anchor.get_value(),
+                viewport.get_untracked(),
+            )
         };
         element.set_scroll_top(to as i32);
         placed.set_value(Some(element.scroll_top()));
@@ -169,36 +192,30 @@ pub fn ResultList() -> impl IntoView {
     Effect::new(move |_| {
         total.track();
         follow.track();
+        notice();
         place();
     });
     let on_scroll = move |_| {
         let Some(element) = scroller.get_untracked() else {
             return;
         };
-        let at = element.scroll_top();
-        let (top, seen) = (f64::from(at), f64::from(element.client_height()));
-        viewport.set(seen);
-        scroll.set(top);
-        anchor.set_value(position(total.get_untracked(), top, seen));
-        // Only the reader's own scrolling starts or stops following: the
-        // event of a scroll made by `place` may arrive after more values
-        // have made the list taller.
-        let ours = placed.get_value() == Some(at);
-        placed.set_value(None);
-        if ours {
-            return;
-        }
-        let bottom = f64::from(element.scroll_height()) - seen - ROW_PX / 2.0;
-        if follow.get_untracked() != (top >= bottom) {
-            follow.set(top >= bottom);
-        }
+        viewport.set(f64::from(element.client_height()));
+        scroll.set(f64::from(element.scroll_top()));
+        notice();
     };
-    let go_to = move |step: u64| {
-        target.set(Some(step));
-        follow.set(false);
-        // Two rows of context above it.
-        anchor.set_value((step as f64 - 2.0).max(0.0) * ROW_PX);
-        place();
+    // Goes to a step, or (`None`) back to following the newest value.
+    let go_to = move |step: Option<u64>| {
+        notice();
+        target.set(step);
+        match step {
+            Some(step) => {
+                follow.set(false);
+                // Two rows of context above it.
+                anchor.set_value((step as f64 - 2.0).max(0.0) * ROW_PX);
+                place();
+            }
+            None => follow.set(true),
+        }
     };
     let rows = move || {
         let Layout { first, end, .. } = layout.get();
@@ -220,7 +237,7 @@ pub fn ResultList() -> impl IntoView {
         <section class="results" aria-labelledby="results-heading">
             <h2 id="results-heading">"Results"</h2>
             <p class="count" data-count=total>{count}</p>
-            <Navigation total go_to follow target/>
+            <Navigation total go_to follow/>
             <div class="scroller" tabindex="0" aria-label="Results, scrollable" node_ref=scroller on:scroll=on_scroll>
                 <div class="rows" style:height=height>
                     <ol role="list" aria-label="Results" style:top=top>
@@ -252,9 +269,8 @@ pub fn ResultList() -> impl IntoView {
 #[component]
 fn Navigation(
     total: Memo<u64>,
-    go_to: impl Fn(u64) + Copy + Send + Sync + 'static,
+    go_to: impl Fn(Option<u64>) + Copy + Send + Sync + 'static,
     follow: RwSignal<bool>,
-    target: RwSignal<Option<u64>>,
 ) -> impl IntoView {
     let state = expect_context::<PageState>();
     let text = RwSignal::new(String::new());
@@ -270,7 +286,7 @@ fn Navigation(
         match typed.parse::<u64>() {
             Ok(step) if step <= last && total.get_untracked() > 0 => {
                 error.set(None);
-                go_to(step);
+                go_to(Some(step));
             }
             _ if total.get_untracked() == 0 => error.set(Some("There are no values yet.".into())),
             _ => error.set(Some(format!(
@@ -284,13 +300,10 @@ fn Navigation(
             .snapshot
             .with_untracked(|s| s.run.as_ref().map(|run| run.peak_step))
         {
-            go_to(step);
+            go_to(Some(step));
         }
     };
-    let newest = move |_| {
-        target.set(None);
-        follow.set(true);
-    };
+    let newest = move |_| go_to(None);
     let empty = move || total.get() == 0;
     let followed = move || empty() || follow.get();
     view! {
