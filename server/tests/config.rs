@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use server::Config;
 
+/// A file of the workspace. Cargo runs a test from its package's directory;
+/// a path compiled in (`env!("CARGO_MANIFEST_DIR")`) would name the clone the
+/// binary was first built in, which a shared target directory may reuse.
 fn workspace_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+    Path::new("..").join(name)
 }
 
 fn cargo_leptos_metadata() -> toml::Table {

@@ -46,7 +46,7 @@ fn start(addr: SocketAddr, store: &Path) -> Server {
 /// The server binary on `addr` and `store`, with `env` on top.
 fn start_with(addr: SocketAddr, store: &Path, env: &[(&str, &str)]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(Path::new(".."))
         .env("LEPTOS_SITE_ADDR", addr.to_string())
         .env("HAILSTONE_STORE_PATH", store)
         .envs(env.iter().copied())
@@ -89,7 +89,7 @@ fn place() -> (tempfile::TempDir, std::path::PathBuf, SocketAddr) {
 fn run_to_exit(store: &Path) -> std::process::Output {
     let (_, _, addr) = place();
     Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(Path::new(".."))
         .env("LEPTOS_SITE_ADDR", addr.to_string())
         .env("HAILSTONE_STORE_PATH", store)
         .output()

@@ -11,7 +11,7 @@ use std::{
 fn server_command(addr: SocketAddr) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
     command
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(Path::new(".."))
         .env("LEPTOS_SITE_ADDR", addr.to_string())
         .env("HAILSTONE_STORE_PATH", ":memory:")
         .env("RUST_LOG", "info")

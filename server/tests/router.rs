@@ -8,7 +8,7 @@ use server::Config;
 use tower::ServiceExt;
 
 fn config() -> Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Leptos.toml");
+    let path = Path::new("../Leptos.toml");
     Config::load(&path, |_| None).unwrap()
 }
 

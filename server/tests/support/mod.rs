@@ -19,7 +19,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 /// The repository's Leptos.toml, as the server reads it, with a store that
 /// keeps nothing.
 pub fn config() -> Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Leptos.toml");
+    let path = Path::new("../Leptos.toml");
     let mut config = Config::load(&path, |_| None).unwrap();
     config.store.path = ":memory:".into();
     config.http.metrics_token = METRICS_TOKEN.into();
