@@ -162,6 +162,10 @@ pub struct Resume {
     pub peak_step: u64,
     /// The chart's profile of every value so far.
     pub profile: Profile,
+    /// The version at which the run was first published; absent in records
+    /// from before it was kept. Only an exact [`Collatz::reload`] uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub began: Option<u64>,
 }
 
 /// A saved state that cannot be rebuilt (a damaged or foreign record).
@@ -235,6 +239,7 @@ impl Run {
             peak: self.peak.to_string(),
             peak_step: self.peak_step,
             profile: self.profile.clone(),
+            began: Some(self.began),
         }
     }
 
@@ -397,6 +402,18 @@ impl Collatz {
                 ..run
             }),
         })
+    }
+
+    /// Rebuilds a saved state exactly as it was saved: the same version,
+    /// incarnation and run, so a client's position in it keeps its meaning.
+    /// What each node of a cluster holds of a session it shares.
+    pub fn reload(settings: Settings, saved: &Saved) -> Result<Collatz, Unrestorable> {
+        let mut machine = Collatz::restore(settings, saved, 0, saved.incarnation)?;
+        let began = saved.resume.as_ref().and_then(|resume| resume.began);
+        if let (Some(run), Some(began)) = (&mut machine.run, began) {
+            run.began = began;
+        }
+        Ok(machine)
     }
 
     /// Where the run stands.

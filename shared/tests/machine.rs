@@ -421,6 +421,35 @@ fn a_saved_state_restores_exactly_with_a_higher_version() {
 }
 
 #[test]
+fn a_reload_is_the_same_state_for_every_client() {
+    let mut m = machine().with_incarnation(9);
+    m.apply(&set_number("7")).unwrap();
+    // The running task carries on with the new run.
+    m.apply(&set_number("27")).unwrap();
+    let generation = m.generation();
+    let cursors: Vec<Cursor> = (0..30)
+        .map(|_| {
+            let cursor = m.cursor();
+            m.step(generation).unwrap();
+            cursor
+        })
+        .collect();
+    let reloaded = Collatz::reload(Settings::default(), &m.saved()).unwrap();
+    assert_eq!(reloaded.snapshot(), m.snapshot());
+    assert_eq!(reloaded.cursor(), m.cursor());
+    assert_eq!(reloaded.incarnation(), 9);
+    // A client of the run, or of the run before it, is brought up to date
+    // as the original would.
+    let before = Cursor {
+        version: 1,
+        steps: 0,
+    };
+    for cursor in cursors.into_iter().chain([before]) {
+        assert_eq!(reloaded.delta_since(cursor), m.delta_since(cursor), "{cursor}");
+    }
+}
+
+#[test]
 fn damaged_saved_states_are_refused() {
     let good = {
         let mut m = machine();
