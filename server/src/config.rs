@@ -41,6 +41,44 @@ pub struct Config {
     /// How the server meets the public internet (behind a proxy or not).
     #[serde(default)]
     pub http: Http,
+    /// Cluster mode: sessions in Redis, shared by every node.
+    #[serde(default)]
+    pub cluster: Cluster,
+}
+
+/// The `[cluster]` table. Without a Redis URL the server is one process
+/// with its sessions in SQLite; with one, it is a node of a cluster whose
+/// only store and coordination is that Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Cluster {
+    /// Such as `redis://127.0.0.1:6379/`. Empty: not a cluster.
+    pub redis_url: String,
+    /// This node's name in logs, metrics and leases. Empty: one is made up
+    /// at start from the host name and a random suffix.
+    pub node_id: String,
+    /// How long a node owns a running session without committing: a node
+    /// that dies or stalls loses its runs to another after this.
+    pub lease_ms: u64,
+    /// How often each node looks for running sessions whose lease lapsed.
+    /// A dead node's runs resume within `lease-ms` plus this.
+    pub scan_ms: u64,
+    /// About how many recent changes Redis keeps per session for streams
+    /// that resume on another node (trimmed in nodes of 100, so up to 100
+    /// more); a stream further behind gets a snapshot.
+    pub log_len: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Cluster {
+        Cluster {
+            redis_url: String::new(),
+            node_id: String::new(),
+            lease_ms: 2000,
+            scan_ms: 500,
+            log_len: 256,
+        }
+    }
 }
 
 /// The `[http]` table.
@@ -386,6 +424,37 @@ impl Config {
             "HAILSTONE_CLIENT_ADDRESS_HEADER",
             "http.client-address-header",
         )?;
+        let cluster = &mut self.cluster;
+        set(
+            &mut cluster.redis_url,
+            env,
+            "HAILSTONE_REDIS_URL",
+            "cluster.redis-url",
+        )?;
+        set(
+            &mut cluster.node_id,
+            env,
+            "HAILSTONE_NODE_ID",
+            "cluster.node-id",
+        )?;
+        set(
+            &mut cluster.lease_ms,
+            env,
+            "HAILSTONE_LEASE_MS",
+            "cluster.lease-ms",
+        )?;
+        set(
+            &mut cluster.scan_ms,
+            env,
+            "HAILSTONE_SCAN_MS",
+            "cluster.scan-ms",
+        )?;
+        set(
+            &mut cluster.log_len,
+            env,
+            "HAILSTONE_LOG_LEN",
+            "cluster.log-len",
+        )?;
         Ok(())
     }
 
@@ -399,6 +468,16 @@ impl Config {
         }
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max-body-bytes", "must be at least 1");
+        }
+        if self
+            .cluster
+            .node_id
+            .contains(|c: char| c == ':' || c.is_whitespace())
+        {
+            return invalid("cluster.node-id", "must not contain ':' or spaces");
+        }
+        if self.cluster.scan_ms > self.cluster.lease_ms {
+            return invalid("cluster.scan-ms", "must be at most cluster.lease-ms");
         }
         if self.collatz.step_interval_ms > u64::from(MAX_INTERVAL_MS) {
             return invalid("collatz.step-interval-ms", "must be at most 10000");
@@ -439,6 +518,9 @@ impl Config {
                 "limits.streams-per-address",
                 self.limits.streams_per_address,
             ),
+            ("cluster.lease-ms", self.cluster.lease_ms as usize),
+            ("cluster.scan-ms", self.cluster.scan_ms as usize),
+            ("cluster.log-len", self.cluster.log_len as usize),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1");

@@ -325,6 +325,7 @@ impl SessionApi for SessionHandle {
                     |refused| match refused {
                         NoRoom::Full => AppError::AtCapacity,
                         NoRoom::TooMany => AppError::TooManySessions,
+                        NoRoom::Unavailable => AppError::Command(CommandError::Unsaved),
                     },
                 )?;
             *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());

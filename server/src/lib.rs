@@ -4,10 +4,13 @@
 //! and stream. `main.rs` only reads the configuration, binds the socket and
 //! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
 
+pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod download;
 pub mod http;
 pub mod id;
+pub mod local;
 pub mod metrics;
 pub mod serve;
 pub mod session;
@@ -38,6 +41,8 @@ use tracing::Instrument;
 pub use config::Config;
 
 use crate::{
+    backend::Backend,
+    cluster::Cluster,
     id::SessionId,
     metrics::Metrics,
     session::Session,
@@ -61,8 +66,8 @@ pub struct Runtime {
     pub stream_lifetime: Option<Duration>,
     /// The origin, cookie and `/metrics` rules.
     pub http: http::Policy,
-    /// Where sessions are saved (evicted ones are deleted from it).
-    store: Arc<dyn Store>,
+    /// Where sessions are kept (evicted ones are deleted from it).
+    backend: Backend,
     /// How many sessions each client address may start, per minute.
     new_sessions: DefaultKeyedRateLimiter<IpAddr>,
     /// The open event streams, bounded per address and per session.
@@ -76,6 +81,8 @@ pub enum NoRoom {
     Full,
     /// The client's address started too many sessions lately.
     TooMany,
+    /// The store cannot be reached (a cluster's Redis is down).
+    Unavailable,
 }
 
 impl Runtime {
@@ -83,24 +90,27 @@ impl Runtime {
     /// caller's tokio runtime. Call [`Runtime::restore`] to bring back the
     /// stored sessions.
     pub fn new(config: &Config, store: Arc<dyn Store>) -> Arc<Runtime> {
-        let metrics = Arc::new(Metrics::new());
-        Runtime::with_tasks(config, store, Tasks::new(metrics.clone()), metrics)
+        let metrics = Arc::new(Metrics::new(""));
+        Runtime::with_tasks(config, store.into(), Tasks::new(metrics.clone()), metrics)
     }
 
-    /// Like [`Runtime::new`], with the tasks on threads of their own at a
-    /// lower priority than requests (see [`tasks`]). What [`run`] uses.
+    /// A runtime for `config` whose sessions are kept by `backend`, with
+    /// the tasks on threads of their own at a lower priority than requests
+    /// (see [`tasks`]). What [`run`] uses.
     pub fn with_tasks_on_own_threads(
         config: &Config,
-        store: Arc<dyn Store>,
+        backend: impl Into<Backend>,
     ) -> std::io::Result<Arc<Runtime>> {
-        let metrics = Arc::new(Metrics::new());
+        let backend = backend.into();
+        let node = backend.cluster().map_or("", |cluster| cluster.node());
+        let metrics = Arc::new(Metrics::new(node));
         let tasks = Tasks::on_own_threads(metrics.clone())?;
-        Ok(Runtime::with_tasks(config, store, tasks, metrics))
+        Ok(Runtime::with_tasks(config, backend, tasks, metrics))
     }
 
     fn with_tasks(
         config: &Config,
-        store: Arc<dyn Store>,
+        backend: Backend,
         tasks: Tasks,
         metrics: Arc<Metrics>,
     ) -> Arc<Runtime> {
@@ -110,10 +120,10 @@ impl Runtime {
                 config.session_settings(),
                 config.sessions.max,
                 config.idle_timeout(),
-                store.clone(),
+                backend.clone(),
                 shutdown.clone(),
             ),
-            store,
+            backend,
             new_sessions: RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(config.sessions.new_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
@@ -185,7 +195,18 @@ impl Runtime {
         // Others may take the room made; a few tries, then give up.
         for _ in 0..4 {
             if let Ok(session) = self.sessions.create() {
-                return Ok(session);
+                let stored = self
+                    .backend
+                    .create(session.id(), &session.machine().await)
+                    .await;
+                return match stored {
+                    Ok(()) => Ok(session),
+                    Err(error) => {
+                        tracing::error!(%error, "could not store a new session");
+                        self.sessions.remove(session.id());
+                        Err(NoRoom::Unavailable)
+                    }
+                };
             }
             let Some(evicted) = self.sessions.evict_one() else {
                 break;
@@ -195,7 +216,7 @@ impl Runtime {
             }
             self.metrics.sessions_evicted.inc();
             tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");
-            if let Err(error) = self.store.delete(vec![evicted.id]).await {
+            if let Err(error) = self.backend.delete(vec![evicted.id]).await {
                 tracing::error!(%error, "could not delete an evicted session");
             }
         }
@@ -236,6 +257,17 @@ impl Runtime {
                 () = self.shutdown.cancelled() => return,
                 _ = ticks.tick() => {
                     self.new_sessions.retain_recent();
+                    if let Some(cluster) = self.backend.cluster() {
+                        // Sessions used here stay in Redis: touched, watched
+                        // or running.
+                        let used: Vec<SessionId> = self
+                            .sessions
+                            .all_live()
+                            .iter()
+                            .map(|session| session.id())
+                            .collect();
+                        cluster.touch(&used).await;
+                    }
                     let expired = self.sessions.expire(timeout).await;
                     if expired > 0 {
                         tracing::info!(expired, live = self.sessions.len(), "idle sessions expired");
@@ -243,6 +275,92 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// Cluster mode: passes each bell from Redis to the session it names
+    /// (if this node holds it), and after a lost connection tells every
+    /// session that bells may have been missed.
+    async fn listen_for_bells(self: Arc<Self>, mut pushes: cluster::Pushes) {
+        loop {
+            let push = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                push = pushes.recv() => push,
+            };
+            let Some(push) = push else { return };
+            if push.kind == redis::PushKind::Disconnection {
+                for session in self.sessions.all_live() {
+                    session.distrust();
+                }
+            } else if let Some((id, version)) = cluster::bell(&push) {
+                if let Some(session) = self.sessions.live(id) {
+                    session.notice(version);
+                }
+            }
+        }
+    }
+
+    /// Cluster mode: every scan period, checks that Redis answers (and is
+    /// the same process), and takes over the runs whose owner stopped
+    /// renewing its lease, resuming each here.
+    async fn take_over_lapsed_runs(self: Arc<Self>, cluster: Arc<Cluster>) {
+        let mut ticks = tokio::time::interval(cluster.scan_period());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match cluster.check().await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(
+                        node = cluster.node(),
+                        "Redis restarted; every session is read again"
+                    );
+                    for session in self.sessions.all_live() {
+                        session.distrust();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(node = cluster.node(), %error, "Redis cannot be reached");
+                    continue;
+                }
+            }
+            let taken = match cluster.take_over().await {
+                Ok(taken) => taken,
+                Err(error) => {
+                    tracing::warn!(node = cluster.node(), %error, "cannot look for lapsed runs");
+                    continue;
+                }
+            };
+            for (id, epoch) in taken {
+                self.metrics.takeovers.inc();
+                tracing::info!(node = cluster.node(), session = %id.short(), epoch, "took over a run whose lease lapsed");
+                match self.session(id).await {
+                    Ok(Some(session)) => {
+                        if let Some(started) = session.adopt(epoch).await {
+                            self.tasks.spawn(session, started);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(%error, session = %id.short(), "could not load a run taken over");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cluster mode: whether Redis failed to answer last time.
+    pub fn store_is_down(&self) -> bool {
+        self.backend
+            .cluster()
+            .is_some_and(|cluster| !*cluster.up().borrow())
+    }
+
+    /// Cluster mode: a receiver of whether Redis answers.
+    pub fn store_up(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.backend.cluster().map(|cluster| cluster.up())
     }
 
     /// Cancels every task and stream, and waits for the tasks to end.
@@ -380,6 +498,14 @@ async fn metrics(
         .into_response()
 }
 
+/// Where a server keeps its sessions.
+pub enum Mode {
+    /// One process, sessions saved in this store.
+    Local(Arc<dyn Store>),
+    /// A node of a cluster, with the pushes of its bells' connection.
+    Cluster(Arc<Cluster>, cluster::Pushes),
+}
+
 /// Serves on `listener` until `shutdown` completes; then ends every event
 /// stream and task, lets requests in flight finish, and returns. Sessions
 /// stored in `store` come back first, running ones running.
@@ -389,7 +515,31 @@ pub async fn run(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let runtime = Runtime::with_tasks_on_own_threads(&config, store)?;
+    run_in(listener, config, Mode::Local(store), shutdown).await
+}
+
+/// [`run`], in either mode.
+pub async fn run_in(
+    listener: TcpListener,
+    config: Config,
+    mode: Mode,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (backend, pushes) = match mode {
+        Mode::Local(store) => (Backend::from(store), None),
+        Mode::Cluster(cluster, pushes) => (Backend::Cluster(cluster), Some(pushes)),
+    };
+    let runtime = Runtime::with_tasks_on_own_threads(&config, backend)?;
+    let cluster_loops = match (runtime.backend.cluster(), pushes) {
+        (Some(cluster), Some(pushes)) => vec![
+            tokio::spawn(runtime.clone().listen_for_bells(pushes)),
+            runtime
+                .tasks
+                .handle()
+                .spawn(runtime.clone().take_over_lapsed_runs(cluster.clone())),
+        ],
+        _ => Vec::new(),
+    };
     // Listen first: stored sessions are rebuilt when asked for, and the
     // running ones are resumed in the background, on the tasks' threads.
     let restoring = runtime.tasks.handle().spawn({
@@ -409,7 +559,12 @@ pub async fn run(
     });
     let router = app(runtime.clone(), &config);
     let expiry = tokio::spawn(runtime.clone().expire_idle_sessions(config.idle_timeout()));
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    match runtime.backend.cluster() {
+        Some(cluster) => {
+            tracing::info!(addr = %listener.local_addr()?, node = cluster.node(), "listening, a node of a cluster")
+        }
+        None => tracing::info!(addr = %listener.local_addr()?, "listening"),
+    }
     let token = runtime.shutdown.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -425,6 +580,9 @@ pub async fn run(
     .await;
     restoring.abort();
     runtime.stop().await;
+    for cluster_loop in cluster_loops {
+        let _ = cluster_loop.await;
+    }
     let _ = expiry.await;
     tracing::info!("stopped");
     Ok(())

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use server::Config;
+use server::{cluster::Cluster, Config, Mode};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -35,11 +35,32 @@ async fn main() -> ExitCode {
         );
         config.limits.max_connections = room.max(1);
     }
-    let store = match server::store::open(&config.store.path) {
-        Ok(store) => store,
-        Err(error) => {
-            tracing::error!("{error}");
-            return ExitCode::FAILURE;
+    let mode = if config.cluster.redis_url.is_empty() {
+        match server::store::open(&config.store.path) {
+            Ok(store) => Mode::Local(store),
+            Err(error) => {
+                tracing::error!("{error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let node = match config.cluster.node_id.as_str() {
+            "" => made_up_node_id(),
+            node => node.to_owned(),
+        };
+        let connected = Cluster::connect(
+            &config.cluster.redis_url,
+            node,
+            &config.cluster,
+            config.idle_timeout(),
+        )
+        .await;
+        match connected {
+            Ok((cluster, pushes)) => Mode::Cluster(cluster, pushes),
+            Err(error) => {
+                tracing::error!("{error}; is Redis running at cluster.redis-url?");
+                return ExitCode::FAILURE;
+            }
         }
     };
     let addr = config.site.addr;
@@ -53,13 +74,26 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::run(listener, config, store, shutdown_signal()).await {
+    match server::run_in(listener, config, mode, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("server failed: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A node's name when none is configured: the host's name and a random
+/// suffix, so two nodes on one host differ.
+fn made_up_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let host = if host.is_empty() { "node" } else { &host };
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 /// Descriptors kept for everything but client connections.

@@ -40,6 +40,12 @@ pub struct Metrics {
     /// New sessions refused (cap reached with nothing to evict, or an
     /// address over its rate).
     pub sessions_refused: Counter,
+    /// Cluster mode: commits of this node's tasks refused because another
+    /// node took the run over (this node was paused or cut off past its
+    /// lease); each stops its task.
+    pub fenced_commits: Counter,
+    /// Cluster mode: runs this node took over after their lease lapsed.
+    pub takeovers: Counter,
     /// Seconds from a command's arrival at the runtime to its answer: the
     /// wait for the session's lock, the change and its write to the store.
     pub command_seconds: Histogram,
@@ -49,9 +55,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under the `hailstone_` prefix.
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("hailstone");
+    /// Registers every metric under the `hailstone_` prefix, labelled with
+    /// `node` when this is a node of a cluster (`node` not empty).
+    pub fn new(node: &str) -> Metrics {
+        let labels = (!node.is_empty()).then(|| ("node".into(), node.to_owned().into()));
+        let mut registry = Registry::with_prefix_and_labels("hailstone", labels.into_iter());
         let metrics = Metrics {
             sessions: Gauge::default(),
             running_tasks: Gauge::default(),
@@ -65,6 +73,8 @@ impl Metrics {
             sessions_rebuilt: Counter::default(),
             sessions_evicted: Counter::default(),
             sessions_refused: Counter::default(),
+            fenced_commits: Counter::default(),
+            takeovers: Counter::default(),
             command_seconds: latency_histogram(),
             server_fn_seconds: latency_histogram(),
             registry: Registry::default(),
@@ -118,6 +128,16 @@ impl Metrics {
             metrics.sessions_refused.clone(),
         );
         registry.register(
+            "fenced_commits",
+            "Commits refused because another node took the run over",
+            metrics.fenced_commits.clone(),
+        );
+        registry.register(
+            "takeovers",
+            "Runs taken over after their lease lapsed",
+            metrics.takeovers.clone(),
+        );
+        registry.register(
             "command_seconds",
             "Time to apply a command: lock wait, change, store write",
             metrics.command_seconds.clone(),
@@ -148,6 +168,6 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new("")
     }
 }

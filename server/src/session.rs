@@ -11,16 +11,14 @@ use shared::{
     wire::{Command, CommandError, Delta, EventId, Snapshot, Status, Update},
     Collatz, Number, Outcome, Refused,
 };
-use std::time::Duration;
-
-use tokio::{
-    sync::{watch, Mutex},
-    time::Instant,
-};
+use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::id::SessionId;
-use crate::store::{Receipt, Store};
+use crate::{
+    backend::{Change, CommitError, Ledger, Op},
+    store::Receipt,
+};
 
 /// One browser's session.
 pub struct Session {
@@ -43,6 +41,10 @@ pub struct Session {
     /// Set when the registry lets the session go (expired or evicted): a
     /// request that found it just before must not store it again.
     retired: AtomicBool,
+    /// Set when other nodes committed changes this copy has not read (a
+    /// bell rang, a commit met a newer version, or bells may have been
+    /// missed); the next use reads them first.
+    behind: AtomicBool,
     /// When a request last touched the session, in the registry's clock.
     last_seen: AtomicU64,
     /// Marks of the run's trajectory that older values are recomputed
@@ -52,37 +54,8 @@ pub struct Session {
     marks: Arc<std::sync::Mutex<Option<Marks>>>,
 }
 
-/// A running session saves a checkpoint after at least this many versions
-/// and [`CHECKPOINT_PERIOD`] (and when its run stops), so a restart redoes
-/// at most 32 steps or one second of steps, whichever is more. As fast as
-/// possible, that is one save a second per session rather than one per
-/// batch.
-pub const CHECKPOINT_EVERY: u64 = 32;
-/// See [`CHECKPOINT_EVERY`].
-pub const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
-
-/// Each save reserves this many versions past its own, which may be
-/// published before the next save; a rebuild resumes above the reservation,
-/// so versions never go backwards. A running task checkpoints again (and
-/// waits for it) well before using half of it.
-pub const VERSION_RESERVE: u64 = 1 << 20;
-
-/// How far a restored session's version is raised when its record has no
-/// reservation (records from before reservations were kept): past any
-/// version the old checkpointing (every 32 versions) could have published
-/// without storing it.
-pub const RESTORE_VERSION_GAP: u64 = 2 * CHECKPOINT_EVERY + 1;
-
-/// What the store keeps of `machine`, with its reservation of versions.
-pub fn record(machine: &Collatz) -> shared::Saved {
-    shared::Saved {
-        reserved: machine.version() + VERSION_RESERVE,
-        ..machine.saved()
-    }
-}
-
 /// What the lock guards: the state machine, the token of the one task
-/// allowed to run, and where the state is saved.
+/// allowed to run, and the ledger its changes are committed through.
 pub struct State {
     /// The session's Collatz state machine. Its window of recent values is
     /// also what a slow or reconnecting subscriber is brought up to date
@@ -90,14 +63,9 @@ pub struct State {
     machine: Collatz,
     /// The live task's generation and its cancellation token.
     task: Option<(u64, CancellationToken)>,
-    /// The session's id, its key in the store.
-    id: SessionId,
-    /// Where the state is saved.
-    store: Arc<dyn Store>,
-    /// The version saved last.
-    saved_version: u64,
-    /// When a checkpoint was last enqueued (tokio's clock: tests pause it).
-    saved_at: Instant,
+    /// Where changes are committed: one process's store, or the cluster's
+    /// Redis. The code of this file does not depend on which.
+    ledger: Ledger,
     /// Cancelled on shutdown; each task's token is a child of it.
     shutdown: CancellationToken,
 }
@@ -110,49 +78,29 @@ pub struct Started {
     pub cancel: CancellationToken,
 }
 
-impl State {
-    /// Up to `max` steps of the task of `generation`, published as one
-    /// delta. A checkpoint is enqueued in the store every
-    /// [`CHECKPOINT_EVERY`] versions and when the run ends; its receipt is
-    /// returned for the task to await *after* the lock section, so no lock
+/// What a task's batch of steps did.
+pub struct Stepped {
+    /// The change published.
+    pub delta: Delta,
+    /// One process's checkpoint, to await after the lock section: no lock
     /// is held while the disk works.
-    pub fn step(
-        &mut self,
-        generation: u64,
-        max: usize,
-    ) -> Result<(Delta, Option<Receipt<()>>), Refused> {
-        let mut delta = self.machine.step(generation)?;
-        for _ in 1..max {
-            match self.machine.step(generation) {
-                Ok(next) => delta = delta.merge(next),
-                Err(_) => break,
-            }
-        }
-        self.retire_stale_task();
-        let since = delta.version - self.saved_version;
-        let due = delta.status != Status::Running
-            || since >= VERSION_RESERVE / 2
-            || (since >= CHECKPOINT_EVERY && self.saved_at.elapsed() >= CHECKPOINT_PERIOD);
-        Ok((delta, due.then(|| self.checkpoint())))
-    }
+    pub checkpoint: Option<Receipt<()>>,
+}
 
-    /// The task of `generation` died, or its checkpoint could not be
-    /// stored: pause its run. The pause is saved without waiting; if the
-    /// store fails it keeps trying, so a restart does not bring the run
-    /// back running.
-    pub fn halt(&mut self, generation: u64) {
-        if self.machine.halt(generation).is_some() {
-            self.saved_version = self.machine.version();
-            self.saved_at = Instant::now();
-            self.store.keep(self.id, record(&self.machine));
-        }
-        self.retire_stale_task();
-    }
+/// Why a task's batch of steps was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError {
+    /// The machine refused: the task is stale or the run is not running.
+    Refused(Refused),
+    /// Not committed (see [`CommitError`]); the state is as it was.
+    Commit(CommitError),
+}
 
+impl State {
     /// A rebuilt session that was running and has no task yet: the task to
     /// spawn for it.
     pub fn resume(&mut self) -> Option<Started> {
-        (self.machine.status() == Status::Running && self.task.is_none())
+        (self.machine.status() == Status::Running && self.task.is_none() && self.ledger.owns_run())
             .then(|| self.start_task(self.machine.generation()))
     }
 
@@ -161,14 +109,6 @@ impl State {
         let cancel = self.shutdown.child_token();
         self.task = Some((generation, cancel.clone()));
         Started { generation, cancel }
-    }
-
-    /// Enqueues the state as it is now in the store; failures are logged
-    /// there.
-    fn checkpoint(&mut self) -> Receipt<()> {
-        self.saved_version = self.machine.version();
-        self.saved_at = Instant::now();
-        self.store.save(self.id, record(&self.machine))
     }
 
     /// What a subscriber at `last` needs next, with the event id it brings
@@ -207,13 +147,17 @@ impl State {
     }
 }
 
+/// How many times a command is tried when other nodes keep committing
+/// first (each try catches up with them).
+const COMMAND_TRIES: usize = 8;
+
 impl Session {
-    /// A session with the given state (fresh, or restored from the store).
+    /// A session with the given state (fresh, or loaded) and its ledger.
     pub fn new(
         id: SessionId,
         machine: Collatz,
+        ledger: Ledger,
         now: u64,
-        store: Arc<dyn Store>,
         shutdown: CancellationToken,
     ) -> Session {
         let version = machine.version();
@@ -224,10 +168,7 @@ impl Session {
             state: Mutex::new(State {
                 machine,
                 task: None,
-                id,
-                store,
-                saved_version: version,
-                saved_at: Instant::now(),
+                ledger,
                 shutdown,
             }),
             doorbell: watch::Sender::new(version),
@@ -235,6 +176,7 @@ impl Session {
             subscribers: AtomicUsize::new(0),
             running: AtomicBool::new(running),
             retired: AtomicBool::new(false),
+            behind: AtomicBool::new(false),
             last_seen: AtomicU64::new(now),
             marks: Arc::default(),
         }
@@ -246,12 +188,14 @@ impl Session {
     }
 
     /// Applies a user's command in the lock section. The change is made on a
-    /// copy and kept only once the store has it: the lock is held across
-    /// that one await (the save), so memory never runs ahead of the store
-    /// and nothing unsaved is acknowledged or published. When the command
-    /// starts a run, `spawn` gets the task to start, still inside the lock
-    /// section (so no page sees "running" before the task exists). Returns
-    /// the version that shows the command's effect.
+    /// copy and kept only once the ledger has committed it: the lock is held
+    /// across that one await, so memory never runs ahead of the store and
+    /// nothing uncommitted is acknowledged or published. When another node
+    /// committed first, the session catches up and the command is tried
+    /// again on the newer state. When the command starts a run, `spawn` gets
+    /// the task to start, still inside the lock section (so no page sees
+    /// "running" before the task exists). Returns the version that shows the
+    /// command's effect.
     pub async fn command(
         &self,
         command: &Command,
@@ -265,31 +209,253 @@ impl Session {
             return Err(CommandError::Ended);
         }
         let before = state.machine.version();
-        let mut next = state.machine.clone();
-        let Outcome { delta, start_task } = next.apply(command)?;
-        if delta.is_some() {
-            state
-                .store
-                .save(self.id, record(&next))
+        for _ in 0..COMMAND_TRIES {
+            self.catch_up(&mut state)
                 .await
-                .map_err(|error| {
-                    tracing::error!(%error, session = %self.id.short(), "could not save the session");
-                    CommandError::Unsaved
-                })?;
-            state.saved_version = next.version();
+                .map_err(|error| self.refusal(error))?;
+            let base = state.machine.version();
+            let mut next = state.machine.clone();
+            let Outcome { delta, start_task } = next.apply(command)?;
+            if delta.is_some() {
+                let op = Op::Command {
+                    command: command.clone(),
+                    takes_task: start_task.is_some(),
+                };
+                let change = Change {
+                    base,
+                    after: &next,
+                    op: &op,
+                };
+                match state.ledger.commit(change).await {
+                    Ok(_) => {}
+                    Err(CommitError::Conflict) => {
+                        self.behind.store(true, Ordering::Release);
+                        continue;
+                    }
+                    Err(error) => return Err(self.refusal(error)),
+                }
+            }
+            state.machine = next;
+            state.retire_stale_task();
+            if let Some(generation) = start_task {
+                spawn(state.start_task(generation));
+            }
+            let version = state.machine.version();
+            self.note_change(&state);
+            drop(state);
+            if version != before {
+                self.announce(version);
+            }
+            return Ok(version);
         }
-        state.machine = next;
+        tracing::warn!(session = %self.id.short(), "other nodes kept changing the session; command refused");
+        Err(CommandError::Unsaved)
+    }
+
+    /// What a command is answered when its change could not be committed.
+    fn refusal(&self, error: CommitError) -> CommandError {
+        match error {
+            CommitError::Gone => {
+                self.retired.store(true, Ordering::Release);
+                self.doorbell.send_modify(|_| {});
+                CommandError::Ended
+            }
+            error => {
+                tracing::warn!(%error, session = %self.id.short(), "a command could not be committed");
+                CommandError::Unsaved
+            }
+        }
+    }
+
+    /// Up to `max` steps of the task of `generation` in the lock section,
+    /// published as one delta once the ledger has them. When the ledger
+    /// commits before publishing (a cluster), the steps are made on a copy,
+    /// so a refused commit leaves the state as it was. The caller announces
+    /// the new version (see [`Session::update_unannounced`]).
+    pub async fn step(&self, generation: u64, max: usize) -> Result<Stepped, StepError> {
+        let mut guard = self.state.lock().await;
+        self.catch_up(&mut guard).await.map_err(StepError::Commit)?;
+        let state = &mut *guard;
+        let copy = state.ledger.commits_first().then(|| state.machine.clone());
+        let mut delta = state.machine.step(generation).map_err(StepError::Refused)?;
+        for _ in 1..max {
+            match state.machine.step(generation) {
+                Ok(next) => delta = delta.merge(next),
+                Err(_) => break,
+            }
+        }
+        let op = Op::Steps {
+            generation,
+            count: delta.version - delta.base,
+        };
+        let change = Change {
+            base: delta.base,
+            after: &state.machine,
+            op: &op,
+        };
+        match state.ledger.commit(change).await {
+            Ok(checkpoint) => {
+                state.retire_stale_task();
+                self.note_change(state);
+                Ok(Stepped { delta, checkpoint })
+            }
+            Err(error) => {
+                if let Some(copy) = copy {
+                    state.machine = copy;
+                }
+                match &error {
+                    CommitError::Conflict => self.behind.store(true, Ordering::Release),
+                    CommitError::Fenced => {
+                        // Another node owns the run now: this task ends, and
+                        // the state is read again from the store.
+                        self.behind.store(true, Ordering::Release);
+                        if let Some((_, cancel)) = state.task.take() {
+                            cancel.cancel();
+                        }
+                    }
+                    CommitError::Gone => {
+                        self.retired.store(true, Ordering::Release);
+                        self.doorbell.send_modify(|_| {});
+                    }
+                    CommitError::Unavailable(_) => {}
+                }
+                Err(StepError::Commit(error))
+            }
+        }
+    }
+
+    /// The task of `generation` died, or its checkpoint could not be
+    /// stored: pause its run, so the switch never says running while
+    /// nothing runs. One process saves the pause without waiting (and keeps
+    /// trying); a node commits it while it still owns the run.
+    pub async fn halt(&self, generation: u64) {
+        let mut state = self.state.lock().await;
+        let base = state.machine.version();
+        let mut next = state.machine.clone();
+        if next.halt(generation).is_some() {
+            let op = Op::Halt { generation };
+            let change = Change {
+                base,
+                after: &next,
+                op: &op,
+            };
+            match state.ledger.commit(change).await {
+                Ok(_) => state.machine = next,
+                Err(error) => {
+                    tracing::error!(%error, session = %self.id.short(), "could not pause the run of a failed task");
+                }
+            }
+        }
         state.retire_stale_task();
-        if let Some(generation) = start_task {
-            spawn(state.start_task(generation));
-        }
         let version = state.machine.version();
         self.note_change(&state);
         drop(state);
-        if version != before {
-            self.announce(version);
+        self.announce(version);
+    }
+
+    /// This node took over the session's run (its owner stopped renewing
+    /// the lease, epoch `epoch`): reads the state again and returns the
+    /// task to spawn, if the run still runs.
+    pub async fn adopt(&self, epoch: u64) -> Option<Started> {
+        let mut state = self.state.lock().await;
+        state.ledger.adopt(epoch);
+        self.behind.store(true, Ordering::Release);
+        if let Err(error) = self.catch_up(&mut state).await {
+            tracing::warn!(%error, session = %self.id.short(), "could not read a session taken over");
+            return None;
         }
-        Ok(version)
+        // A task of an earlier lease of this node is stale: its commits
+        // would be refused.
+        if let Some((_, cancel)) = state.task.take() {
+            cancel.cancel();
+        }
+        state.resume()
+    }
+
+    /// How often the task must renew its lease when it commits nothing.
+    pub async fn renew_every(&self) -> Option<std::time::Duration> {
+        self.state.lock().await.ledger.renew_every()
+    }
+
+    /// Renews the lease of the run (a long step interval commits too
+    /// seldom to keep it). Outside the lock section's change: only the
+    /// ledger is touched.
+    pub async fn renew(&self) -> Result<(), CommitError> {
+        let mut state = self.state.lock().await;
+        let renewed = state.ledger.renew().await;
+        if renewed == Err(CommitError::Fenced) {
+            self.behind.store(true, Ordering::Release);
+            if let Some((_, cancel)) = state.task.take() {
+                cancel.cancel();
+            }
+        }
+        renewed
+    }
+
+    /// Another node committed `version` (its bell rang): the session is
+    /// behind if that is newer than what it published, and its streams are
+    /// woken to catch up.
+    pub fn notice(&self, version: u64) {
+        if version > *self.doorbell.borrow() {
+            self.behind.store(true, Ordering::Release);
+            self.doorbell.send_modify(|_| {});
+        }
+    }
+
+    /// Bells may have been missed (the connection to Redis dropped), or
+    /// Redis restarted: the session reads the store again before it is
+    /// next used.
+    pub fn distrust(&self) {
+        self.behind.store(true, Ordering::Release);
+        self.doorbell.send_modify(|_| {});
+    }
+
+    /// Whether others committed changes this copy has not read yet.
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(Ordering::Acquire)
+    }
+
+    /// Whether the session was let go of (expired, evicted, or gone from
+    /// the store): its streams end.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// In the lock section: brings the state up to date with what others
+    /// committed, if it is behind, and announces it.
+    async fn catch_up(&self, state: &mut State) -> Result<(), CommitError> {
+        // Cleared before reading: a bell that rings meanwhile sets it again.
+        if !self.behind.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match state.ledger.catch_up(&state.machine).await {
+            Ok(Some(machine)) => {
+                state.machine = machine;
+                state.retire_stale_task();
+                self.note_change(state);
+                self.announce(state.machine.version());
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(CommitError::Gone) => {
+                self.retired.store(true, Ordering::Release);
+                self.doorbell.send_modify(|_| {});
+                Err(CommitError::Gone)
+            }
+            Err(error) => {
+                self.behind.store(true, Ordering::Release);
+                Err(error)
+            }
+        }
+    }
+
+    /// What a subscriber at `last` needs next (see [`State::since`]), read
+    /// after catching up with other nodes. A copy that cannot catch up
+    /// (Redis is down) answers from what it has.
+    pub async fn since(&self, last: Option<EventId>) -> Option<(EventId, Update)> {
+        let mut state = self.state.lock().await;
+        let _ = self.catch_up(&mut state).await;
+        state.since(last)
     }
 
     /// The lock section (Reflex's `async with self`): waits for the
@@ -352,14 +518,22 @@ impl Session {
         });
     }
 
+    /// A copy of the state machine (what a new session is stored as).
+    pub async fn machine(&self) -> Collatz {
+        self.state.lock().await.machine.clone()
+    }
+
     /// The state now.
     pub async fn snapshot(&self) -> Snapshot {
-        self.state.lock().await.machine.snapshot()
+        let mut state = self.state.lock().await;
+        let _ = self.catch_up(&mut state).await;
+        state.machine.snapshot()
     }
 
     /// The run's start and the steps taken from it, once there is a run.
     pub async fn trajectory(&self) -> Option<(Number, u64)> {
-        let state = self.state.lock().await;
+        let mut state = self.state.lock().await;
+        let _ = self.catch_up(&mut state).await;
         let (start, steps) = state.machine.trajectory()?;
         Some((start.clone(), steps))
     }
@@ -445,5 +619,6 @@ impl Session {
         if let Some((_, cancel)) = state.task.take() {
             cancel.cancel();
         }
+        self.doorbell.send_modify(|_| {});
     }
 }

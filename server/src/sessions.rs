@@ -10,14 +10,15 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use shared::{Collatz, Settings, Unrestorable};
+use shared::{Collatz, Settings};
 use tokio::{sync::OnceCell, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backend::{Backend, Ledger, Loaded},
     id::SessionId,
-    session::{Session, RESTORE_VERSION_GAP},
-    store::{Store, StoreError},
+    session::Session,
+    store::StoreError,
 };
 
 /// Every session, live or stored.
@@ -33,12 +34,13 @@ pub struct Sessions {
     idle_timeout: Duration,
     /// The registry's clock starts here; sessions keep seconds since.
     epoch: Instant,
-    /// Where every session is saved.
-    store: Arc<dyn Store>,
+    /// Where every session is kept.
+    backend: Backend,
     /// Cancelled on shutdown; passed to every session.
     shutdown: CancellationToken,
     /// Set once the store's index is read: from then on an id that is not
-    /// in the map names no session, and the store is not asked.
+    /// in the map names no session, and the store is not asked. Never set
+    /// in a cluster, whose other nodes make sessions.
     indexed: AtomicBool,
 }
 
@@ -78,21 +80,13 @@ pub struct Found {
     pub rebuilt: bool,
 }
 
-/// Why a stored session could not be rebuilt.
-enum Missing {
-    /// Not in the store, or a record that cannot be rebuilt.
-    Absent,
-    /// The store failed.
-    Store(StoreError),
-}
-
 impl Sessions {
     /// An empty registry.
     pub fn new(
         settings: Settings,
         max: usize,
         idle_timeout: Duration,
-        store: Arc<dyn Store>,
+        backend: Backend,
         shutdown: CancellationToken,
     ) -> Sessions {
         Sessions {
@@ -101,7 +95,7 @@ impl Sessions {
             max,
             idle_timeout,
             epoch: Instant::now(),
-            store,
+            backend,
             shutdown,
             indexed: AtomicBool::new(false),
         }
@@ -110,7 +104,9 @@ impl Sessions {
     /// Reads the store's index: every stored session becomes known without
     /// being loaded. Returns the ids of those that were running, to resume.
     pub async fn load_index(&self) -> Result<Vec<SessionId>, StoreError> {
-        let index = self.store.index().await?;
+        let Some(index) = self.backend.index().await? else {
+            return Ok(Vec::new());
+        };
         let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -132,14 +128,28 @@ impl Sessions {
         Ok(running)
     }
 
-    fn session(&self, id: SessionId, machine: Collatz) -> Session {
-        Session::new(
-            id,
-            machine,
-            self.now(),
-            self.store.clone(),
-            self.shutdown.clone(),
-        )
+    fn session(&self, id: SessionId, machine: Collatz, ledger: Ledger) -> Session {
+        Session::new(id, machine, ledger, self.now(), self.shutdown.clone())
+    }
+
+    /// The session named by `id` if it is in memory, untouched (for news
+    /// from other nodes).
+    pub fn live(&self, id: SessionId) -> Option<Arc<Session>> {
+        match self.lock().get(&id) {
+            Some(Entry::Live(session)) => Some(session.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every session in memory.
+    pub fn all_live(&self) -> Vec<Arc<Session>> {
+        self.lock()
+            .values()
+            .filter_map(|entry| match entry {
+                Entry::Live(session) => Some(session.clone()),
+                Entry::Stored { .. } => None,
+            })
+            .collect()
     }
 
     /// The session named by `id`, rebuilt from the store if it was not yet;
@@ -148,6 +158,11 @@ impl Sessions {
         let cell = {
             let mut map = self.lock();
             match map.get(&id) {
+                Some(Entry::Live(session)) if session.is_retired() => {
+                    // Gone from the store (a cluster's Redis lost it).
+                    map.remove(&id);
+                    return Ok(None);
+                }
                 Some(Entry::Live(session)) => {
                     session.touch(self.now());
                     return Ok(Some(Found {
@@ -179,10 +194,16 @@ impl Sessions {
                 self.rebuild(id)
             })
             .await;
+        // `None` from the store: no such session (nothing is cached).
+        let result = match result {
+            Ok(session) => Ok(Some(session)),
+            Err(Some(error)) => Err(error),
+            Err(None) => Ok(None),
+        };
         let mut map = self.lock();
         let ours = |entry: Option<&Entry>| matches!(entry, Some(Entry::Stored { cell: c, .. }) if Arc::ptr_eq(c, &cell));
         match result {
-            Ok(session) => {
+            Ok(Some(session)) => {
                 if ours(map.get(&id)) {
                     map.insert(id, Entry::Live(session.clone()));
                 }
@@ -191,42 +212,23 @@ impl Sessions {
                     rebuilt,
                 }))
             }
-            Err(missing) => {
+            Ok(None) | Err(_) => {
                 if ours(map.get(&id)) {
                     map.remove(&id);
                 }
-                match missing {
-                    Missing::Absent => Ok(None),
-                    Missing::Store(error) => Err(error),
-                }
+                result.map(|_| None)
             }
         }
     }
 
-    /// Loads a stored session and rebuilds it with a raised version and a
-    /// new incarnation, which are stored before anything is published: a
-    /// second crash right after can never bring back a lower version.
-    async fn rebuild(&self, id: SessionId) -> Result<Arc<Session>, Missing> {
-        let Some(saved) = self.store.get(id).await.map_err(Missing::Store)? else {
-            return Err(Missing::Absent);
-        };
-        let machine = match Collatz::restore(
-            self.settings,
-            &saved,
-            RESTORE_VERSION_GAP,
-            rand::random(),
-        ) {
-            Ok(machine) => machine,
-            Err(Unrestorable(why)) => {
-                tracing::warn!(session = %id.short(), why, "a stored session cannot be rebuilt; skipped");
-                return Err(Missing::Absent);
-            }
-        };
-        self.store
-            .save(id, crate::session::record(&machine))
-            .await
-            .map_err(Missing::Store)?;
-        Ok(Arc::new(self.session(id, machine)))
+    /// Loads a stored session. `Err(None)`: there is none (a cell's
+    /// initialisation fails, so the next request asks again).
+    async fn rebuild(&self, id: SessionId) -> Result<Arc<Session>, Option<StoreError>> {
+        match self.backend.load(self.settings, id).await {
+            Ok(Some(Loaded { machine, ledger })) => Ok(Arc::new(self.session(id, machine, ledger))),
+            Ok(None) => Err(None),
+            Err(error) => Err(Some(error)),
+        }
     }
 
     /// A new session under a fresh random id, unless the cap is reached.
@@ -242,7 +244,8 @@ impl Sessions {
             }
         };
         let machine = Collatz::new(self.settings).with_incarnation(rand::random());
-        let session = Arc::new(self.session(id, machine));
+        let ledger = self.backend.ledger(id, &machine);
+        let session = Arc::new(self.session(id, machine, ledger));
         map.insert(id, Entry::Live(session.clone()));
         Ok(session)
     }
@@ -281,6 +284,12 @@ impl Sessions {
             id: victim,
             session,
         })
+    }
+
+    /// Takes a session out of the registry (its creation could not be
+    /// stored).
+    pub fn remove(&self, id: SessionId) {
+        self.lock().remove(&id);
     }
 
     /// Notes that `session` was just used (in the registry's clock).
@@ -326,7 +335,7 @@ impl Sessions {
         });
         let count = expired.len();
         if count > 0 {
-            if let Err(error) = self.store.delete(expired).await {
+            if let Err(error) = self.backend.forget(expired).await {
                 tracing::error!(%error, "could not delete expired sessions; they will come back at the next start");
             }
         }

@@ -54,6 +54,16 @@ pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Re
     let Some(slot) = runtime.open_stream(client) else {
         return too_many("Too many pages of this site are open from your address; close some.");
     };
+    // A node that cannot reach Redis cannot say what is committed: the page
+    // shows "Reconnecting…" and tries again.
+    if runtime.store_is_down() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            "The session store cannot be reached; the page reconnects by itself.",
+        )
+            .into_response();
+    }
     if let Some(session) = &session {
         let open = session.subscribers().load(Ordering::Relaxed);
         if open >= runtime.streams.per_session {
@@ -188,6 +198,8 @@ struct Subscriber {
     deadline: Option<Instant>,
     /// Shutdown (which ends the stream), metrics, the registry's clock.
     runtime: Arc<Runtime>,
+    /// Cluster mode: whether Redis answers (the stream ends when not).
+    store_up: Option<watch::Receiver<bool>>,
 }
 
 impl Subscriber {
@@ -201,6 +213,7 @@ impl Subscriber {
         runtime.metrics.subscribers.inc();
         Subscriber {
             doorbell: session.subscribe(),
+            store_up: runtime.store_up(),
             session,
             last,
             deadline,
@@ -216,9 +229,13 @@ impl Subscriber {
             // published after the read still wakes the wait below.
             let rung = *self.doorbell.borrow_and_update();
             let last = self.last;
-            // The lock is taken only when there is something to read.
-            if last.is_none_or(|last| last.cursor.version != rung) {
-                if let Some((id, update)) = self.session.update(|state| state.since(last)).await {
+            if self.session.is_retired() {
+                return None;
+            }
+            // The lock is taken only when there is something to read: a new
+            // version here, or one another node committed.
+            if self.session.is_behind() || last.is_none_or(|last| last.cursor.version != rung) {
+                if let Some((id, update)) = self.session.since(last).await {
                     self.last = Some(id);
                     return Some((id, update));
                 }
@@ -229,9 +246,18 @@ impl Subscriber {
                     None => std::future::pending().await,
                 }
             };
+            let store_down = async {
+                match &mut self.store_up {
+                    Some(up) => {
+                        let _ = up.wait_for(|up| !*up).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.runtime.shutdown.cancelled() => return None,
                 () = expired => return None,
+                () = store_down => return None,
                 changed = self.doorbell.changed() => changed.ok()?,
             }
         }

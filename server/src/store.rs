@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use shared::{wire::Status, Saved};
 use tokio::sync::oneshot;
 
-use crate::session::SessionId;
+use crate::id::SessionId;
 
 /// The answer to a store request, awaited off the store's thread.
 pub type Receipt<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
@@ -103,6 +103,12 @@ pub enum StoreError {
     /// The store's thread has stopped (the server is shutting down).
     #[error("the session store is closed")]
     Closed,
+    /// Redis (cluster mode) cannot be reached or failed.
+    #[error("the session store (Redis) cannot be reached: {message}")]
+    Unavailable {
+        /// What the client said.
+        message: String,
+    },
 }
 
 /// Opens the store at `path`: [`MemoryStore`] for `:memory:`, else

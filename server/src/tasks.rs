@@ -23,14 +23,19 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::{
+    backend::CommitError,
     metrics::Metrics,
-    session::{Session, Started},
+    session::{Session, Started, StepError, Stepped},
 };
 
 /// Steps per lock section at interval 0; at most a checkpoint's worth (see
-/// `session::RESTORE_VERSION_GAP`).
+/// `local::RESTORE_VERSION_GAP`).
 const BURST: usize = 32;
-const _: () = assert!(BURST as u64 <= crate::session::CHECKPOINT_EVERY);
+const _: () = assert!(BURST as u64 <= crate::local::CHECKPOINT_EVERY);
+
+/// How long a task waits before trying again when its steps could not be
+/// committed because the store is unreachable (no step without a commit).
+const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// At interval 0, a task announces its steps after this many batches or
 /// [`ANNOUNCE_EVERY`], whichever comes first, not after each batch: each
@@ -103,7 +108,7 @@ impl Tasks {
                 let stepping = step_until_stopped(&session, started, &metrics);
                 if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
                     tracing::error!("task panicked; its run is paused");
-                    session.update(|state| state.halt(generation)).await;
+                    session.halt(generation).await;
                 }
                 metrics.running_tasks.dec();
             }
@@ -159,14 +164,17 @@ fn lower_priority() {
 }
 
 /// The task's loop: wait for the interval outside the lock, then in the lock
-/// section take one step if this task's generation is still the current one.
-/// Ends when refused (stopped, superseded, finished) or cancelled.
+/// section take the steps if this task's generation is still the current one
+/// and they are committed. Ends when refused (stopped, superseded, finished,
+/// fenced by another node) or cancelled.
 async fn step_until_stopped(session: &Session, started: Started, metrics: &Metrics) {
     let Started { generation, cancel } = started;
     tracing::debug!("started");
     // The interval as the lock section last set it: a change wakes the wait
     // below, so a task sleeping 10 s steps at once when the user picks 0.
     let mut interval_ms = session.watch_interval();
+    // A node renews its lease this often while the interval is longer.
+    let renew_every = session.renew_every().await;
     // When the last step was due; the next is one interval later.
     let mut last_due = Instant::now();
     // The version stepped to but not announced yet with the batches it
@@ -174,10 +182,14 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
     // tokio's clock).
     let mut unannounced: Option<(u64, u32)> = None;
     let mut announced = std::time::Instant::now();
+    // Step again without waiting (another node changed the state first).
+    let mut at_once = false;
+    // The store was unreachable at the last try (logged once per outage).
+    let mut unreachable = false;
     loop {
         let interval = loop {
             let interval = Duration::from_millis(u64::from(*interval_ms.borrow_and_update()));
-            if interval.is_zero() {
+            if interval.is_zero() || std::mem::take(&mut at_once) {
                 // As fast as possible, but let other tasks run.
                 tokio::select! {
                     biased;
@@ -191,6 +203,12 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
             // Keep a steady beat; after a stall, start again from now rather
             // than stepping in a burst.
             let due = (last_due + interval).max(Instant::now());
+            let renewal = async {
+                match renew_every {
+                    Some(every) if every < interval => tokio::time::sleep(every).await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return announce_last(session, unannounced),
@@ -200,42 +218,68 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
                 }
                 // The interval changed: wait the new one from the last step.
                 Ok(()) = interval_ms.changed() => {}
+                // A long interval: the lease must not lapse meanwhile.
+                () = renewal => {
+                    if session.renew().await == Err(CommitError::Fenced) {
+                        metrics.fenced_commits.inc();
+                        tracing::warn!("another node took the run over; this task stops");
+                        return announce_last(session, unannounced);
+                    }
+                }
             }
         };
         // As fast as possible: several steps per lock section and one
         // published delta for them, so the per-event cost is shared.
         let batch = if interval.is_zero() { BURST } else { 1 };
-        // Steps are counted in the lock section, so `/metrics` never lags
-        // behind what subscribers were told.
-        let (stepped, version) = session
-            .update_unannounced(|state| {
-                let stepped = state.step(generation, batch);
-                if let Ok((delta, _)) = &stepped {
-                    metrics.steps.inc_by(delta.appended.len() as u64);
-                }
+        let Stepped { delta, checkpoint } = match session.step(generation, batch).await {
+            Ok(stepped) => {
+                unreachable = false;
                 stepped
-            })
-            .await;
-        let (stepped, checkpoint) = match stepped {
-            Ok((delta, checkpoint)) => (Ok(delta), checkpoint),
-            Err(refused) => (Err(refused), None),
-        };
-        if let Some(version) = version {
-            // Each announcement wakes the threads that serve streams; as
-            // fast as possible, a batch can come every few microseconds.
-            let running = matches!(&stepped, Ok(delta) if delta.status == Status::Running);
-            let batches = unannounced.map_or(1, |(_, batches)| batches + 1);
-            if interval.is_zero()
-                && running
-                && batches < ANNOUNCE_AFTER_BATCHES
-                && announced.elapsed() < ANNOUNCE_EVERY
-            {
-                unannounced = Some((version, batches));
-            } else {
-                session.announce(version);
-                announced = std::time::Instant::now();
-                unannounced = None;
             }
+            Err(StepError::Refused(refused)) => {
+                tracing::debug!(?refused, "refused");
+                break;
+            }
+            Err(StepError::Commit(CommitError::Conflict)) => {
+                at_once = true;
+                continue;
+            }
+            Err(StepError::Commit(CommitError::Unavailable(error))) => {
+                if !std::mem::replace(&mut unreachable, true) {
+                    tracing::warn!(%error, "steps cannot be committed; the run waits for the store");
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(RETRY_AFTER) => continue,
+                }
+            }
+            Err(StepError::Commit(CommitError::Fenced)) => {
+                metrics.fenced_commits.inc();
+                tracing::warn!("another node took the run over; this task stops");
+                break;
+            }
+            Err(StepError::Commit(CommitError::Gone)) => {
+                tracing::warn!("the session is gone from the store; its task stops");
+                break;
+            }
+        };
+        // Counted before it is announced, so `/metrics` never lags behind
+        // what subscribers were told.
+        metrics.steps.inc_by(delta.appended.len() as u64);
+        let running = delta.status == Status::Running;
+        // Each announcement wakes the threads that serve streams; as fast as
+        // possible, a batch can come every few microseconds.
+        let batches = unannounced.map_or(1, |(_, batches)| batches + 1);
+        if interval.is_zero()
+            && running
+            && batches < ANNOUNCE_AFTER_BATCHES
+            && announced.elapsed() < ANNOUNCE_EVERY
+        {
+            unannounced = Some((delta.version, batches));
+        } else {
+            session.announce(delta.version);
+            announced = std::time::Instant::now();
+            unannounced = None;
         }
         // The checkpoint is awaited outside the lock section: a command never
         // waits for the disk behind a step. If it cannot be stored, the run
@@ -243,17 +287,13 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
         if let Some(checkpoint) = checkpoint {
             if checkpoint.await.is_err() {
                 tracing::error!("checkpoint failed; the run is paused");
-                session.update(|state| state.halt(generation)).await;
+                announce_last(session, unannounced.take());
+                session.halt(generation).await;
                 break;
             }
         }
-        match stepped {
-            Ok(delta) if delta.status == Status::Running => {}
-            Ok(_) => break,
-            Err(refused) => {
-                tracing::debug!(?refused, "refused");
-                break;
-            }
+        if !running {
+            break;
         }
     }
     announce_last(session, unannounced);

@@ -9,7 +9,7 @@ use tower::ServiceExt;
 
 fn config() -> Config {
     let path = Path::new("../Leptos.toml");
-    Config::load(&path, |_| None).unwrap()
+    Config::load(path, |_| None).unwrap()
 }
 
 async fn get(uri: &str) -> (StatusCode, String) {

@@ -416,6 +416,11 @@ impl Collatz {
         Ok(machine)
     }
 
+    /// The fixed choices it was made with.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
     /// Where the run stands.
     pub fn status(&self) -> Status {
         self.status

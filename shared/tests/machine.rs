@@ -445,7 +445,11 @@ fn a_reload_is_the_same_state_for_every_client() {
         steps: 0,
     };
     for cursor in cursors.into_iter().chain([before]) {
-        assert_eq!(reloaded.delta_since(cursor), m.delta_since(cursor), "{cursor}");
+        assert_eq!(
+            reloaded.delta_since(cursor),
+            m.delta_since(cursor),
+            "{cursor}"
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 /// keeps nothing.
 pub fn config() -> Config {
     let path = Path::new("../Leptos.toml");
-    let mut config = Config::load(&path, |_| None).unwrap();
+    let mut config = Config::load(path, |_| None).unwrap();
     config.store.path = ":memory:".into();
     config.http.metrics_token = METRICS_TOKEN.into();
     config

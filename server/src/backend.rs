@@ -1,0 +1,257 @@
+//! What stands behind every session's lock section: one process with its
+//! sessions in SQLite ([`local`](crate::local)), or a node of a cluster
+//! sharing them through Redis ([`cluster`](crate::cluster)).
+//!
+//! The session code is the same in both modes. Every change is made in the
+//! lock section and handed to the session's [`Ledger`] as a [`Change`]; it
+//! is kept (and published) only once the ledger accepts it. The ledger may
+//! answer that others committed first ([`CommitError::Conflict`]: catch up
+//! and try again), that this node no longer owns the run
+//! ([`CommitError::Fenced`]), or that the store cannot be reached.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use shared::{wire::Command, Collatz, Settings};
+
+use crate::{
+    cluster::{Cluster, ClusterLedger},
+    id::SessionId,
+    local::{Local, LocalLedger},
+    store::{Receipt, StoreError, Stored},
+};
+
+/// What a change in the lock section did, as the ledger records it. In a
+/// cluster it is the entry of the session's log that other nodes replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// A user's command; `takes_task` when it started a run here.
+    Command {
+        /// The command.
+        command: Command,
+        /// It started a task on the node that applied it.
+        takes_task: bool,
+    },
+    /// `count` steps of the task of `generation`.
+    Steps {
+        /// The task's generation.
+        generation: u64,
+        /// How many steps (the version grows by as many).
+        count: u64,
+    },
+    /// The task of `generation` died: the run paused.
+    Halt {
+        /// The task's generation.
+        generation: u64,
+    },
+}
+
+impl Op {
+    /// Does to `machine` what the op did where it was committed; false
+    /// when it does not apply (the machine is not where the op was made).
+    pub fn replay(&self, machine: &mut Collatz) -> bool {
+        match self {
+            Op::Command { command, .. } => machine.apply(command).is_ok(),
+            Op::Steps { generation, count } => {
+                (0..*count).all(|_| machine.step(*generation).is_ok())
+            }
+            Op::Halt { generation } => machine.halt(*generation).is_some(),
+        }
+    }
+}
+
+/// One change, made on `after` from version `base`.
+pub struct Change<'a> {
+    /// The version the change was made on.
+    pub base: u64,
+    /// The state with the change.
+    pub after: &'a Collatz,
+    /// What the change was.
+    pub op: &'a Op,
+}
+
+/// Why a change was not committed; the state must stay as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// The store cannot be reached or failed; nothing was changed.
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
+    /// Another node committed first: catch up, then try again.
+    #[error("another node changed the session first")]
+    Conflict,
+    /// This node no longer owns the session's run (its lease lapsed and
+    /// another took it over): its task must stop.
+    #[error("this node no longer owns the run")]
+    Fenced,
+    /// The session is gone from the store (expired, evicted, or the store
+    /// was emptied).
+    #[error("the session is gone from the store")]
+    Gone,
+}
+
+impl From<StoreError> for CommitError {
+    fn from(error: StoreError) -> CommitError {
+        CommitError::Unavailable(error.to_string())
+    }
+}
+
+/// Where sessions are kept, and how changes to them are committed.
+#[derive(Clone)]
+pub enum Backend {
+    /// One process: memory, saved to SQLite.
+    Local(Arc<Local>),
+    /// A node of a cluster: Redis.
+    Cluster(Arc<Cluster>),
+}
+
+impl From<Arc<dyn crate::store::Store>> for Backend {
+    /// One process, saving to `store`.
+    fn from(store: Arc<dyn crate::store::Store>) -> Backend {
+        Backend::Local(Arc::new(Local::new(store)))
+    }
+}
+
+/// A stored session, loaded: its state and its ledger.
+pub struct Loaded {
+    /// The state.
+    pub machine: Collatz,
+    /// Where its changes go.
+    pub ledger: Ledger,
+}
+
+impl Backend {
+    /// The ledger of a new session.
+    pub fn ledger(&self, id: SessionId, machine: &Collatz) -> Ledger {
+        match self {
+            Backend::Local(local) => Ledger::Local(local.ledger(id, machine)),
+            Backend::Cluster(cluster) => Ledger::Cluster(cluster.ledger(id, None)),
+        }
+    }
+
+    /// The ids of the stored sessions to know at start; `None` when any id
+    /// may name a stored session (a cluster: other nodes create them).
+    pub async fn index(&self) -> Result<Option<Vec<Stored>>, StoreError> {
+        match self {
+            Backend::Local(local) => local.store().index().await.map(Some),
+            Backend::Cluster(_) => Ok(None),
+        }
+    }
+
+    /// A stored session, ready to serve; `None` if there is none.
+    pub async fn load(
+        &self,
+        settings: Settings,
+        id: SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
+        match self {
+            Backend::Local(local) => local.load(settings, id).await,
+            Backend::Cluster(cluster) => cluster.load(settings, id).await,
+        }
+    }
+
+    /// Stores a new session where every node finds it (a cluster); one
+    /// process stores it with its first change.
+    pub async fn create(&self, id: SessionId, machine: &Collatz) -> Result<(), StoreError> {
+        match self {
+            Backend::Local(_) => Ok(()),
+            Backend::Cluster(cluster) => cluster.create(id, machine).await,
+        }
+    }
+
+    /// Deletes sessions everywhere (evicted at the cap).
+    pub async fn delete(&self, ids: Vec<SessionId>) -> Result<(), StoreError> {
+        match self {
+            Backend::Local(local) => local.store().delete(ids).await,
+            Backend::Cluster(cluster) => cluster.delete(ids).await,
+        }
+    }
+
+    /// Lets go of sessions that expired here. One process deletes them; a
+    /// node leaves them to Redis's expiry, since others may use them.
+    pub async fn forget(&self, ids: Vec<SessionId>) -> Result<(), StoreError> {
+        match self {
+            Backend::Local(local) => local.store().delete(ids).await,
+            Backend::Cluster(cluster) => {
+                cluster.unwatch(&ids).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The cluster, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Cluster(cluster) => Some(cluster),
+        }
+    }
+}
+
+/// One session's way to commit: held in its lock section.
+pub enum Ledger {
+    /// One process.
+    Local(LocalLedger),
+    /// A node of a cluster.
+    Cluster(ClusterLedger),
+}
+
+impl Ledger {
+    /// Commits `change`. `Ok` with a receipt when the change may be
+    /// published now and its write is awaited after the lock section (one
+    /// process's checkpoints); `Ok(None)` when it is stored already.
+    pub async fn commit(&mut self, change: Change<'_>) -> Result<Option<Receipt<()>>, CommitError> {
+        match self {
+            Ledger::Local(ledger) => ledger.commit(change).await,
+            Ledger::Cluster(ledger) => ledger.commit(change).await.map(|()| None),
+        }
+    }
+
+    /// Whether a change must be committed before anyone sees it, so a step
+    /// is made on a copy (a cluster); one process publishes steps first and
+    /// reserves versions instead.
+    pub fn commits_first(&self) -> bool {
+        matches!(self, Ledger::Cluster(_))
+    }
+
+    /// The state others committed after `machine`, if any.
+    pub async fn catch_up(&mut self, machine: &Collatz) -> Result<Option<Collatz>, CommitError> {
+        match self {
+            Ledger::Local(_) => Ok(None),
+            Ledger::Cluster(ledger) => ledger.catch_up(machine).await,
+        }
+    }
+
+    /// Whether this process may step the session's run: always for one
+    /// process; for a node, while it holds the run's lease.
+    pub fn owns_run(&self) -> bool {
+        match self {
+            Ledger::Local(_) => true,
+            Ledger::Cluster(ledger) => ledger.epoch().is_some(),
+        }
+    }
+
+    /// Takes the lease of epoch `epoch` (a cluster's failover).
+    pub fn adopt(&mut self, epoch: u64) {
+        if let Ledger::Cluster(ledger) = self {
+            ledger.adopt(epoch);
+        }
+    }
+
+    /// How often a running session's lease must be renewed when it commits
+    /// nothing (a long step interval); `None` without leases.
+    pub fn renew_every(&self) -> Option<Duration> {
+        match self {
+            Ledger::Local(_) => None,
+            Ledger::Cluster(ledger) => ledger.renew_every(),
+        }
+    }
+
+    /// Renews the lease of the run.
+    pub async fn renew(&mut self) -> Result<(), CommitError> {
+        match self {
+            Ledger::Local(_) => Ok(()),
+            Ledger::Cluster(ledger) => ledger.renew().await,
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! Cluster mode: every session lives in one Redis, shared by every node.
+//!
+//! Per session (the hash tag keeps its keys together):
+//! - `hs:{id}`: a hash of `ver` (the version), `epoch` (the fencing token of
+//!   its run), `run` (1 while running) and `saved` (the state, as JSON);
+//! - `hs:{id}:log`: a stream of the changes committed, each with the id
+//!   `<version>-0` and the [`Op`] that made it, which other nodes replay;
+//! - `hs:{id}:lease`: `<node>:<epoch>` while a node owns its run, with an
+//!   expiry;
+//! - `hs:{id}:bell`: a pub/sub channel on which each commit publishes its
+//!   version: only a doorbell, after which a node reads the log.
+//!
+//! And `hs:running`, the running sessions scored by lease deadline, which
+//! every node scans for runs whose owner stopped renewing.
+//!
+//! Every commit is one script that checks the version it was made on and,
+//! for a task's steps, the lease and epoch of the task's node: a node that
+//! was paused or cut off past its lease commits nothing. Each node keeps a
+//! copy of the sessions it serves, brought up to date by replaying the log,
+//! so a stream's cursor means the same on every node.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    streams::StreamRangeReply,
+    AsyncCommands, Client, ProtocolVersion, PushInfo, Script,
+};
+use shared::{wire::Status, Collatz, Saved, Settings};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    backend::{Change, CommitError, Ledger, Loaded, Op},
+    id::SessionId,
+    store::StoreError,
+};
+
+/// The running sessions, scored by lease deadline (ms, Redis's clock).
+const RUNNING: &str = "hs:running";
+/// How many lapsed leases one scan takes over at most.
+const SCAN_BATCH: usize = 64;
+/// How long a Redis request may take before the node calls Redis down.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A commit. KEYS: state, log, lease, running. ARGV: node, epoch (empty
+/// for a command), base version, new version, saved state, op, idle ttl ms,
+/// lease ms, log length, takes the run (0/1), running after (0/1), channel,
+/// session id. Answers {1, epoch}, or {-1} lease lost, {-2} fenced, {-3}
+/// another version, {-4} no such session.
+const COMMIT: &str = r"
+local ver = redis.call('HGET', KEYS[1], 'ver')
+if not ver then return {-4} end
+if tonumber(ver) ~= tonumber(ARGV[3]) then return {-3} end
+local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[3]) ~= ARGV[1] .. ':' .. ARGV[2] then return {-1} end
+  if epoch ~= tonumber(ARGV[2]) then return {-2} end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[8])
+if ARGV[10] == '1' then
+  epoch = epoch + 1
+  redis.call('SET', KEYS[3], ARGV[1] .. ':' .. epoch, 'PX', lease)
+  redis.call('ZADD', KEYS[4], now + lease, ARGV[13])
+elseif ARGV[11] == '0' then
+  if redis.call('HGET', KEYS[1], 'run') == '1' then epoch = epoch + 1 end
+  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[13])
+elseif ARGV[2] ~= '' then
+  redis.call('PEXPIRE', KEYS[3], lease)
+  redis.call('ZADD', KEYS[4], now + lease, ARGV[13])
+end
+redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'epoch', epoch, 'run', ARGV[11], 'saved', ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+redis.call('PUBLISH', ARGV[12], ARGV[4])
+return {1, epoch}
+";
+
+/// A new session. KEYS: state. ARGV: saved state, idle ttl ms.
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'ver', 0, 'epoch', 0, 'run', 0, 'saved', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Takes over runs whose lease lapsed. KEYS: running. ARGV: node, lease ms,
+/// most sessions. Answers {id, epoch, id, epoch, ...}.
+const TAKEOVER: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local taken = {}
+for _, id in ipairs(ids) do
+  local state = 'hs:{' .. id .. '}'
+  if redis.call('EXISTS', state .. ':lease') == 0 then
+    if redis.call('HGET', state, 'run') == '1' then
+      local epoch = redis.call('HINCRBY', state, 'epoch', 1)
+      redis.call('SET', state .. ':lease', ARGV[1] .. ':' .. epoch, 'PX', lease)
+      redis.call('ZADD', KEYS[1], now + lease, id)
+      table.insert(taken, id)
+      table.insert(taken, epoch)
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
+  end
+end
+return taken
+";
+
+/// Renews a lease still held. KEYS: lease, running. ARGV: node:epoch,
+/// lease ms, session id. Answers 1, or 0 when the lease is lost.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+return 1
+";
+
+/// The keys of one session.
+struct Keys {
+    state: String,
+    log: String,
+    lease: String,
+    bell: String,
+}
+
+impl Keys {
+    fn of(id: SessionId) -> Keys {
+        let state = format!("hs:{{{id}}}");
+        Keys {
+            log: format!("{state}:log"),
+            lease: format!("{state}:lease"),
+            bell: format!("{state}:bell"),
+            state,
+        }
+    }
+}
+
+/// The session of a bell's channel name.
+fn bell_session(channel: &str) -> Option<SessionId> {
+    let id = channel.strip_prefix("hs:{")?.strip_suffix("}:bell")?;
+    SessionId::parse(id)
+}
+
+/// The scripts, loaded once (EVALSHA, with a fallback after a restart).
+struct Scripts {
+    commit: Script,
+    create: Script,
+    takeover: Script,
+    renew: Script,
+}
+
+/// This node's part of the cluster: its connections to Redis and what it
+/// knows of it.
+pub struct Cluster {
+    /// This node's name, in leases, logs and metrics.
+    node: String,
+    /// Commands and scripts: one multiplexed connection that reconnects by
+    /// itself.
+    redis: ConnectionManager,
+    /// The bells' subscriptions: a connection of their own (RESP3 pushes),
+    /// resubscribed by itself after a reconnect.
+    bells: ConnectionManager,
+    /// The scripts.
+    scripts: Scripts,
+    /// How long a lease lasts.
+    lease: Duration,
+    /// How often lapsed leases are looked for.
+    scan: Duration,
+    /// How long an untouched session is kept in Redis.
+    ttl: Duration,
+    /// About how many changes each session's log keeps.
+    log_len: u64,
+    /// Which Redis process the data came from (from its run id): mixed into
+    /// every incarnation, so a client of a Redis that restarted (and may
+    /// have lost its last writes) is given a snapshot, never a version
+    /// reused for different content.
+    instance: AtomicU64,
+    /// Whether Redis answered last time it was asked.
+    up: watch::Sender<bool>,
+}
+
+/// The pushes of the bells' connection: bells, and a notice after each
+/// lost connection (bells may have been missed).
+pub type Pushes = mpsc::UnboundedReceiver<PushInfo>;
+
+impl Cluster {
+    /// Connects to the Redis at `url` as node `node`. Fails when Redis
+    /// cannot be reached now; afterwards, the connections come back by
+    /// themselves.
+    pub async fn connect(
+        url: &str,
+        node: String,
+        config: &crate::config::Cluster,
+        ttl: Duration,
+    ) -> Result<(Arc<Cluster>, Pushes), StoreError> {
+        let unreachable = |error: redis::RedisError| StoreError::Unavailable {
+            message: format!("{url}: {error}"),
+        };
+        let client = Client::open(url).map_err(unreachable)?;
+        let manager_config = || {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_max_delay(Duration::from_millis(500))
+        };
+        let redis = client
+            .get_connection_manager_with_config(manager_config())
+            .await
+            .map_err(unreachable)?;
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let push_client = Client::open(info.set_redis_settings(resp3)).map_err(unreachable)?;
+        let (pushes, received) = mpsc::unbounded_channel();
+        let bells = push_client
+            .get_connection_manager_with_config(
+                manager_config()
+                    .set_push_sender(pushes)
+                    .set_automatic_resubscription(),
+            )
+            .await
+            .map_err(unreachable)?;
+        let cluster = Arc::new(Cluster {
+            node,
+            redis,
+            bells,
+            scripts: Scripts {
+                commit: Script::new(COMMIT),
+                create: Script::new(CREATE),
+                takeover: Script::new(TAKEOVER),
+                renew: Script::new(RENEW),
+            },
+            lease: Duration::from_millis(config.lease_ms),
+            scan: Duration::from_millis(config.scan_ms),
+            ttl,
+            log_len: config.log_len,
+            instance: AtomicU64::new(0),
+            up: watch::Sender::new(true),
+        });
+        cluster
+            .check()
+            .await
+            .map_err(|message| StoreError::Unavailable {
+                message: format!("{url}: {message}"),
+            })?;
+        Ok((cluster, received))
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// How often lapsed leases are looked for.
+    pub fn scan_period(&self) -> Duration {
+        self.scan
+    }
+
+    /// Whether Redis answered last time; changes are watched by streams.
+    pub fn up(&self) -> watch::Receiver<bool> {
+        self.up.subscribe()
+    }
+
+    /// Asks Redis which process it is. `Ok(true)` when it is another than
+    /// before (it restarted: every copy must be reloaded). Notes whether it
+    /// answered.
+    pub async fn check(&self) -> Result<bool, String> {
+        let mut redis = self.redis.clone();
+        let info: Result<String, _> = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut redis)
+            .await;
+        let info = match info {
+            Ok(info) => info,
+            Err(error) => {
+                self.up.send_if_modified(|up| std::mem::replace(up, false));
+                return Err(error.to_string());
+            }
+        };
+        self.up.send_if_modified(|up| !std::mem::replace(up, true));
+        let run_id = info
+            .lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .unwrap_or_default()
+            .trim();
+        let instance = u64::from_str_radix(run_id.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+        let before = self.instance.swap(instance, Ordering::AcqRel);
+        Ok(before != 0 && before != instance)
+    }
+
+    /// Notes that a request to Redis failed.
+    fn down(&self, error: &redis::RedisError) -> CommitError {
+        if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
+            self.up.send_if_modified(|up| std::mem::replace(up, false));
+        }
+        CommitError::Unavailable(error.to_string())
+    }
+
+    /// The ledger of session `id`, owning its run at `epoch` if given.
+    pub fn ledger(self: &Arc<Self>, id: SessionId, epoch: Option<u64>) -> ClusterLedger {
+        ClusterLedger {
+            cluster: self.clone(),
+            id,
+            keys: Keys::of(id),
+            epoch,
+            instance: self.instance.load(Ordering::Acquire),
+        }
+    }
+
+    /// A session as Redis holds it, with its ledger; `None` if there is none.
+    pub async fn load(
+        self: &Arc<Self>,
+        settings: Settings,
+        id: SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let mut ledger = self.ledger(id, None);
+        match ledger.reload(settings).await {
+            Ok(machine) => {
+                self.watch(id).await;
+                Ok(Some(Loaded {
+                    machine,
+                    ledger: Ledger::Cluster(ledger),
+                }))
+            }
+            Err(CommitError::Gone) => Ok(None),
+            Err(error) => Err(StoreError::Unavailable {
+                message: error.to_string(),
+            }),
+        }
+    }
+
+    /// Stores a new session, and listens for others' changes to it.
+    pub async fn create(&self, id: SessionId, machine: &Collatz) -> Result<(), StoreError> {
+        let mut saved = machine.saved();
+        saved.incarnation ^= self.instance.load(Ordering::Acquire);
+        let saved = serde_json::to_string(&saved).expect("a saved state serialises");
+        let mut redis = self.redis.clone();
+        let _: i64 = self
+            .scripts
+            .create
+            .key(Keys::of(id).state)
+            .arg(saved)
+            .arg(self.ttl.as_millis() as u64)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|error| {
+                self.down(&error);
+                StoreError::Unavailable {
+                    message: error.to_string(),
+                }
+            })?;
+        self.watch(id).await;
+        Ok(())
+    }
+
+    /// Deletes sessions from Redis (evicted).
+    pub async fn delete(&self, ids: Vec<SessionId>) -> Result<(), StoreError> {
+        self.unwatch(&ids).await;
+        let mut redis = self.redis.clone();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            let keys = Keys::of(*id);
+            pipe.del(&[keys.state, keys.log, keys.lease]).ignore();
+            pipe.zrem(RUNNING, id.to_string()).ignore();
+        }
+        pipe.query_async::<()>(&mut redis)
+            .await
+            .map_err(|error| StoreError::Unavailable {
+                message: error.to_string(),
+            })
+    }
+
+    /// Listens for others' changes to session `id`. A failure is logged:
+    /// the session is then brought up to date when next read.
+    pub async fn watch(&self, id: SessionId) {
+        let mut bells = self.bells.clone();
+        if let Err(error) = bells.subscribe(Keys::of(id).bell).await {
+            tracing::warn!(%error, session = %id.short(), "cannot listen for changes from other nodes");
+        }
+    }
+
+    /// Stops listening for changes to sessions this node let go of.
+    pub async fn unwatch(&self, ids: &[SessionId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut bells = self.bells.clone();
+        let channels: Vec<String> = ids.iter().map(|id| Keys::of(*id).bell).collect();
+        if let Err(error) = bells.unsubscribe(channels).await {
+            tracing::warn!(%error, "cannot stop listening for changes of expired sessions");
+        }
+    }
+
+    /// Keeps watched sessions in Redis for another idle timeout.
+    pub async fn touch(&self, ids: &[SessionId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut redis = self.redis.clone();
+        let mut pipe = redis::pipe();
+        let ttl = self.ttl.as_millis() as i64;
+        for id in ids {
+            let keys = Keys::of(*id);
+            pipe.pexpire(keys.state, ttl).ignore();
+            pipe.pexpire(keys.log, ttl).ignore();
+        }
+        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
+            self.down(&error);
+            tracing::warn!(%error, "cannot keep watched sessions alive in Redis");
+        }
+    }
+
+    /// Takes over the runs whose lease lapsed: their ids and epochs.
+    pub async fn take_over(&self) -> Result<Vec<(SessionId, u64)>, CommitError> {
+        let mut redis = self.redis.clone();
+        let taken: Vec<(String, u64)> = self
+            .scripts
+            .takeover
+            .key(RUNNING)
+            .arg(&self.node)
+            .arg(self.lease.as_millis() as u64)
+            .arg(SCAN_BATCH)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|error| self.down(&error))?;
+        Ok(taken
+            .into_iter()
+            .filter_map(|(id, epoch)| Some((SessionId::parse(&id)?, epoch)))
+            .collect())
+    }
+}
+
+/// A bell from a push: the session and the version it announces.
+pub fn bell(push: &PushInfo) -> Option<(SessionId, u64)> {
+    if push.kind != redis::PushKind::Message {
+        return None;
+    }
+    let [channel, payload] = push.data.as_slice() else {
+        return None;
+    };
+    let channel: String = redis::from_redis_value_ref(channel).ok()?;
+    let version: u64 = redis::from_redis_value_ref(payload).ok()?;
+    Some((bell_session(&channel)?, version))
+}
+
+/// How one session's changes are committed from this node.
+pub struct ClusterLedger {
+    /// The node.
+    cluster: Arc<Cluster>,
+    /// The session.
+    id: SessionId,
+    /// Its keys.
+    keys: Keys,
+    /// The epoch of the run's lease, while this node holds it.
+    epoch: Option<u64>,
+    /// The Redis process the state was loaded from.
+    instance: u64,
+}
+
+impl ClusterLedger {
+    /// The epoch of the lease this node holds, if it does.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// Holds the lease of `epoch` (taken over by this node).
+    pub fn adopt(&mut self, epoch: u64) {
+        self.epoch = Some(epoch);
+    }
+
+    /// A lease is renewed three times per lease period when nothing else
+    /// renews it.
+    pub fn renew_every(&self) -> Option<Duration> {
+        self.epoch.map(|_| self.cluster.lease / 3)
+    }
+
+    /// Commits a change: one script that checks the version it was made on
+    /// (and, for a task's change, this node's lease and epoch), stores the
+    /// state, appends the op to the log and rings the bell.
+    pub async fn commit(&mut self, change: Change<'_>) -> Result<(), CommitError> {
+        let cluster = &self.cluster;
+        let (takes_task, epoch) = match change.op {
+            Op::Command { takes_task, .. } => (*takes_task, None),
+            Op::Steps { .. } | Op::Halt { .. } => {
+                (false, Some(self.epoch.ok_or(CommitError::Fenced)?))
+            }
+        };
+        let running = change.after.status() == Status::Running;
+        let mut saved = change.after.saved();
+        saved.incarnation ^= self.instance;
+        let saved = serde_json::to_string(&saved).expect("a saved state serialises");
+        let op = serde_json::to_string(change.op).expect("an op serialises");
+        let mut redis = cluster.redis.clone();
+        let answer: Vec<i64> = cluster
+            .scripts
+            .commit
+            .key(&self.keys.state)
+            .key(&self.keys.log)
+            .key(&self.keys.lease)
+            .key(RUNNING)
+            .arg(&cluster.node)
+            .arg(epoch.map(|e| e.to_string()).unwrap_or_default())
+            .arg(change.base)
+            .arg(change.after.version())
+            .arg(saved)
+            .arg(op)
+            .arg(cluster.ttl.as_millis() as u64)
+            .arg(cluster.lease.as_millis() as u64)
+            .arg(cluster.log_len)
+            .arg(u8::from(takes_task))
+            .arg(u8::from(running))
+            .arg(&self.keys.bell)
+            .arg(self.id.to_string())
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|error| cluster.down(&error))?;
+        match answer.as_slice() {
+            [1, epoch] => {
+                if takes_task {
+                    self.epoch = Some(*epoch as u64);
+                } else if !running {
+                    self.epoch = None;
+                }
+                Ok(())
+            }
+            [-1 | -2] => {
+                self.epoch = None;
+                Err(CommitError::Fenced)
+            }
+            [-3] => Err(CommitError::Conflict),
+            [-4] => Err(CommitError::Gone),
+            other => Err(CommitError::Unavailable(format!(
+                "unexpected answer from the commit script: {other:?}"
+            ))),
+        }
+    }
+
+    /// Renews the run's lease; [`CommitError::Fenced`] when it is lost.
+    pub async fn renew(&mut self) -> Result<(), CommitError> {
+        let Some(epoch) = self.epoch else {
+            return Err(CommitError::Fenced);
+        };
+        let cluster = &self.cluster;
+        let mut redis = cluster.redis.clone();
+        let held: i64 = cluster
+            .scripts
+            .renew
+            .key(&self.keys.lease)
+            .key(RUNNING)
+            .arg(format!("{}:{epoch}", cluster.node))
+            .arg(cluster.lease.as_millis() as u64)
+            .arg(self.id.to_string())
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|error| cluster.down(&error))?;
+        if held == 1 {
+            Ok(())
+        } else {
+            self.epoch = None;
+            Err(CommitError::Fenced)
+        }
+    }
+
+    /// What others committed after `machine`: its log replayed on a copy,
+    /// or the whole state reloaded when the log no longer reaches back to
+    /// it (or Redis restarted). `None` when nothing changed.
+    pub async fn catch_up(&mut self, machine: &Collatz) -> Result<Option<Collatz>, CommitError> {
+        let settings = machine.settings();
+        if self.cluster.instance.load(Ordering::Acquire) != self.instance {
+            return self.reload(settings).await.map(Some);
+        }
+        let mut redis = self.cluster.redis.clone();
+        let (version, entries): (Option<u64>, StreamRangeReply) = redis::pipe()
+            .hget(&self.keys.state, "ver")
+            .xrange(&self.keys.log, format!("{}-0", machine.version() + 1), "+")
+            .query_async(&mut redis)
+            .await
+            .map_err(|error| self.cluster.down(&error))?;
+        let Some(version) = version else {
+            return Err(CommitError::Gone);
+        };
+        if version == machine.version() {
+            return Ok(None);
+        }
+        let mut next = machine.clone();
+        for entry in &entries.ids {
+            let base: Option<u64> = entry.get("base");
+            let op: Option<String> = entry.get("op");
+            let op: Option<Op> = op.and_then(|op| serde_json::from_str(&op).ok());
+            let version = entry
+                .id
+                .strip_suffix("-0")
+                .and_then(|v| v.parse::<u64>().ok());
+            let replayed = match (base, op, version) {
+                (Some(base), Some(op), Some(version)) if base == next.version() => {
+                    op.replay(&mut next) && next.version() == version
+                }
+                _ => false,
+            };
+            if !replayed {
+                return self.reload(settings).await.map(Some);
+            }
+        }
+        if next.version() != version {
+            // The log was trimmed past this copy, or moved on meanwhile.
+            return self.reload(settings).await.map(Some);
+        }
+        Ok(Some(next))
+    }
+
+    /// The state as Redis holds it now, exactly (same version and run), in
+    /// the incarnation of this Redis process.
+    async fn reload(&mut self, settings: Settings) -> Result<Collatz, CommitError> {
+        let mut redis = self.cluster.redis.clone();
+        let fields: HashMap<String, String> = redis
+            .hgetall(&self.keys.state)
+            .await
+            .map_err(|error| self.cluster.down(&error))?;
+        let saved: Option<Saved> = fields
+            .get("saved")
+            .and_then(|saved| serde_json::from_str(saved).ok());
+        let Some(mut saved) = saved else {
+            return Err(CommitError::Gone);
+        };
+        let instance = self.cluster.instance.load(Ordering::Acquire);
+        saved.incarnation ^= instance;
+        let machine = Collatz::reload(settings, &saved).map_err(|why| {
+            tracing::warn!(session = %self.id.short(), why = why.0, "a session in Redis cannot be rebuilt");
+            CommitError::Gone
+        })?;
+        self.instance = instance;
+        let epoch: Option<u64> = fields.get("epoch").and_then(|e| e.parse().ok());
+        if self.epoch.is_some() && self.epoch != epoch {
+            self.epoch = None;
+        }
+        Ok(machine)
+    }
+}

@@ -1,0 +1,153 @@
+//! One process: sessions live in memory and are saved to a [`Store`]
+//! (SQLite). Commands are stored before they are kept; a running task
+//! publishes its steps first and saves a checkpoint now and then, with a
+//! reservation of versions, so a restart never sends versions backwards.
+
+use std::{sync::Arc, time::Duration};
+
+use shared::{wire::Status, Collatz, Settings, Unrestorable};
+use tokio::time::Instant;
+
+use crate::{
+    backend::{Change, CommitError, Ledger, Loaded, Op},
+    id::SessionId,
+    store::{Receipt, Store, StoreError},
+};
+
+/// A running session saves a checkpoint after at least this many versions
+/// and [`CHECKPOINT_PERIOD`] (and when its run stops), so a restart redoes
+/// at most 32 steps or one second of steps, whichever is more. As fast as
+/// possible, that is one save a second per session rather than one per
+/// batch.
+pub const CHECKPOINT_EVERY: u64 = 32;
+/// See [`CHECKPOINT_EVERY`].
+pub const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
+
+/// Each save reserves this many versions past its own, which may be
+/// published before the next save; a rebuild resumes above the reservation,
+/// so versions never go backwards. A running task checkpoints again (and
+/// waits for it) well before using half of it.
+pub const VERSION_RESERVE: u64 = 1 << 20;
+
+/// How far a restored session's version is raised when its record has no
+/// reservation (records from before reservations were kept): past any
+/// version the old checkpointing (every 32 versions) could have published
+/// without storing it.
+pub const RESTORE_VERSION_GAP: u64 = 2 * CHECKPOINT_EVERY + 1;
+
+/// What the store keeps of `machine`, with its reservation of versions.
+pub fn record(machine: &Collatz) -> shared::Saved {
+    shared::Saved {
+        reserved: machine.version() + VERSION_RESERVE,
+        ..machine.saved()
+    }
+}
+
+/// Sessions of one process, saved in a store.
+pub struct Local {
+    /// Where every session is saved.
+    store: Arc<dyn Store>,
+}
+
+impl Local {
+    /// Sessions saved in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Local {
+        Local { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The ledger of a session whose state is `machine`, saved as it is.
+    pub fn ledger(&self, id: SessionId, machine: &Collatz) -> LocalLedger {
+        LocalLedger {
+            store: self.store.clone(),
+            id,
+            saved_version: machine.version(),
+            saved_at: Instant::now(),
+        }
+    }
+
+    /// Loads a stored session and rebuilds it with a raised version and a
+    /// new incarnation, which are stored before anything is published: a
+    /// second crash right after can never bring back a lower version.
+    pub async fn load(
+        &self,
+        settings: Settings,
+        id: SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let Some(saved) = self.store.get(id).await? else {
+            return Ok(None);
+        };
+        let machine = match Collatz::restore(settings, &saved, RESTORE_VERSION_GAP, rand::random())
+        {
+            Ok(machine) => machine,
+            Err(Unrestorable(why)) => {
+                tracing::warn!(session = %id.short(), why, "a stored session cannot be rebuilt; skipped");
+                return Ok(None);
+            }
+        };
+        self.store.save(id, record(&machine)).await?;
+        Ok(Some(Loaded {
+            ledger: Ledger::Local(self.ledger(id, &machine)),
+            machine,
+        }))
+    }
+}
+
+/// How one session of one process is saved.
+pub struct LocalLedger {
+    /// Where it is saved.
+    store: Arc<dyn Store>,
+    /// Its key there.
+    id: SessionId,
+    /// The version saved last.
+    saved_version: u64,
+    /// When a checkpoint was last enqueued (tokio's clock: tests pause it).
+    saved_at: Instant,
+}
+
+impl LocalLedger {
+    /// Commands are saved before they are kept; steps are kept at once and
+    /// checkpointed every [`CHECKPOINT_EVERY`] versions and when the run
+    /// ends (the receipt is awaited after the lock section); a halted run's
+    /// pause is saved without waiting, and retried until stored.
+    pub async fn commit(&mut self, change: Change<'_>) -> Result<Option<Receipt<()>>, CommitError> {
+        let after = change.after;
+        match change.op {
+            Op::Command { .. } => {
+                self.store
+                    .save(self.id, record(after))
+                    .await
+                    .map_err(|error| {
+                        tracing::error!(%error, session = %self.id.short(), "could not save the session");
+                        CommitError::from(error)
+                    })?;
+                self.saved(after);
+                Ok(None)
+            }
+            Op::Steps { .. } => {
+                let since = after.version() - self.saved_version;
+                let due = after.status() != Status::Running
+                    || since >= VERSION_RESERVE / 2
+                    || (since >= CHECKPOINT_EVERY && self.saved_at.elapsed() >= CHECKPOINT_PERIOD);
+                Ok(due.then(|| {
+                    self.saved(after);
+                    self.store.save(self.id, record(after))
+                }))
+            }
+            Op::Halt { .. } => {
+                self.saved(after);
+                self.store.keep(self.id, record(after));
+                Ok(None)
+            }
+        }
+    }
+
+    fn saved(&mut self, machine: &Collatz) {
+        self.saved_version = machine.version();
+        self.saved_at = Instant::now();
+    }
+}
