@@ -192,6 +192,8 @@ pub struct Cluster {
     instance: AtomicU64,
     /// Whether Redis answered last time it was asked.
     up: watch::Sender<bool>,
+    /// Set when the bells' connection was lost, until it answers again.
+    bells_lost: std::sync::atomic::AtomicBool,
 }
 
 /// The pushes of the bells' connection: bells, and a notice after each
@@ -253,6 +255,7 @@ impl Cluster {
             log_len: config.log_len,
             instance: AtomicU64::new(0),
             up: watch::Sender::new(true),
+            bells_lost: false.into(),
         });
         cluster
             .check()
@@ -278,15 +281,26 @@ impl Cluster {
         self.up.subscribe()
     }
 
-    /// Asks Redis which process it is. `Ok(true)` when it is another than
-    /// before (it restarted: every copy must be reloaded). Notes whether it
-    /// answered.
+    /// Asks Redis which process it is, on both connections (a connection
+    /// manager reconnects when asked something). `Ok(true)` when every copy
+    /// must be read again: Redis is another process than before (it
+    /// restarted), or the bells' connection is back after a loss (bells may
+    /// have been missed). Notes whether Redis answered.
     pub async fn check(&self) -> Result<bool, String> {
         let mut redis = self.redis.clone();
         let info: Result<String, _> = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut redis)
             .await;
+        let mut bells = self.bells.clone();
+        let bells_answer: Result<(), _> = redis::cmd("PING").query_async(&mut bells).await;
+        let bells_back = match bells_answer {
+            Ok(()) => self.bells_lost.swap(false, Ordering::AcqRel),
+            Err(_) => {
+                self.bells_lost.store(true, Ordering::Release);
+                false
+            }
+        };
         let info = match info {
             Ok(info) => info,
             Err(error) => {
@@ -302,7 +316,12 @@ impl Cluster {
             .trim();
         let instance = u64::from_str_radix(run_id.get(..16).unwrap_or("0"), 16).unwrap_or(0);
         let before = self.instance.swap(instance, Ordering::AcqRel);
-        Ok(before != 0 && before != instance)
+        Ok((before != 0 && before != instance) || bells_back)
+    }
+
+    /// Notes that the bells' connection was lost (its pushes say so).
+    pub fn bells_lost(&self) {
+        self.bells_lost.store(true, Ordering::Release);
     }
 
     /// Notes that a request to Redis failed.

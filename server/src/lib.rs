@@ -288,6 +288,9 @@ impl Runtime {
             };
             let Some(push) = push else { return };
             if push.kind == redis::PushKind::Disconnection {
+                if let Some(cluster) = self.backend.cluster() {
+                    cluster.bells_lost();
+                }
                 for session in self.sessions.all_live() {
                     session.distrust();
                 }

@@ -3,6 +3,8 @@
 //! reads the event stream.
 #![allow(dead_code)] // each test file uses a part of it
 
+pub mod cluster;
+
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use eventsource_stream::Eventsource;

@@ -1,0 +1,344 @@
+//! Cluster mode with real processes: a redis-server of the test's own and
+//! server nodes sharing it, killed (SIGKILL) and paused (SIGSTOP) for real.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use shared::wire::{Command, EventId, Status, Update};
+use support::{
+    cluster::{until, Node, Redis},
+    trajectory, Browser, Events,
+};
+
+/// The lease and scan period of the nodes of these tests (ms).
+const LEASE_MS: u64 = 1000;
+const SCAN_MS: u64 = 200;
+
+fn set_number(text: &str) -> Command {
+    Command::SetNumber { text: text.into() }
+}
+
+fn set_running(running: bool) -> Command {
+    Command::SetRunning { running }
+}
+
+/// What one page has seen of a run: every value in order, checked as it
+/// arrives: no gap (each delta follows the version before), versions
+/// strictly increasing.
+struct Page {
+    /// The run's values from step `first`.
+    values: Vec<String>,
+    /// The step of `values[0]`.
+    first: u64,
+    /// The last event's id.
+    last: Option<EventId>,
+    /// The state's version and status.
+    version: u64,
+    status: Status,
+    /// Snapshots received (the first, and any reset).
+    snapshots: usize,
+}
+
+impl Page {
+    fn new() -> Page {
+        Page {
+            values: Vec::new(),
+            first: 0,
+            last: None,
+            version: 0,
+            status: Status::Idle,
+            snapshots: 0,
+        }
+    }
+
+    fn apply(&mut self, id: EventId, update: Update) {
+        if let Some(last) = self.last {
+            if last.incarnation == id.incarnation {
+                assert!(
+                    id.cursor.version > last.cursor.version,
+                    "versions go forward: {last} then {id}"
+                );
+            }
+        }
+        match update {
+            Update::Snapshot(snapshot) => {
+                self.snapshots += 1;
+                let run = snapshot.run.expect("a run");
+                self.first = run.first_recent_step();
+                self.values = run.recent.into_iter().collect();
+                self.version = snapshot.version;
+                self.status = snapshot.status;
+            }
+            Update::Delta(delta) => {
+                assert_eq!(
+                    delta.base, self.version,
+                    "a delta follows the version before it"
+                );
+                if delta.restart {
+                    self.first = 0;
+                    self.values = delta.appended;
+                } else {
+                    self.values.extend(delta.appended);
+                }
+                self.version = delta.version;
+                self.status = delta.status;
+            }
+        }
+        self.last = Some(id);
+    }
+
+    /// The step of the newest value.
+    fn steps(&self) -> u64 {
+        (self.first + self.values.len() as u64).saturating_sub(1)
+    }
+
+    /// Reads `events` until `done` holds.
+    async fn follow(&mut self, events: &mut Events, done: impl Fn(&Page) -> bool) {
+        while !done(self) {
+            let (id, update) = events.next().await.expect("the stream goes on");
+            self.apply(id, update);
+        }
+    }
+
+    /// Every value seen is the run's own, at its step.
+    fn assert_exact(&self, start: u64) {
+        let expected = trajectory(start);
+        let first = self.first as usize;
+        assert_eq!(
+            self.values,
+            expected[first..first + self.values.len()],
+            "values from step {first}"
+        );
+    }
+}
+
+/// A browser on `node` using the session of `other`.
+fn same_session(node: &Node, other: &Browser) -> Browser {
+    let browser = Browser::at(&node.url());
+    browser.set_cookie(other.cookie().expect("a session"));
+    browser
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_on_one_node_shows_on_anothers_stream_and_streams_resume_on_any_node() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
+    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+
+    let on_a = Browser::at(&a.url());
+    on_a.command(set_number("27")).await;
+    let on_b = same_session(&b, &on_a);
+    let mut page = Page::new();
+    let mut stream_b = on_b.events(None).await;
+    page.follow(&mut stream_b, |page| page.steps() >= 10).await;
+
+    // A command on A shows on B's stream.
+    let paused_at = on_a.command(set_running(false)).await;
+    page.follow(&mut stream_b, |page| page.version >= paused_at)
+        .await;
+    assert_eq!(page.status, Status::Paused);
+    page.assert_exact(27);
+
+    // And one on B (it started the run elsewhere) shows on A's.
+    let mut on_a_page = Page::new();
+    let mut stream_a = on_a.events(None).await;
+    on_a_page
+        .follow(&mut stream_a, |page| page.snapshots == 1)
+        .await;
+    assert_eq!(
+        on_a_page.version, page.version,
+        "both nodes hold the same state"
+    );
+    let resumed_at = on_b.command(set_running(true)).await;
+    on_a_page
+        .follow(&mut stream_a, |page| {
+            page.version >= resumed_at && page.steps() >= 20
+        })
+        .await;
+    on_a_page.assert_exact(27);
+
+    // B's page, its stream cut, resumes on A from its last event: exactly
+    // what it missed, as one delta.
+    drop(stream_b);
+    let missed_from = page.version;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut resumed = on_a.events(page.last).await;
+    let (id, update) = resumed.next().await.unwrap();
+    let Update::Delta(delta) = &update else {
+        panic!("a resumed stream gets a delta, not {update:?}");
+    };
+    assert_eq!(delta.base, missed_from);
+    assert!(!delta.appended.is_empty(), "steps were taken meanwhile");
+    page.apply(id, update);
+    page.follow(&mut resumed, |page| page.steps() >= 30).await;
+    page.assert_exact(27);
+    assert_eq!(page.snapshots, 1, "no snapshot after the first");
+}
+
+/// Starts a run of `start` through `owner` (so it owns the run's lease),
+/// and follows it on `watcher` until a few steps are seen.
+async fn run_owned_by(owner: &Node, watcher: &Node, start: &str) -> (Browser, Page, Events) {
+    let on_owner = Browser::at(&owner.url());
+    on_owner.command(set_number(start)).await;
+    let on_watcher = same_session(watcher, &on_owner);
+    let mut page = Page::new();
+    let mut events = on_watcher.events(None).await;
+    page.follow(&mut events, |page| page.steps() >= 5).await;
+    (on_watcher, page, events)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_owners_run_resumes_on_another_node_within_the_lease_and_scan() {
+    let redis = Redis::start().await;
+    let mut a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
+    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    // 27 runs 111 steps: at 50 ms, long enough to outlive the kill.
+    let (_, mut page, mut events) = run_owned_by(&a, &b, "27").await;
+
+    let before = page.steps();
+    a.kill();
+    let killed = Instant::now();
+    page.follow(&mut events, |page| page.steps() > before + 1)
+        .await;
+    let resumed_after = killed.elapsed();
+    // The bound is lease + scan; a step interval and scheduling on a busy
+    // machine come on top.
+    assert!(
+        resumed_after < Duration::from_millis(2 * (LEASE_MS + SCAN_MS)),
+        "resumed after {resumed_after:?}"
+    );
+    page.follow(&mut events, |page| page.status == Status::Finished)
+        .await;
+    // Nothing lost, nothing repeated, nothing different: the whole run,
+    // through the kill.
+    page.assert_exact(27);
+    assert_eq!(page.steps(), 111);
+    assert_eq!(b.metric("hailstone_takeovers_total").await, 1.0);
+    assert!(b.logged().contains("took over a run"), "{}", b.logged());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_owner_that_comes_back_is_fenced_and_stops() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
+    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let (_, mut page, mut events) = run_owned_by(&a, &b, "27").await;
+
+    a.signal(libc::SIGSTOP);
+    let before = page.steps();
+    // B takes the run over once A's lease lapses.
+    page.follow(&mut events, |page| page.steps() > before + 3)
+        .await;
+    tokio::time::sleep(Duration::from_millis(3 * LEASE_MS)).await;
+    a.signal(libc::SIGCONT);
+    // A's task tries to commit its next step: refused, counted, stopped.
+    until(
+        Duration::from_secs(10),
+        "A counts a fenced commit",
+        || async { a.metric("hailstone_fenced_commits_total").await >= 1.0 },
+    )
+    .await;
+    until(Duration::from_secs(10), "A's task stops", || async {
+        a.metric("hailstone_running_tasks").await == 0.0
+    })
+    .await;
+    page.follow(&mut events, |page| page.status == Status::Finished)
+        .await;
+    page.assert_exact(27);
+    assert_eq!(page.steps(), 111);
+    assert_eq!(b.metric("hailstone_fenced_commits_total").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_refuses_commands_and_pauses_steps_and_runs_continue_when_it_is_back() {
+    let mut redis = Redis::start().await;
+    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
+    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    // A long run: 1,000 nines.
+    let start = "9".repeat(60);
+    let (on_b, mut page, mut events) = run_owned_by(&a, &b, &start).await;
+
+    redis.kill();
+    // The stream ends (the page shows "Reconnecting…").
+    while let Some((id, update)) = events.next().await {
+        page.apply(id, update);
+    }
+    let stopped_at = page.version;
+    let (status, body) = on_b.send(set_running(false)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("unsaved"),
+        "the page says it could not be saved: {body}"
+    );
+    let refused = on_b.get("/events").send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+
+    redis.restart().await;
+    // Both nodes reconnect by themselves; the run goes on from what Redis
+    // holds. A page resuming from before the outage gets a snapshot (Redis
+    // is another process now: versions after its data are not trusted).
+    until(Duration::from_secs(10), "the stream opens again", || {
+        let request = on_b.get("/events");
+        async move { request.send().await.unwrap().status() == 200 }
+    })
+    .await;
+    let mut events = on_b.events(page.last).await;
+    let (id, update) = events.next().await.unwrap();
+    assert!(matches!(update, Update::Snapshot(_)), "{update:?}");
+    assert_ne!(id.incarnation, page.last.unwrap().incarnation);
+    let mut after = Page::new();
+    after.apply(id, update);
+    assert!(after.version >= stopped_at - 1);
+    after
+        .follow(&mut events, |page| page.steps() > page.first + 5)
+        .await;
+    assert_eq!(after.status, Status::Running);
+    // Commands work again.
+    assert_eq!(on_b.send(set_running(false)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_empty_gives_pages_a_reset_and_never_an_old_version_again() {
+    let mut redis = Redis::start().await;
+    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
+    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let start = "9".repeat(60);
+    let (on_b, mut page, mut events) = run_owned_by(&a, &b, &start).await;
+
+    redis.kill();
+    for entry in std::fs::read_dir(redis.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    while let Some((id, update)) = events.next().await {
+        page.apply(id, update);
+    }
+    redis.restart().await;
+    // The session is gone with Redis's data: the page's stream, resumed
+    // from its last event, is told so with a reset (an idle snapshot of no
+    // session), never a delta.
+    until(Duration::from_secs(10), "the stream opens again", || {
+        let request = on_b.get("/events");
+        async move { request.send().await.unwrap().status() == 200 }
+    })
+    .await;
+    let mut events = on_b.events(page.last).await;
+    let (id, update) = events.next().await.unwrap();
+    let Update::Snapshot(snapshot) = update else {
+        panic!("a reset, not {update:?}");
+    };
+    assert_ne!(id.incarnation, page.last.unwrap().incarnation);
+    assert_eq!(snapshot.run, None);
+    // A's task stopped: nothing steps a session that is gone.
+    until(Duration::from_secs(10), "A's task stops", || async {
+        a.metric("hailstone_running_tasks").await == 0.0
+    })
+    .await;
+    // The page's next command starts a new session.
+    assert_eq!(on_b.send(set_number("6")).await.0, 200);
+}

@@ -1,0 +1,246 @@
+//! A real cluster on 127.0.0.1: a redis-server of the test's own on a free
+//! port, and server processes (nodes) sharing it. Everything is killed
+//! when dropped, so a failing assertion leaves nothing running.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `ready` holds, checking every 20 ms; fails after `within`.
+pub async fn until<F, Fut>(within: Duration, what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !ready().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A redis-server of the test's own, with append-only persistence in a
+/// temporary directory (so it can be restarted with its data).
+pub struct Redis {
+    process: Option<Child>,
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts redis-server on a free port and waits until it answers.
+    pub async fn start() -> Redis {
+        let mut redis = Redis {
+            process: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.run().await;
+        redis
+    }
+
+    /// The URL nodes connect to.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A connection for the test's own checks.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    async fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh installs it)");
+        self.process = Some(child);
+        let url = self.url();
+        until(Duration::from_secs(10), "redis-server answers", || {
+            let url = url.clone();
+            async move {
+                let Ok(client) = redis::Client::open(url) else {
+                    return false;
+                };
+                let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                    return false;
+                };
+                redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+    }
+
+    /// Kills redis-server (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.run().await;
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The bearer token of every node's `/metrics`.
+pub const METRICS_TOKEN: &str = "test-token";
+
+/// One node: the server binary in cluster mode.
+pub struct Node {
+    process: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its name.
+    pub name: String,
+    /// Its log file (stderr and stdout).
+    pub log: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts a node named `name` on `redis` with a lease of `lease_ms` and a
+    /// scan every `scan_ms`, stepping every 50 ms; waits until it answers.
+    pub async fn start(redis: &Redis, name: &str, lease_ms: u64, scan_ms: u64) -> Node {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let log = logs.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .current_dir(Path::new(".."))
+            .env("LEPTOS_SITE_ADDR", addr.to_string())
+            .env("HAILSTONE_REDIS_URL", redis.url())
+            .env("HAILSTONE_NODE_ID", name)
+            .env("HAILSTONE_LEASE_MS", lease_ms.to_string())
+            .env("HAILSTONE_SCAN_MS", scan_ms.to_string())
+            .env("HAILSTONE_STEP_INTERVAL_MS", "50")
+            .env("HAILSTONE_NEW_SESSIONS_PER_MINUTE", "100000")
+            .env("HAILSTONE_METRICS_TOKEN", METRICS_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let node = Node {
+            process: Some(child),
+            addr,
+            name: name.to_owned(),
+            log,
+            _logs: logs,
+        };
+        let health = format!("{}/healthz", node.url());
+        until(Duration::from_secs(20), "the node answers", || {
+            let health = health.clone();
+            async move { reqwest::get(health).await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        node
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> i32 {
+        self.process.as_ref().expect("running").id() as i32
+    }
+
+    /// Kills it with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends it `signal` (SIGSTOP, SIGCONT).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: a plain system call on a child process of this test.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// The value of metric `name` (without labels) on its `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", self.url()))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                let key = key.split('{').next()?;
+                (key == name).then(|| value.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// What it logged so far.
+    pub fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(child) = &self.process {
+            // A stopped node must be woken to die promptly.
+            // SAFETY: a plain system call on a child process of this test.
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+        }
+        self.kill();
+    }
+}
