@@ -4,12 +4,18 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/hailstone/target
 # Tools installed by scripts/setup.sh (wasm-opt from npm, cargo-leptos).
 export PATH := $(HOME)/.cache/hailstone/tools/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test bench watch fmt lint
+.PHONY: run test bench watch fmt lint cluster
 
 ## Build in release mode and serve on http://127.0.0.1:3000
 run:
 	scripts/setup.sh build
 	cargo leptos serve --release
+
+## A local cluster: Redis, three nodes on :3001-3003, haproxy on :3000
+cluster:
+	scripts/setup.sh cluster
+	cargo leptos build --release
+	scripts/cluster.sh
 
 ## Every test: the cargo tests of all crates, then Playwright in Chromium
 test:

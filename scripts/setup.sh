@@ -2,6 +2,7 @@
 # Installs what building, serving and testing Hailstone need, skipping what is
 # already present. Safe to run any number of times. Usage:
 #   scripts/setup.sh build   # toolchain target, cargo-leptos, wasm-bindgen, wasm-opt
+#   scripts/setup.sh cluster # build, plus redis-server and haproxy (Debian) for a local cluster
 #   scripts/setup.sh test    # all of the above, plus Chromium and the Playwright packages
 set -euo pipefail
 
@@ -49,6 +50,24 @@ if [ "$(wasm-opt --version 2>/dev/null)" != "wasm-opt version ${BINARYEN_VERSION
   say "installing wasm-opt (npm binaryen $BINARYEN_VERSION)"
   mkdir -p "$TOOLS"
   npm install --prefix "$TOOLS" --no-audit --no-fund "binaryen@$BINARYEN_VERSION"
+fi
+
+if [ "$want" = test ] || [ "$want" = cluster ]; then
+  # Cluster mode's store, and the balancer of `make cluster` and its tests.
+  # Installing redis-server may start a system service on port 6379; the
+  # tests and `make cluster` run their own on other ports.
+  if ! command -v redis-server >/dev/null; then
+    say "installing redis-server (Debian)"
+    apt_install redis-server
+  fi
+  if ! command -v haproxy >/dev/null; then
+    say "installing haproxy (Debian)"
+    apt_install haproxy
+  fi
+  if ! command -v curl >/dev/null; then
+    say "installing curl"
+    apt_install curl
+  fi
 fi
 
 if [ "$want" = test ]; then

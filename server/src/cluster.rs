@@ -4,7 +4,8 @@
 //! - `hs:{id}`: a hash of `ver` (the version), `epoch` (the fencing token of
 //!   its run), `run` (1 while running) and `saved` (the state, as JSON);
 //! - `hs:{id}:log`: a stream of the changes committed, each with the id
-//!   `<version>-0` and the [`Op`] that made it, which other nodes replay;
+//!   `<version>-0`, the version it was made on, the [`Op`] that made it
+//!   (which other nodes replay), and the node and epoch that committed it;
 //! - `hs:{id}:lease`: `<node>:<epoch>` while a node owns its run, with an
 //!   expiry;
 //! - `hs:{id}:bell`: a pub/sub channel on which each commit publishes its
@@ -79,7 +80,7 @@ elseif ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[4], now + lease, ARGV[13])
 end
 redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'epoch', epoch, 'run', ARGV[11], 'saved', ARGV[5])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
 redis.call('PUBLISH', ARGV[12], ARGV[4])

@@ -398,7 +398,11 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
     });
     let files = ServeDir::new(&*options.site_root);
 
-    Router::new()
+    let node = runtime
+        .backend
+        .cluster()
+        .and_then(|cluster| axum::http::HeaderValue::from_str(cluster.node()).ok());
+    let router = Router::new()
         .route("/", get(page))
         .route(
             "/api/{*name}",
@@ -416,7 +420,21 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
         .layer(from_fn(http::server_fn_status))
         .layer(from_fn_with_state(runtime.clone(), http::same_origin))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
-        .with_state(runtime)
+        .with_state(runtime);
+    match node {
+        // Which node answered, for operators and fault tests behind a
+        // balancer.
+        Some(node) => router.layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| {
+                let node = node.clone();
+                async move {
+                    response.headers_mut().insert("x-hailstone-node", node);
+                    response
+                }
+            },
+        )),
+        None => router,
+    }
 }
 
 /// A server function (Leptos decodes, calls and encodes), timed.

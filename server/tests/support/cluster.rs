@@ -149,6 +149,17 @@ impl Node {
     /// Starts a node named `name` on `redis` with a lease of `lease_ms` and a
     /// scan every `scan_ms`, stepping every 50 ms; waits until it answers.
     pub async fn start(redis: &Redis, name: &str, lease_ms: u64, scan_ms: u64) -> Node {
+        Node::start_with(redis, name, lease_ms, scan_ms, &[]).await
+    }
+
+    /// [`Node::start`] with `env` on top.
+    pub async fn start_with(
+        redis: &Redis,
+        name: &str,
+        lease_ms: u64,
+        scan_ms: u64,
+        env: &[(&str, &str)],
+    ) -> Node {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let logs = tempfile::tempdir().unwrap();
         let log = logs.path().join(format!("{name}.log"));
@@ -164,6 +175,7 @@ impl Node {
             .env("HAILSTONE_NEW_SESSIONS_PER_MINUTE", "100000")
             .env("HAILSTONE_METRICS_TOKEN", METRICS_TOKEN)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A local cluster: redis-server, Hailstone nodes sharing it, and haproxy in
+# front of them (round robin, no stickiness). Runs until Ctrl-C (or SIGTERM),
+# then stops everything it started.
+#
+#   scripts/cluster.sh            # what `make cluster` runs: 3 nodes on
+#                                 # 127.0.0.1:3001-3003, the balancer on :3000
+#
+# Settings (environment):
+#   CLUSTER_PORT        the balancer's port (default 3000); node i listens on
+#                       CLUSTER_PORT + i
+#   CLUSTER_NODES       how many nodes (default 3)
+#   CLUSTER_REDIS_PORT  redis-server's port (default 6390)
+#   CLUSTER_BIN         the server binary (default: the release build)
+#   CLUSTER_DIR         where data, logs and pid files go (default: a new
+#                       temporary directory); <name>.pid per process
+# Any HAILSTONE_* variable set is passed on to every node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port=${CLUSTER_PORT:-3000}
+nodes=${CLUSTER_NODES:-3}
+redis_port=${CLUSTER_REDIS_PORT:-6390}
+target=${CARGO_TARGET_DIR:-$HOME/.cache/hailstone/target}
+bin=${CLUSTER_BIN:-$target/release/server}
+dir=${CLUSTER_DIR:-$(mktemp -d /tmp/hailstone-cluster.XXXXXX)}
+mkdir -p "$dir"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  say "stopping the cluster"
+  # Stopped (SIGSTOP) processes are woken so they can die.
+  for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop INT TERM EXIT
+
+# Polls until `$1` answers, for at most 30 s.
+wait_http() {
+  for _ in $(seq 300); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "$1 did not answer within 30 s; see the logs in $dir" >&2
+  exit 1
+}
+
+[ -x "$bin" ] || { echo "no server binary at $bin: run 'cargo leptos build --release' first" >&2; exit 1; }
+
+say "redis-server on 127.0.0.1:$redis_port (data and logs in $dir)"
+# appendonly: a restart keeps what was committed; noeviction: Redis never
+# drops a session or lease to make room (writes fail instead).
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+  --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+  --dir "$dir" --logfile "$dir/redis.log" &
+pids+=($!); echo $! > "$dir/redis.pid"
+for _ in $(seq 300); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+servers=""
+for i in $(seq "$nodes"); do
+  node_port=$((port + i))
+  say "node n$i on 127.0.0.1:$node_port"
+  LEPTOS_SITE_ADDR="127.0.0.1:$node_port" \
+    HAILSTONE_REDIS_URL="redis://127.0.0.1:$redis_port/" \
+    HAILSTONE_NODE_ID="n$i" \
+    HAILSTONE_CLIENT_ADDRESS_HEADER="${HAILSTONE_CLIENT_ADDRESS_HEADER:-x-forwarded-for}" \
+    "$bin" > "$dir/n$i.log" 2>&1 &
+  pids+=($!); echo $! > "$dir/n$i.pid"
+  servers+="  server n$i 127.0.0.1:$node_port check inter 500 fall 1 rise 1"$'\n'
+done
+for i in $(seq "$nodes"); do wait_http "http://127.0.0.1:$((port + i))/healthz"; done
+
+cat > "$dir/haproxy.cfg" <<EOF
+global
+  # Two descriptors per connection (client and node): within the
+  # open-file limit of 20,000 here.
+  maxconn 9000
+defaults
+  mode http
+  option forwardfor
+  timeout connect 1s
+  # Event streams are long: the nodes send keep-alives every 15 s.
+  timeout client 1h
+  timeout server 1h
+  # A request to a node that died goes to another (a refused connection
+  # means the request was never sent, so a POST is safe to send again).
+  retries 2
+  option redispatch
+frontend hailstone
+  bind 127.0.0.1:$port
+  default_backend nodes
+backend nodes
+  balance roundrobin
+  option httpchk GET /healthz
+$servers
+EOF
+say "haproxy on 127.0.0.1:$port, round robin over $nodes nodes"
+haproxy -f "$dir/haproxy.cfg" > "$dir/haproxy.log" 2>&1 &
+pids+=($!); echo $! > "$dir/haproxy.pid"
+wait_http "http://127.0.0.1:$port/healthz"
+touch "$dir/ready"
+say "ready: http://127.0.0.1:$port (Ctrl-C stops everything)"
+# Until told to stop: a node killed by a fault test does not end the cluster.
+sleep infinity &
+pids+=($!)
+wait $! || true
