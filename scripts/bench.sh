@@ -9,6 +9,7 @@
 #   scripts/bench.sh wal        # the store's log under 1,000 sessions at interval 0, 10 min
 #   scripts/bench.sh restart    # restart with 100,000 stored sessions; memory per session
 #   scripts/bench.sh pages      # a page of values far into a 1,000-digit run
+#   scripts/bench.sh cluster    # two nodes, Redis and haproxy: load, memory, failover
 # BENCH_ENV="VAR=value ..." passes extra environment to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -113,6 +114,56 @@ if [ "$what" = wal ]; then
   wait "$sampler" 2>/dev/null || true
   tail -5 "$out/wal-curve.txt"
   sort -n -k2 "$out/wal-curve.txt" | tail -1 | awk '{ print "largest log: " $2 " bytes at " $1 " s" }'
+  exit 0
+fi
+
+if [ "$what" = cluster ]; then
+  # Two nodes sharing one Redis behind haproxy (scripts/cluster.sh), all on
+  # this machine with the load generator (no pinning: five processes share
+  # two cores).
+  scripts/setup.sh cluster
+  cluster_dir=$(mktemp -d /tmp/hailstone-bench-cluster.XXXXXX)
+  lb=3990
+  CLUSTER_DIR=$cluster_dir CLUSTER_PORT=$lb CLUSTER_NODES=2 CLUSTER_REDIS_PORT=6499 \
+    HAILSTONE_MAX_SESSIONS=100000 RUST_LOG=warn scripts/cluster.sh >"$out/cluster-run.txt" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 600); do [ -f "$cluster_dir/ready" ] && break; sleep 0.1; done
+  [ -f "$cluster_dir/ready" ] || { cat "$out/cluster-run.txt"; exit 1; }
+  watch=()
+  for name in n1 n2 redis haproxy; do watch+=(--watch "$name=$(cat "$cluster_dir/$name.pid")"); done
+  cluster_load() {
+    local name=$1 interval=$2 duration=$3
+    shift 3
+    echo "== cluster-$name: 1000 sessions, interval ${interval} ms, ${duration} s, 2 nodes" | tee "$out/cluster-$name.txt"
+    "$CARGO_TARGET_DIR/release/loadgen" --addr "127.0.0.1:$lb" --sessions 1000 \
+      --interval "$interval" --duration "$duration" --resume \
+      --metrics-addr "127.0.0.1:$((lb + 1))" --metrics-addr "127.0.0.1:$((lb + 2))" \
+      "${watch[@]}" "$@" | tee -a "$out/cluster-$name.txt"
+  }
+  # Redis's memory per session: MEMORY USAGE of every key of every session
+  # (state, log, lease), over the number of sessions.
+  redis_memory() {
+    local keys sessions bytes
+    keys=$(redis-cli -p 6499 --scan --pattern 'hs:{*')
+    sessions=$(grep -c '}$' <<<"$keys" || true)
+    bytes=$(sed 's/^/MEMORY USAGE /' <<<"$keys" | redis-cli -p 6499 | awk '{ s += $1 } END { print s }')
+    echo "redis_sessions      $sessions"
+    echo "redis_bytes         $bytes"
+    echo "redis_per_session_b $((bytes / sessions))"
+    redis-cli -p 6499 info memory | grep -E '^used_memory:' | tr -d '\r'
+  }
+  cluster_load n1000 500 20
+  redis_memory | tee -a "$out/cluster-n1000.txt"
+  cluster_load fast1000 0 20
+  redis_memory | tee -a "$out/cluster-fast1000.txt"
+  # Failover under load: n1 is killed (SIGKILL) 10 s into the measurement.
+  # Its streams resume on n2 through the balancer; its runs resume there
+  # once their lease lapses. The longest gap any run saw is the time until
+  # every affected session stepped again.
+  ( sleep 12; kill -9 "$(cat "$cluster_dir/n1.pid")"; date +%s.%N > "$cluster_dir/killed" ) &
+  cluster_load failover 500 25
+  stop_server
+  rm -rf "$cluster_dir"
   exit 0
 fi
 

@@ -43,6 +43,27 @@ pub struct Args {
     /// The token for the server's `/metrics` (its steps per second).
     #[arg(long, env = "HAILSTONE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// Where to read `/metrics` (steps per second) when not at `--addr`:
+    /// every node of a cluster behind a balancer (summed). Repeatable.
+    #[arg(long = "metrics-addr")]
+    pub metrics_addrs: Vec<String>,
+    /// A stream that ends is resumed with `Last-Event-ID`, as a browser
+    /// does (a node of a cluster died); without it, an ended stream is an
+    /// error. A command answered 502 or 503 is sent again after 100 ms.
+    #[arg(long)]
+    pub resume: bool,
+    /// Another process whose CPU time to report, as `NAME=PID` (the nodes,
+    /// Redis and the balancer of a cluster). Repeatable.
+    #[arg(long = "watch", value_parser = named_pid)]
+    pub watch: Vec<(String, u32)>,
+}
+
+fn named_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=PID"))?;
+    let pid = pid.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    Ok((name.to_owned(), pid))
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -73,6 +94,10 @@ mod tests {
         assert_eq!(args.duration, Duration::from_secs(3));
         assert_eq!(args.http2, Some(50));
         assert!(Args::try_parse_from(["loadgen", "--http2", "0"]).is_err());
+        let watched = Args::try_parse_from(["loadgen", "--watch", "redis=42", "--resume"]).unwrap();
+        assert_eq!(watched.watch, [("redis".to_owned(), 42)]);
+        assert!(watched.resume);
+        assert!(Args::try_parse_from(["loadgen", "--watch", "redis"]).is_err());
         assert!(Args::try_parse_from(["loadgen", "--sessions", "many"]).is_err());
         assert!(Args::try_parse_from(["loadgen", "--bogus"]).is_err());
     }

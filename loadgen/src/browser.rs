@@ -6,8 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
+use std::pin::Pin;
+
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures::{Stream, StreamExt};
 use shared::wire::{Command, Status, Update};
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +18,14 @@ use crate::{args::Args, check::Checker, report::Totals};
 /// Starts with trajectories long enough to outlast a measurement at 0.5 s
 /// (each over 100 steps); at faster intervals a finished run is restarted.
 const STARTS: [u64; 8] = [27, 31, 41, 47, 54, 55, 63, 71];
+
+/// An open event stream.
+type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+
+/// How often a stream that ended is tried again (`--resume`), and for how
+/// long at most.
+const RESUME_EVERY: Duration = Duration::from_millis(100);
+const RESUME_FOR: Duration = Duration::from_secs(30);
 
 /// One simulated browser.
 pub struct Browser {
@@ -56,6 +66,38 @@ impl Browser {
         request
     }
 
+    /// Opens the session's event stream, resuming after `last` if given.
+    async fn open(&self, cookie: &str, last: Option<&str>) -> Result<Events, String> {
+        let mut request = self
+            .client
+            .get(format!("http://{}/events", self.args.addr))
+            .header("cookie", cookie.to_owned());
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_owned());
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("/events answered {}", response.status()));
+        }
+        Ok(Box::pin(response.bytes_stream().eventsource()))
+    }
+
+    /// Opens the stream again after it ended, trying every
+    /// [`RESUME_EVERY`] for at most [`RESUME_FOR`].
+    async fn resume(&self, cookie: &str, last: Option<&str>) -> Result<Events, String> {
+        let deadline = Instant::now() + RESUME_FOR;
+        loop {
+            match self.open(cookie, last).await {
+                Ok(events) => {
+                    self.totals.reconnects.fetch_add(1, Ordering::Relaxed);
+                    return Ok(events);
+                }
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => tokio::time::sleep(RESUME_EVERY).await,
+            }
+        }
+    }
+
     async fn session(&self, check: &mut Checker) -> Result<(), String> {
         // The first command starts the session and sets its cookie, as a
         // page's first command does; then the page follows it.
@@ -77,23 +119,30 @@ impl Browser {
             .and_then(|v| v.split(';').next())
             .ok_or("no session cookie")?
             .to_owned();
-        let response = self
-            .client
-            .get(format!("http://{}/events", self.args.addr))
-            .header("cookie", cookie.clone())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("/events answered {}", response.status()));
-        }
-        let mut events = response.bytes_stream().eventsource();
+        let mut events = self.open(&cookie, None).await?;
+        // The id of the last event, for a resumed stream.
+        let mut last_id: Option<String> = None;
 
         // Sends a command; answers the version that shows its effect.
         let send = |command: Command| {
-            let request = self.command(&command, Some(&cookie));
+            let cookie = cookie.clone();
             async move {
-                let response = request.send().await.map_err(|e| e.to_string())?;
+                let mut tries = 0;
+                let response = loop {
+                    let request = self.command(&command, Some(&cookie));
+                    let response = request.send().await.map_err(|e| e.to_string())?;
+                    // A balancer's node died under the request (502), or a
+                    // node cannot reach its store for a moment (503).
+                    let again = matches!(response.status().as_u16(), 502 | 503)
+                        && self.args.resume
+                        && tries < RESUME_FOR.as_millis() / RESUME_EVERY.as_millis();
+                    if !again {
+                        break response;
+                    }
+                    tries += 1;
+                    self.totals.command_retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(RESUME_EVERY).await;
+                };
                 if !response.status().is_success() {
                     return Err(format!("command answered {}", response.status()));
                 }
@@ -117,13 +166,33 @@ impl Browser {
         let mut next_command = Instant::now() + self.args.command_every;
         let mut first_message = true;
         let interval = Duration::from_millis(u64::from(self.args.interval_ms));
+        // When the running run last showed a new value, and the longest it
+        // went without one while measuring.
+        let mut last_value: Option<Instant> = None;
+        let mut longest_gap = Duration::ZERO;
 
         loop {
             let event = tokio::select! {
-                () = self.stop.cancelled() => return Ok(()),
+                () = self.stop.cancelled() => {
+                    self.totals.record(&self.totals.longest_gap, longest_gap);
+                    return Ok(());
+                }
                 event = events.next() => event,
             };
-            let event = event.ok_or("stream ended")?.map_err(|e| e.to_string())?;
+            let event = match event {
+                Some(Ok(event)) => event,
+                ended if self.args.resume => {
+                    // As a browser does: again, naming the last event seen.
+                    drop(ended);
+                    events = self.resume(&cookie, last_id.as_deref()).await?;
+                    continue;
+                }
+                None => return Err("stream ended".into()),
+                Some(Err(error)) => return Err(error.to_string()),
+            };
+            if !event.id.is_empty() {
+                last_id = Some(event.id.clone());
+            }
             let update: Update = serde_json::from_str(&event.data).map_err(|e| e.to_string())?;
             self.totals.messages.fetch_add(1, Ordering::Relaxed);
             let now = Instant::now();
@@ -131,6 +200,14 @@ impl Browser {
             let shown = awaiting.is_some_and(|(version, _)| update.cursor().version >= version);
             let status = match &update {
                 Update::Delta(delta) => {
+                    if !delta.appended.is_empty() {
+                        if let Some(last) = last_value {
+                            if self.totals.measuring.load(Ordering::Relaxed) {
+                                longest_gap = longest_gap.max(now - last);
+                            }
+                        }
+                    }
+                    last_value = (delta.status == Status::Running).then_some(now);
                     if delta.restart {
                         last_delta = None;
                     } else if !delta.appended.is_empty() {
@@ -155,6 +232,7 @@ impl Browser {
                     }
                     check.snapshot(snapshot);
                     last_delta = None;
+                    last_value = (snapshot.status == Status::Running).then_some(now);
                     snapshot.status
                 }
             };

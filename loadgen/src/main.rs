@@ -92,6 +92,8 @@ async fn main() -> ExitCode {
     let before_messages = totals.messages.load(Ordering::Relaxed);
     let before_steps = steps_total(&http1, &args).await;
     let before_cpu = args.pid.and_then(cpu_ticks);
+    let watched_before: Vec<Option<u64>> =
+        args.watch.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
     let own_before = cpu_ticks(std::process::id());
     totals.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
@@ -101,6 +103,8 @@ async fn main() -> ExitCode {
     let values = totals.counts().values - before.values;
     let messages = totals.messages.load(Ordering::Relaxed) - before_messages;
     let after_cpu = args.pid.and_then(cpu_ticks);
+    let watched_after: Vec<Option<u64>> =
+        args.watch.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
     let after_steps = steps_total(&http1, &args).await;
     let own_after = cpu_ticks(std::process::id());
     let load_rss = args.pid.and_then(rss_kib);
@@ -134,6 +138,11 @@ async fn main() -> ExitCode {
         ("out_of_order", counts.out_of_order),
         ("coalesced", counts.coalesced),
         ("snapshots", totals.snapshots.load(Ordering::Relaxed)),
+        ("reconnects", totals.reconnects.load(Ordering::Relaxed)),
+        (
+            "command_retries",
+            totals.command_retries.load(Ordering::Relaxed),
+        ),
         ("errors", errors),
     ] {
         println!("{name:<20}{value}");
@@ -156,6 +165,11 @@ async fn main() -> ExitCode {
     if let Some(cpu) = percent(before_cpu, after_cpu) {
         println!("server_cpu_percent  {cpu:.0}");
     }
+    for (((name, _), before), after) in args.watch.iter().zip(watched_before).zip(watched_after) {
+        if let Some(cpu) = percent(before, after) {
+            println!("{:<20}{cpu:.0}", format!("cpu_percent_{name}"));
+        }
+    }
     // Near 100 %, the load generator itself limits the latency figures.
     if let Some(cpu) = percent(own_before, own_after) {
         println!("loadgen_cpu_percent {cpu:.0}");
@@ -174,18 +188,31 @@ async fn main() -> ExitCode {
 /// given).
 async fn steps_total(client: &reqwest::Client, args: &Args) -> Option<u64> {
     let token = args.metrics_token.as_deref()?;
-    let text = client
-        .get(format!("http://{}/metrics", args.addr))
-        .bearer_auth(token)
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("hailstone_steps_total "))?
-        .trim()
-        .parse()
-        .ok()
+    let addrs = match args.metrics_addrs.as_slice() {
+        [] => std::slice::from_ref(&args.addr),
+        addrs => addrs,
+    };
+    let mut total = 0;
+    for addr in addrs {
+        let text = client
+            .get(format!("http://{addr}/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        // A node of a cluster labels its metrics with its name.
+        total += text
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name.split('{').next()? == "hailstone_steps_total").then_some(value)
+            })?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+    }
+    Some(total)
 }

@@ -28,6 +28,13 @@ pub struct Totals {
     pub round_trip: Latency,
     /// From sending "set number" to its HTTP answer.
     pub acknowledged: Latency,
+    /// The longest time each browser's run went without a new value while
+    /// running (one sample per browser, at the end): a failover shows here.
+    pub longest_gap: Latency,
+    /// Streams resumed after they ended (`--resume`).
+    pub reconnects: AtomicU64,
+    /// Commands sent again after a 502 or 503 (`--resume`).
+    pub command_retries: AtomicU64,
     /// Whether the measurement window is open (latencies are kept only then).
     pub measuring: AtomicBool,
 }
@@ -63,6 +70,9 @@ impl Default for Totals {
             jitter: Latency::default(),
             round_trip: Latency::default(),
             acknowledged: Latency::default(),
+            longest_gap: Latency::default(),
+            reconnects: AtomicU64::new(0),
+            command_retries: AtomicU64::new(0),
             measuring: AtomicBool::new(false),
         }
     }
@@ -96,6 +106,16 @@ impl Totals {
         println!("round_trip_samples  {}", round_trip.len());
         print_percentiles("round_trip", &round_trip, &[50.0, 95.0, 99.0]);
         print_percentiles("acknowledged", &self.acknowledged.take(), &[50.0, 99.0]);
+        let gaps = self.longest_gap.take();
+        if !gaps.is_empty() {
+            print_percentiles("longest_gap", &gaps, &[50.0, 99.0, 100.0]);
+        }
+    }
+
+    /// Keeps `value` in `latency` whether measuring or not.
+    pub fn record(&self, latency: &Latency, value: Duration) {
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = latency.0.lock().unwrap().record(micros.min(600_000_000));
     }
 }
 
