@@ -84,6 +84,9 @@ global
 defaults
   mode http
   option forwardfor
+  # Each event of a stream is sent at once: without it, small writes wait
+  # for the client's acknowledgement (Nagle), 200 ms here.
+  option http-no-delay
   timeout connect 1s
   # Event streams are long: the nodes send keep-alives every 15 s.
   timeout client 1h

@@ -45,8 +45,9 @@ use crate::{
 
 /// The running sessions, scored by lease deadline (ms, Redis's clock).
 const RUNNING: &str = "hs:running";
-/// How many lapsed leases one scan takes over at most.
-const SCAN_BATCH: usize = 64;
+/// How many lapsed leases one pass of a scan takes over at most (the scan
+/// goes on while passes come back full).
+pub const SCAN_BATCH: usize = 256;
 /// How long a Redis request may take before the node calls Redis down.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -329,27 +329,42 @@ impl Runtime {
                     continue;
                 }
             }
-            let taken = match cluster.take_over().await {
-                Ok(taken) => taken,
-                Err(error) => {
-                    tracing::warn!(node = cluster.node(), %error, "cannot look for lapsed runs");
-                    continue;
-                }
-            };
-            for (id, epoch) in taken {
-                self.metrics.takeovers.inc();
-                tracing::info!(node = cluster.node(), session = %id.short(), epoch, "took over a run whose lease lapsed");
-                match self.session(id).await {
-                    Ok(Some(session)) => {
-                        if let Some(started) = session.adopt(epoch).await {
-                            self.tasks.spawn(session, started);
-                        }
-                    }
-                    Ok(None) => {}
+            // Pass after pass while they come back full: a dead node's runs
+            // are all taken over in this scan.
+            loop {
+                let taken = match cluster.take_over().await {
+                    Ok(taken) => taken,
                     Err(error) => {
-                        tracing::error!(%error, session = %id.short(), "could not load a run taken over");
+                        tracing::warn!(node = cluster.node(), %error, "cannot look for lapsed runs");
+                        break;
                     }
+                };
+                let full = taken.len() == cluster::SCAN_BATCH;
+                futures::stream::iter(taken)
+                    .for_each_concurrent(TAKEOVER_PARALLELISM, |(id, epoch)| {
+                        self.adopt(cluster.node(), id, epoch)
+                    })
+                    .await;
+                if !full {
+                    break;
                 }
+            }
+        }
+    }
+
+    /// Resumes here the run of session `id`, taken over at `epoch`.
+    async fn adopt(&self, node: &str, id: SessionId, epoch: u64) {
+        self.metrics.takeovers.inc();
+        tracing::info!(node, session = %id.short(), epoch, "took over a run whose lease lapsed");
+        match self.session(id).await {
+            Ok(Some(session)) => {
+                if let Some(started) = session.adopt(epoch).await {
+                    self.tasks.spawn(session, started);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, session = %id.short(), "could not load a run taken over");
             }
         }
     }
@@ -375,6 +390,10 @@ impl Runtime {
 
 /// How many stored running sessions are rebuilt at once after a restart.
 const RESUME_PARALLELISM: usize = 8;
+
+/// How many runs a node of a cluster takes over at once (each is a few
+/// Redis round trips).
+const TAKEOVER_PARALLELISM: usize = 32;
 
 fn command_kind(command: &Command) -> &'static str {
     match command {
