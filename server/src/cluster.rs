@@ -5,7 +5,8 @@
 //!   its run), `run` (1 while running) and `saved` (the state, as JSON);
 //! - `hs:{id}:log`: a stream of the changes committed, each with the id
 //!   `<version>-0`, the version it was made on, the [`Op`] that made it
-//!   (which other nodes replay), and the node and epoch that committed it;
+//!   (which other nodes replay), and the node and epoch that committed it,
+//!   trimmed to exactly `cluster.log-len` entries;
 //! - `hs:{id}:lease`: `<node>:<epoch>` while a node owns its run, with an
 //!   expiry;
 //! - `hs:{id}:bell`: a pub/sub channel on which each commit publishes its
@@ -81,7 +82,7 @@ elseif ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[4], now + lease, ARGV[13])
 end
 redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'epoch', epoch, 'run', ARGV[11], 'saved', ARGV[5])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6], 'node', ARGV[1], 'epoch', epoch)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
 redis.call('PUBLISH', ARGV[12], ARGV[4])
@@ -185,7 +186,7 @@ pub struct Cluster {
     scan: Duration,
     /// How long an untouched session is kept in Redis.
     ttl: Duration,
-    /// About how many changes each session's log keeps.
+    /// How many changes each session's log keeps.
     log_len: u64,
     /// Which Redis process the data came from (from its run id): mixed into
     /// every incarnation, so a client of a Redis that restarted (and may

@@ -63,9 +63,9 @@ pub struct Cluster {
     /// How often each node looks for running sessions whose lease lapsed.
     /// A dead node's runs resume within `lease-ms` plus this.
     pub scan_ms: u64,
-    /// About how many recent changes Redis keeps per session for streams
-    /// that resume on another node (trimmed in nodes of 100, so up to 100
-    /// more); a stream further behind gets a snapshot.
+    /// How many recent changes Redis keeps per session, for the nodes that
+    /// hold a copy of it to catch up by replaying them; a copy further
+    /// behind is loaded whole instead. Bounds Redis's memory per session.
     pub log_len: u64,
 }
 
@@ -76,7 +76,7 @@ impl Default for Cluster {
             node_id: String::new(),
             lease_ms: 2000,
             scan_ms: 500,
-            log_len: 256,
+            log_len: 64,
         }
     }
 }
