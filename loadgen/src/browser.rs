@@ -130,14 +130,17 @@ impl Browser {
                 let mut tries = 0;
                 let response = loop {
                     let request = self.command(&command, Some(&cookie));
-                    let response = request.send().await.map_err(|e| e.to_string())?;
-                    // A balancer's node died under the request (502), or a
-                    // node cannot reach its store for a moment (503).
-                    let again = matches!(response.status().as_u16(), 502 | 503)
-                        && self.args.resume
-                        && tries < RESUME_FOR.as_millis() / RESUME_EVERY.as_millis();
+                    let sent = request.send().await;
+                    // A balancer's node died under the request (the
+                    // connection closed, or 502), or a node cannot reach its
+                    // store for a moment (503): a page tries again.
+                    let again = self.args.resume
+                        && tries < RESUME_FOR.as_millis() / RESUME_EVERY.as_millis()
+                        && sent
+                            .as_ref()
+                            .map_or(true, |r| matches!(r.status().as_u16(), 502 | 503));
                     if !again {
-                        break response;
+                        break sent.map_err(|e| e.to_string())?;
                     }
                     tries += 1;
                     self.totals.command_retries.fetch_add(1, Ordering::Relaxed);
