@@ -120,50 +120,51 @@ fi
 if [ "$what" = cluster ]; then
   # Two nodes sharing one Redis behind haproxy (scripts/cluster.sh), all on
   # this machine with the load generator (no pinning: five processes share
-  # two cores).
+  # two cores). Each run gets a fresh cluster: runs left running by a run
+  # must not load the next.
   scripts/setup.sh cluster
-  cluster_dir=$(mktemp -d /tmp/hailstone-bench-cluster.XXXXXX)
   lb=3990
-  CLUSTER_DIR=$cluster_dir CLUSTER_PORT=$lb CLUSTER_NODES=2 CLUSTER_REDIS_PORT=6499 \
-    HAILSTONE_MAX_SESSIONS=100000 RUST_LOG=warn scripts/cluster.sh >"$out/cluster-run.txt" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 600); do [ -f "$cluster_dir/ready" ] && break; sleep 0.1; done
-  [ -f "$cluster_dir/ready" ] || { cat "$out/cluster-run.txt"; exit 1; }
-  watch=()
-  for name in n1 n2 redis haproxy; do watch+=(--watch "$name=$(cat "$cluster_dir/$name.pid")"); done
+  redis_port=6499
   cluster_load() {
     local name=$1 interval=$2 duration=$3
     shift 3
+    cluster_dir=$(mktemp -d /tmp/hailstone-bench-cluster.XXXXXX)
+    CLUSTER_DIR=$cluster_dir CLUSTER_PORT=$lb CLUSTER_NODES=2 CLUSTER_REDIS_PORT=$redis_port \
+      HAILSTONE_MAX_SESSIONS=100000 RUST_LOG=warn scripts/cluster.sh >"$out/cluster-run.txt" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 600); do [ -f "$cluster_dir/ready" ] && break; sleep 0.1; done
+    [ -f "$cluster_dir/ready" ] || { cat "$out/cluster-run.txt"; exit 1; }
+    local watch=()
+    for process in n1 n2 redis haproxy; do watch+=(--watch "$process=$(cat "$cluster_dir/$process.pid")"); done
     echo "== cluster-$name: 1000 sessions, interval ${interval} ms, ${duration} s, 2 nodes" | tee "$out/cluster-$name.txt"
     "$CARGO_TARGET_DIR/release/loadgen" --addr "127.0.0.1:$lb" --sessions 1000 \
       --interval "$interval" --duration "$duration" --resume \
       --metrics-addr "127.0.0.1:$((lb + 1))" --metrics-addr "127.0.0.1:$((lb + 2))" \
-      "${watch[@]}" "$@" | tee -a "$out/cluster-$name.txt"
+      "${watch[@]}" "$@" | tee -a "$out/cluster-$name.txt" || true
+    redis_memory | tee -a "$out/cluster-$name.txt"
+    stop_server
+    rm -rf "$cluster_dir"
   }
   # Redis's memory per session: MEMORY USAGE of every key of every session
   # (state, log, lease), over the number of sessions.
   redis_memory() {
     local keys sessions bytes
-    keys=$(redis-cli -p 6499 --scan --pattern 'hs:{*')
+    keys=$(redis-cli -p $redis_port --scan --pattern 'hs:{*')
     sessions=$(grep -c '}$' <<<"$keys" || true)
-    bytes=$(sed 's/^/MEMORY USAGE /' <<<"$keys" | redis-cli -p 6499 | awk '{ s += $1 } END { print s }')
+    bytes=$(sed 's/^/MEMORY USAGE /' <<<"$keys" | redis-cli -p $redis_port | awk '{ s += $1 } END { print s }')
     echo "redis_sessions      $sessions"
     echo "redis_bytes         $bytes"
     echo "redis_per_session_b $((bytes / sessions))"
-    redis-cli -p 6499 info memory | grep -E '^used_memory:' | tr -d '\r'
+    redis-cli -p $redis_port info memory | grep -E '^used_memory:' | tr -d '\r'
   }
   cluster_load n1000 500 20
-  redis_memory | tee -a "$out/cluster-n1000.txt"
   cluster_load fast1000 0 20
-  redis_memory | tee -a "$out/cluster-fast1000.txt"
-  # Failover under load: n1 is killed (SIGKILL) 10 s into the measurement.
-  # Its streams resume on n2 through the balancer; its runs resume there
-  # once their lease lapses. The longest gap any run saw is the time until
-  # every affected session stepped again.
-  ( sleep 12; kill -9 "$(cat "$cluster_dir/n1.pid")"; date +%s.%N > "$cluster_dir/killed" ) &
+  # Failover under load: n1 is killed (SIGKILL) about 10 s into the
+  # measurement. Its streams resume on n2 through the balancer; its runs
+  # resume there once their lease lapses. The longest gap a run saw is the
+  # time until every affected session stepped again (plus one interval).
+  ( sleep 12; kill -9 "$(cat /tmp/hailstone-bench-cluster.*/n1.pid)" ) &
   cluster_load failover 500 25
-  stop_server
-  rm -rf "$cluster_dir"
   exit 0
 fi
 

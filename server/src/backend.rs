@@ -61,6 +61,18 @@ impl Op {
     }
 }
 
+/// A change another node committed, as its bell told it: applied to a copy
+/// only when `base` is the copy's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    /// The version it was made on.
+    pub base: u64,
+    /// The version it brought the session to.
+    pub version: u64,
+    /// What it did.
+    pub op: Op,
+}
+
 /// One change, made on `after` from version `base`.
 pub struct Change<'a> {
     /// The version the change was made on.

@@ -10,7 +10,9 @@
 //! - `hs:{id}:lease`: `<node>:<epoch>` while a node owns its run, with an
 //!   expiry;
 //! - `hs:{id}:bell`: a pub/sub channel on which each commit publishes its
-//!   version: only a doorbell, after which a node reads the log.
+//!   log entry (version, base version, node, op). A node applies it to its copy
+//!   only when it follows the copy exactly; otherwise, and after any lost
+//!   connection, it reads the log: pub/sub is never trusted to be complete.
 //!
 //! And `hs:running`, the running sessions scored by lease deadline, which
 //! every node scans for runs whose owner stopped renewing.
@@ -40,7 +42,7 @@ use shared::{wire::Status, Collatz, Saved, Settings};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    backend::{Change, CommitError, Ledger, Loaded, Op},
+    backend::{Change, CommitError, Heard, Ledger, Loaded, Op},
     id::SessionId,
     store::StoreError,
 };
@@ -86,7 +88,7 @@ redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'epoch', epoch, 'run', ARGV[11], 'sa
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
-redis.call('PUBLISH', ARGV[12], ARGV[4])
+redis.call('PUBLISH', ARGV[12], ARGV[4] .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. ARGV[6])
 return {1, epoch}
 ";
 
@@ -476,8 +478,9 @@ impl Cluster {
     }
 }
 
-/// A bell from a push: the session and the version it announces.
-pub fn bell(push: &PushInfo) -> Option<(SessionId, u64)> {
+/// A bell from a push: the session, the node that committed, and the log
+/// entry its commit appended.
+pub fn bell(push: &PushInfo) -> Option<(SessionId, String, Heard)> {
     if push.kind != redis::PushKind::Message {
         return None;
     }
@@ -485,8 +488,13 @@ pub fn bell(push: &PushInfo) -> Option<(SessionId, u64)> {
         return None;
     };
     let channel: String = redis::from_redis_value_ref(channel).ok()?;
-    let version: u64 = redis::from_redis_value_ref(payload).ok()?;
-    Some((bell_session(&channel)?, version))
+    let payload: String = redis::from_redis_value_ref(payload).ok()?;
+    let mut parts = payload.splitn(4, ' ');
+    let version = parts.next()?.parse().ok()?;
+    let base = parts.next()?.parse().ok()?;
+    let node = parts.next()?.to_owned();
+    let op = serde_json::from_str(parts.next()?).ok()?;
+    Some((bell_session(&channel)?, node, Heard { base, version, op }))
 }
 
 /// How one session's changes are committed from this node.

@@ -294,9 +294,15 @@ impl Runtime {
                 for session in self.sessions.all_live() {
                     session.distrust();
                 }
-            } else if let Some((id, version)) = cluster::bell(&push) {
-                if let Some(session) = self.sessions.live(id) {
-                    session.notice(version);
+            } else if let Some((id, node, heard)) = cluster::bell(&push) {
+                // This node's own commits are in its copies already (one
+                // whose answer was lost makes the copy read the store).
+                let own = self
+                    .backend
+                    .cluster()
+                    .is_some_and(|cluster| cluster.node() == node);
+                if let (false, Some(session)) = (own, self.sessions.live(id)) {
+                    session.notice(heard);
                 }
             }
         }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::id::SessionId;
 use crate::{
-    backend::{Change, CommitError, Ledger, Op},
+    backend::{Change, CommitError, Heard, Ledger, Op},
     store::Receipt,
 };
 
@@ -41,10 +41,14 @@ pub struct Session {
     /// Set when the registry lets the session go (expired or evicted): a
     /// request that found it just before must not store it again.
     retired: AtomicBool,
-    /// Set when other nodes committed changes this copy has not read (a
-    /// bell rang, a commit met a newer version, or bells may have been
-    /// missed); the next use reads them first.
+    /// Set when this copy must read the store before it is next used: a
+    /// commit met a newer version, bells may have been missed, or a bell's
+    /// change did not follow the copy.
     behind: AtomicBool,
+    /// Changes other nodes committed, as their bells told, not applied yet
+    /// (at most [`INBOX`]; beyond, the store is read instead). Applied in
+    /// the lock section when they follow the copy exactly.
+    inbox: std::sync::Mutex<std::collections::VecDeque<Heard>>,
     /// When a request last touched the session, in the registry's clock.
     last_seen: AtomicU64,
     /// Marks of the run's trajectory that older values are recomputed
@@ -151,6 +155,10 @@ impl State {
 /// first (each try catches up with them).
 const COMMAND_TRIES: usize = 8;
 
+/// The most changes heard from other nodes that wait for the lock section;
+/// a session further behind reads the store.
+const INBOX: usize = 64;
+
 impl Session {
     /// A session with the given state (fresh, or loaded) and its ledger.
     pub fn new(
@@ -177,6 +185,7 @@ impl Session {
             running: AtomicBool::new(running),
             retired: AtomicBool::new(false),
             behind: AtomicBool::new(false),
+            inbox: Default::default(),
             last_seen: AtomicU64::new(now),
             marks: Arc::default(),
         }
@@ -232,7 +241,12 @@ impl Session {
                         self.behind.store(true, Ordering::Release);
                         continue;
                     }
-                    Err(error) => return Err(self.refusal(error)),
+                    Err(error) => {
+                        // An answer lost on the way may hide a commit that
+                        // was made: the store is read before the next use.
+                        self.behind.store(true, Ordering::Release);
+                        return Err(self.refusal(error));
+                    }
                 }
             }
             state.machine = next;
@@ -317,7 +331,9 @@ impl Session {
                         self.retired.store(true, Ordering::Release);
                         self.doorbell.send_modify(|_| {});
                     }
-                    CommitError::Unavailable(_) => {}
+                    // An answer lost on the way may hide a commit that was
+                    // made: the store is read before the next use.
+                    CommitError::Unavailable(_) => self.behind.store(true, Ordering::Release),
                 }
                 Err(StepError::Commit(error))
             }
@@ -342,6 +358,7 @@ impl Session {
             match state.ledger.commit(change).await {
                 Ok(_) => state.machine = next,
                 Err(error) => {
+                    self.behind.store(true, Ordering::Release);
                     tracing::error!(%error, session = %self.id.short(), "could not pause the run of a failed task");
                 }
             }
@@ -392,14 +409,23 @@ impl Session {
         renewed
     }
 
-    /// Another node committed `version` (its bell rang): the session is
-    /// behind if that is newer than what it published, and its streams are
-    /// woken to catch up.
-    pub fn notice(&self, version: u64) {
-        if version > *self.doorbell.borrow() {
-            self.behind.store(true, Ordering::Release);
-            self.doorbell.send_modify(|_| {});
+    /// Another node committed a change (its bell rang). Newer than what this
+    /// copy published, it is kept for the next lock section, and the
+    /// session's streams are woken to apply it.
+    pub fn notice(&self, heard: Heard) {
+        if heard.version <= *self.doorbell.borrow() {
+            return;
         }
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            if inbox.len() < INBOX {
+                inbox.push_back(heard);
+            } else {
+                inbox.clear();
+                self.behind.store(true, Ordering::Release);
+            }
+        }
+        self.doorbell.send_modify(|_| {});
     }
 
     /// Bells may have been missed (the connection to Redis dropped), or
@@ -410,9 +436,14 @@ impl Session {
         self.doorbell.send_modify(|_| {});
     }
 
-    /// Whether others committed changes this copy has not read yet.
+    /// Whether others committed changes this copy has not applied yet.
     pub fn is_behind(&self) -> bool {
         self.behind.load(Ordering::Acquire)
+            || !self
+                .inbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
     }
 
     /// Whether the session was let go of (expired, evicted, or gone from
@@ -422,31 +453,58 @@ impl Session {
     }
 
     /// In the lock section: brings the state up to date with what others
-    /// committed, if it is behind, and announces it.
+    /// committed, and announces it. Changes heard from bells are applied when
+    /// they follow the copy exactly; the store is read when one does not, or
+    /// when the copy must be read again ([`Session::distrust`], a conflict).
     async fn catch_up(&self, state: &mut State) -> Result<(), CommitError> {
+        let heard: Vec<Heard> = self
+            .inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
         // Cleared before reading: a bell that rings meanwhile sets it again.
-        if !self.behind.swap(false, Ordering::AcqRel) {
-            return Ok(());
+        let mut read = self.behind.swap(false, Ordering::AcqRel);
+        let mut next: Option<Collatz> = None;
+        for change in heard {
+            let copy = next.as_ref().unwrap_or(&state.machine);
+            if change.version <= copy.version() {
+                continue; // this copy made it, or has it already
+            }
+            if read || change.base != copy.version() {
+                read = true;
+                break;
+            }
+            let mut replayed = copy.clone();
+            if !change.op.replay(&mut replayed) || replayed.version() != change.version {
+                read = true;
+                break;
+            }
+            next = Some(replayed);
         }
-        match state.ledger.catch_up(&state.machine).await {
-            Ok(Some(machine)) => {
-                state.machine = machine;
-                state.retire_stale_task();
-                self.note_change(state);
-                self.announce(state.machine.version());
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(CommitError::Gone) => {
-                self.retired.store(true, Ordering::Release);
-                self.doorbell.send_modify(|_| {});
-                Err(CommitError::Gone)
-            }
-            Err(error) => {
-                self.behind.store(true, Ordering::Release);
-                Err(error)
+        if read {
+            let copy = next.as_ref().unwrap_or(&state.machine);
+            match state.ledger.catch_up(copy).await {
+                Ok(Some(machine)) => next = Some(machine),
+                Ok(None) => {}
+                Err(CommitError::Gone) => {
+                    self.retired.store(true, Ordering::Release);
+                    self.doorbell.send_modify(|_| {});
+                    return Err(CommitError::Gone);
+                }
+                Err(error) => {
+                    self.behind.store(true, Ordering::Release);
+                    return Err(error);
+                }
             }
         }
+        if let Some(machine) = next {
+            state.machine = machine;
+            state.retire_stale_task();
+            self.note_change(state);
+            self.announce(state.machine.version());
+        }
+        Ok(())
     }
 
     /// What a subscriber at `last` needs next (see [`State::since`]), read
