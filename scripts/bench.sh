@@ -9,7 +9,7 @@
 #   scripts/bench.sh wal        # the store's log under 1,000 sessions at interval 0, 10 min
 #   scripts/bench.sh restart    # restart with 100,000 stored sessions; memory per session
 #   scripts/bench.sh pages      # a page of values far into a 1,000-digit run
-#   scripts/bench.sh cluster    # two nodes, Redis and haproxy: load, memory, failover
+#   scripts/bench.sh cluster [NAME]  # two nodes, Redis and haproxy: load, memory, failover
 # BENCH_ENV="VAR=value ..." passes extra environment to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,10 +125,13 @@ if [ "$what" = cluster ]; then
   scripts/setup.sh cluster
   lb=3990
   redis_port=6499
+  only_run=${2:-}
   cluster_load() {
     local name=$1 interval=$2 duration=$3
     shift 3
-    cluster_dir=$(mktemp -d /tmp/hailstone-bench-cluster.XXXXXX)
+    [ -z "$only_run" ] || [ "$only_run" = "$name" ] || return 0
+    cluster_dir=/tmp/hailstone-bench-cluster-$name
+    rm -rf "$cluster_dir"
     CLUSTER_DIR=$cluster_dir CLUSTER_PORT=$lb CLUSTER_NODES=2 CLUSTER_REDIS_PORT=$redis_port \
       HAILSTONE_MAX_SESSIONS=100000 RUST_LOG=warn scripts/cluster.sh >"$out/cluster-run.txt" 2>&1 &
     server_pid=$!
@@ -163,7 +166,9 @@ if [ "$what" = cluster ]; then
   # measurement. Its streams resume on n2 through the balancer; its runs
   # resume there once their lease lapses. The longest gap a run saw is the
   # time until every affected session stepped again (plus one interval).
-  ( sleep 12; kill -9 "$(cat /tmp/hailstone-bench-cluster.*/n1.pid)" ) &
+  if [ -z "$only_run" ] || [ "$only_run" = failover ]; then
+    ( sleep 12; kill -9 "$(cat /tmp/hailstone-bench-cluster-failover/n1.pid)" ) &
+  fi
   cluster_load failover 500 25
   exit 0
 fi

@@ -42,7 +42,7 @@ use shared::{wire::Status, Collatz, Saved, Settings};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    backend::{Change, CommitError, Heard, Ledger, Loaded, Op},
+    change::{Change, CommitError, Heard, Op},
     id::SessionId,
     store::StoreError,
 };
@@ -53,7 +53,7 @@ const RUNNING: &str = "hs:running";
 /// goes on while passes come back full).
 pub const SCAN_BATCH: usize = 256;
 /// How long a Redis request may take before the node calls Redis down.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A commit. KEYS: state, log, lease, running. ARGV: node, epoch (empty
 /// for a command), base version, new version, saved state, op, idle ttl ms,
@@ -231,6 +231,9 @@ impl Cluster {
                 .set_connection_timeout(Some(RESPONSE_TIMEOUT))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT))
                 .set_max_delay(Duration::from_millis(500))
+                // Fail fast while Redis is away (commands answer 503); the
+                // next request, or the scan's check, connects again.
+                .set_number_of_retries(1)
         };
         let redis = client
             .get_connection_manager_with_config(manager_config())
@@ -360,15 +363,12 @@ impl Cluster {
         self: &Arc<Self>,
         settings: Settings,
         id: SessionId,
-    ) -> Result<Option<Loaded>, StoreError> {
+    ) -> Result<Option<(Collatz, ClusterLedger)>, StoreError> {
         let mut ledger = self.ledger(id, None);
         match ledger.reload(settings).await {
             Ok(machine) => {
                 self.watch(id).await;
-                Ok(Some(Loaded {
-                    machine,
-                    ledger: Ledger::Cluster(ledger),
-                }))
+                Ok(Some((machine, ledger)))
             }
             Err(CommitError::Gone) => Ok(None),
             Err(error) => Err(StoreError::Unavailable {

@@ -9,7 +9,7 @@ use shared::{wire::Status, Collatz, Settings, Unrestorable};
 use tokio::time::Instant;
 
 use crate::{
-    backend::{Change, CommitError, Ledger, Loaded, Op},
+    change::{Change, CommitError, Op},
     id::SessionId,
     store::{Receipt, Store, StoreError},
 };
@@ -77,7 +77,7 @@ impl Local {
         &self,
         settings: Settings,
         id: SessionId,
-    ) -> Result<Option<Loaded>, StoreError> {
+    ) -> Result<Option<(Collatz, LocalLedger)>, StoreError> {
         let Some(saved) = self.store.get(id).await? else {
             return Ok(None);
         };
@@ -90,10 +90,8 @@ impl Local {
             }
         };
         self.store.save(id, record(&machine)).await?;
-        Ok(Some(Loaded {
-            ledger: Ledger::Local(self.ledger(id, &machine)),
-            machine,
-        }))
+        let ledger = self.ledger(id, &machine);
+        Ok(Some((machine, ledger)))
     }
 }
 

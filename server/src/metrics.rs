@@ -46,6 +46,9 @@ pub struct Metrics {
     pub fenced_commits: Counter,
     /// Cluster mode: runs this node took over after their lease lapsed.
     pub takeovers: Counter,
+    /// Whether the store answered when last asked (cluster mode: Redis, at
+    /// each scan); always 1 for one process.
+    pub store_up: Gauge,
     /// Seconds from a command's arrival at the runtime to its answer: the
     /// wait for the session's lock, the change and its write to the store.
     pub command_seconds: Histogram,
@@ -75,6 +78,7 @@ impl Metrics {
             sessions_refused: Counter::default(),
             fenced_commits: Counter::default(),
             takeovers: Counter::default(),
+            store_up: Gauge::default(),
             command_seconds: latency_histogram(),
             server_fn_seconds: latency_histogram(),
             registry: Registry::default(),
@@ -138,6 +142,11 @@ impl Metrics {
             metrics.takeovers.clone(),
         );
         registry.register(
+            "store_up",
+            "Whether the store answered when last asked",
+            metrics.store_up.clone(),
+        );
+        registry.register(
             "command_seconds",
             "Time to apply a command: lock wait, change, store write",
             metrics.command_seconds.clone(),
@@ -147,6 +156,7 @@ impl Metrics {
             "Time a server-function request takes in the server",
             metrics.server_fn_seconds.clone(),
         );
+        metrics.store_up.set(1);
         Metrics {
             registry,
             ..metrics

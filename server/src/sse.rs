@@ -8,10 +8,8 @@
 //! the [`Cursor`] it brings the client to.
 
 use std::{
-    collections::HashMap,
     convert::Infallible,
-    net::IpAddr,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
@@ -30,7 +28,11 @@ use shared::{
 };
 use tokio::{sync::watch, time::Instant};
 
-use crate::{http::client_address, session::Session, Runtime};
+use crate::{http::client_address, runtime::Runtime, session::Session};
+
+/// How soon a stream whose session could not catch up with the store tries
+/// again.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(250);
 
 /// How soon a browser reconnects after the stream drops.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -51,7 +53,7 @@ pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Re
         )
             .into_response()
     };
-    let Some(slot) = runtime.open_stream(client) else {
+    let Some(slot) = runtime.streams.open(client) else {
         return too_many("Too many pages of this site are open from your address; close some.");
     };
     // A node that cannot reach Redis cannot say what is committed: the page
@@ -127,65 +129,6 @@ pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Re
         .into_response()
 }
 
-/// The open event streams per client address, bounded.
-pub struct Streams {
-    /// Open streams by address; an address with none is not kept.
-    by_address: Mutex<HashMap<IpAddr, usize>>,
-    /// The most streams one address may have open.
-    per_address: usize,
-    /// The most streams one session may have open.
-    pub per_session: usize,
-}
-
-/// One open stream of an address; frees its place when dropped.
-pub struct Slot {
-    runtime: Arc<Runtime>,
-    client: IpAddr,
-}
-
-impl Streams {
-    /// No stream open yet.
-    pub fn new(per_address: usize, per_session: usize) -> Streams {
-        Streams {
-            by_address: Mutex::new(HashMap::new()),
-            per_address,
-            per_session,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.by_address.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Runtime {
-    /// Not a method of [`Streams`]: the slot keeps the runtime alive.
-    fn open_stream(self: &Arc<Self>, client: IpAddr) -> Option<Slot> {
-        let mut open = self.streams.lock();
-        let count = open.entry(client).or_insert(0);
-        if *count >= self.streams.per_address {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            runtime: self.clone(),
-            client,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.runtime.streams.lock();
-        if let Some(count) = open.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.client);
-            }
-        }
-    }
-}
-
 /// One open stream: where its client is, and how to wait for more.
 struct Subscriber {
     /// The session watched.
@@ -230,7 +173,19 @@ impl Subscriber {
             let rung = *self.doorbell.borrow_and_update();
             let last = self.last;
             if self.session.is_retired() {
-                return None;
+                // The session is gone (a cluster's Redis lost it): the page
+                // is told with the state of no session, as a visitor's
+                // first stream is, and the stream ends.
+                if self.last.is_some_and(|last| last.incarnation == 0) {
+                    return None;
+                }
+                let idle = Collatz::new(self.runtime.sessions.settings());
+                let id = EventId {
+                    incarnation: 0,
+                    cursor: idle.cursor(),
+                };
+                self.last = Some(id);
+                return Some((id, Update::Snapshot(idle.snapshot())));
             }
             // The lock is taken only when there is something to read: a new
             // version here, or one another node committed.
@@ -254,11 +209,15 @@ impl Subscriber {
                     None => std::future::pending().await,
                 }
             };
+            // A copy that could not catch up (the store failed for a moment)
+            // tries again soon: no bell may ring for what it missed.
+            let behind = self.session.is_behind();
             tokio::select! {
                 () = self.runtime.shutdown.cancelled() => return None,
                 () = expired => return None,
                 () = store_down => return None,
                 changed = self.doorbell.changed() => changed.ok()?,
+                () = tokio::time::sleep(CATCH_UP_RETRY), if behind => {}
             }
         }
     }

@@ -278,9 +278,8 @@ async fn redis_down_refuses_commands_and_pauses_steps_and_runs_continue_when_it_
     // Both nodes reconnect by themselves; the run goes on from what Redis
     // holds. A page resuming from before the outage gets a snapshot (Redis
     // is another process now: versions after its data are not trusted).
-    until(Duration::from_secs(10), "the stream opens again", || {
-        let request = on_b.get("/events");
-        async move { request.send().await.unwrap().status() == 200 }
+    until(Duration::from_secs(10), "B sees Redis back", || async {
+        b.metric("hailstone_store_up").await == 1.0
     })
     .await;
     let mut events = on_b.events(page.last).await;
@@ -318,13 +317,16 @@ async fn redis_restarted_empty_gives_pages_a_reset_and_never_an_old_version_agai
     while let Some((id, update)) = events.next().await {
         page.apply(id, update);
     }
+    until(Duration::from_secs(10), "B sees Redis down", || async {
+        b.metric("hailstone_store_up").await == 0.0
+    })
+    .await;
     redis.restart().await;
     // The session is gone with Redis's data: the page's stream, resumed
     // from its last event, is told so with a reset (an idle snapshot of no
     // session), never a delta.
-    until(Duration::from_secs(10), "the stream opens again", || {
-        let request = on_b.get("/events");
-        async move { request.send().await.unwrap().status() == 200 }
+    until(Duration::from_secs(10), "B sees Redis back", || async {
+        b.metric("hailstone_store_up").await == 1.0
     })
     .await;
     let mut events = on_b.events(page.last).await;

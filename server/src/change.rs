@@ -1,0 +1,94 @@
+//! What a change to a session is, in either mode: the op that made it,
+//! the change handed to a ledger, and why a ledger may refuse it.
+
+use serde::{Deserialize, Serialize};
+use shared::{wire::Command, Collatz};
+
+use crate::store::StoreError;
+
+/// What a change in the lock section did, as the ledger records it. In a
+/// cluster it is the entry of the session's log that other nodes replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// A user's command; `takes_task` when it started a run here.
+    Command {
+        /// The command.
+        command: Command,
+        /// It started a task on the node that applied it.
+        takes_task: bool,
+    },
+    /// `count` steps of the task of `generation`.
+    Steps {
+        /// The task's generation.
+        generation: u64,
+        /// How many steps (the version grows by as many).
+        count: u64,
+    },
+    /// The task of `generation` died: the run paused.
+    Halt {
+        /// The task's generation.
+        generation: u64,
+    },
+}
+
+impl Op {
+    /// Does to `machine` what the op did where it was committed; false
+    /// when it does not apply (the machine is not where the op was made).
+    pub fn replay(&self, machine: &mut Collatz) -> bool {
+        match self {
+            Op::Command { command, .. } => machine.apply(command).is_ok(),
+            Op::Steps { generation, count } => {
+                (0..*count).all(|_| machine.step(*generation).is_ok())
+            }
+            Op::Halt { generation } => machine.halt(*generation).is_some(),
+        }
+    }
+}
+
+/// A change another node committed, as its bell told it: applied to a copy
+/// only when `base` is the copy's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    /// The version it was made on.
+    pub base: u64,
+    /// The version it brought the session to.
+    pub version: u64,
+    /// What it did.
+    pub op: Op,
+}
+
+/// One change, made on `after` from version `base`.
+pub struct Change<'a> {
+    /// The version the change was made on.
+    pub base: u64,
+    /// The state with the change.
+    pub after: &'a Collatz,
+    /// What the change was.
+    pub op: &'a Op,
+}
+
+/// Why a change was not committed; the state must stay as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// The store cannot be reached or failed; nothing was changed.
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
+    /// Another node committed first: catch up, then try again.
+    #[error("another node changed the session first")]
+    Conflict,
+    /// This node no longer owns the session's run (its lease lapsed and
+    /// another took it over): its task must stop.
+    #[error("this node no longer owns the run")]
+    Fenced,
+    /// The session is gone from the store (expired, evicted, or the store
+    /// was emptied).
+    #[error("the session is gone from the store")]
+    Gone,
+}
+
+impl From<StoreError> for CommitError {
+    fn from(error: StoreError) -> CommitError {
+        CommitError::Unavailable(error.to_string())
+    }
+}

@@ -1,0 +1,391 @@
+//! The server's runtime: one owner per concern (sessions, tasks, metrics,
+//! shutdown, limits), and what it does over time (commands, restoring,
+//! expiry; in a cluster, bells and the scan for lapsed runs).
+
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use shared::wire::{Command, CommandError};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    backend::Backend,
+    cluster::{self, Cluster},
+    config::Config,
+    id::SessionId,
+    metrics::Metrics,
+    policy::Policy,
+    session::Session,
+    sessions::Sessions,
+    store::{Store, StoreError},
+    streams::Streams,
+    tasks::Tasks,
+};
+
+/// The server's runtime: one owner per concern.
+pub struct Runtime {
+    /// Every live session.
+    pub sessions: Sessions,
+    /// Every background task.
+    pub tasks: Tasks,
+    /// Live counts for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled once, at shutdown: ends every task and event stream.
+    pub shutdown: CancellationToken,
+    /// How long an event stream lasts before the server ends it (the
+    /// browser resumes it at once); `None`: until the client leaves.
+    pub stream_lifetime: Option<Duration>,
+    /// The origin, cookie and `/metrics` rules.
+    pub http: Policy,
+    /// Where sessions are kept (evicted ones are deleted from it).
+    backend: Backend,
+    /// How many sessions each client address may start, per minute.
+    new_sessions: DefaultKeyedRateLimiter<IpAddr>,
+    /// The open event streams, bounded per address and per session.
+    pub streams: Arc<Streams>,
+}
+
+/// Why no session could be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// The cap is reached and no session may give way.
+    Full,
+    /// The client's address started too many sessions lately.
+    TooMany,
+    /// The store cannot be reached (a cluster's Redis is down).
+    Unavailable,
+}
+
+impl Runtime {
+    /// A runtime for `config`, saving sessions in `store`, its tasks on the
+    /// caller's tokio runtime. Call [`Runtime::restore`] to bring back the
+    /// stored sessions.
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Arc<Runtime> {
+        let metrics = Arc::new(Metrics::new(""));
+        Runtime::with_tasks(config, store.into(), Tasks::new(metrics.clone()), metrics)
+    }
+
+    /// A runtime for `config` whose sessions are kept by `backend`, with
+    /// the tasks on threads of their own at a lower priority than requests
+    /// (see [`tasks`]). What [`run`] uses.
+    pub fn with_tasks_on_own_threads(
+        config: &Config,
+        backend: impl Into<Backend>,
+    ) -> std::io::Result<Arc<Runtime>> {
+        let backend = backend.into();
+        let node = backend.cluster().map_or("", |cluster| cluster.node());
+        let metrics = Arc::new(Metrics::new(node));
+        let tasks = Tasks::on_own_threads(metrics.clone())?;
+        Ok(Runtime::with_tasks(config, backend, tasks, metrics))
+    }
+
+    fn with_tasks(
+        config: &Config,
+        backend: Backend,
+        tasks: Tasks,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Runtime> {
+        let shutdown = CancellationToken::new();
+        Arc::new(Runtime {
+            sessions: Sessions::new(
+                config.session_settings(),
+                config.sessions.max,
+                config.idle_timeout(),
+                backend.clone(),
+                shutdown.clone(),
+            ),
+            backend,
+            new_sessions: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(config.sessions.new_per_minute).unwrap_or(NonZeroU32::MIN),
+            )),
+            tasks,
+            metrics,
+            shutdown,
+            stream_lifetime: config.stream_lifetime(),
+            http: Policy::new(&config.http),
+            streams: Arc::new(Streams::new(
+                config.limits.streams_per_address,
+                config.limits.streams_per_session,
+            )),
+        })
+    }
+
+    /// Applies a user's command to `session` in its lock section, and spawns
+    /// the task it starts, if any. Returns the version showing its effect.
+    pub async fn command(
+        &self,
+        session: &Arc<Session>,
+        command: Command,
+    ) -> Result<u64, CommandError> {
+        let span = tracing::info_span!(
+            "command",
+            session = %session.id().short(),
+            kind = command_kind(&command)
+        );
+        let arrived = std::time::Instant::now();
+        self.metrics.commands.inc();
+        // The task is spawned inside the lock section, before the new
+        // version is published: the browser never sees "running" before
+        // the task exists, and waking the stream is the last thing the
+        // command does, so its event goes out next rather than behind
+        // the task just spawned (tokio runs the last task woken first).
+        let answer = session
+            .command(&command, |started| {
+                self.tasks.spawn(session.clone(), started)
+            })
+            .instrument(span)
+            .await
+            .inspect_err(|error| tracing::debug!(%error, "refused"));
+        self.metrics
+            .command_seconds
+            .observe(arrived.elapsed().as_secs_f64());
+        answer
+    }
+
+    /// The session named `id`, rebuilt from the store if it was not yet (and
+    /// its task resumed if it was running); `None` if there is none.
+    pub async fn session(&self, id: SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        let Some(found) = self.sessions.get(id).await? else {
+            return Ok(None);
+        };
+        if found.rebuilt {
+            self.metrics.sessions_rebuilt.inc();
+            self.resume(&found.session).await;
+        }
+        Ok(Some(found.session))
+    }
+
+    /// Starts a new session for a visitor at `client` (its first command),
+    /// making room at the cap by evicting the longest-untouched session that
+    /// may give way.
+    pub async fn create_session(&self, client: IpAddr) -> Result<Arc<Session>, NoRoom> {
+        if self.new_sessions.check_key(&client).is_err() {
+            self.metrics.sessions_refused.inc();
+            return Err(NoRoom::TooMany);
+        }
+        // Others may take the room made; a few tries, then give up.
+        for _ in 0..4 {
+            if let Ok(session) = self.sessions.create() {
+                let stored = self
+                    .backend
+                    .create(session.id(), &session.machine().await)
+                    .await;
+                return match stored {
+                    Ok(()) => Ok(session),
+                    Err(error) => {
+                        tracing::error!(%error, "could not store a new session");
+                        self.sessions.remove(session.id());
+                        Err(NoRoom::Unavailable)
+                    }
+                };
+            }
+            let Some(evicted) = self.sessions.evict_one() else {
+                break;
+            };
+            if let Some(session) = &evicted.session {
+                session.retire().await;
+            }
+            self.metrics.sessions_evicted.inc();
+            tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");
+            if let Err(error) = self.backend.delete(vec![evicted.id]).await {
+                tracing::error!(%error, "could not delete an evicted session");
+            }
+        }
+        self.metrics.sessions_refused.inc();
+        tracing::warn!("session cap reached and no session may give way; refusing a new one");
+        Err(NoRoom::Full)
+    }
+
+    /// Spawns the task of a rebuilt session that was running.
+    async fn resume(&self, session: &Arc<Session>) {
+        if let Some(started) = session.update(|state| state.resume()).await {
+            self.tasks.spawn(session.clone(), started);
+        }
+    }
+
+    /// Reads the store's index, then rebuilds the sessions that were running
+    /// and resumes their tasks, a few at a time. The others are rebuilt
+    /// when first asked for. Returns how many were resumed.
+    pub async fn restore(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let running = self.sessions.load_index().await?;
+        let count = running.len();
+        futures::stream::iter(running)
+            .for_each_concurrent(RESUME_PARALLELISM, |id| async move {
+                if let Err(error) = self.session(id).await {
+                    tracing::error!(%error, session = %id.short(), "could not resume a running session");
+                }
+            })
+            .await;
+        Ok(count)
+    }
+
+    /// Drops idle sessions every so often until shutdown.
+    pub async fn expire_idle_sessions(self: Arc<Self>, timeout: Duration) {
+        let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = ticks.tick() => {
+                    self.new_sessions.retain_recent();
+                    if let Some(cluster) = self.backend.cluster() {
+                        // Sessions used here stay in Redis: touched, watched
+                        // or running.
+                        let used: Vec<SessionId> = self
+                            .sessions
+                            .all_live()
+                            .iter()
+                            .map(|session| session.id())
+                            .collect();
+                        cluster.touch(&used).await;
+                    }
+                    let expired = self.sessions.expire(timeout).await;
+                    if expired > 0 {
+                        tracing::info!(expired, live = self.sessions.len(), "idle sessions expired");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cluster mode: passes each bell from Redis to the session it names
+    /// (if this node holds it), and after a lost connection tells every
+    /// session that bells may have been missed.
+    pub async fn listen_for_bells(self: Arc<Self>, mut pushes: cluster::Pushes) {
+        loop {
+            let push = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                push = pushes.recv() => push,
+            };
+            let Some(push) = push else { return };
+            if push.kind == redis::PushKind::Disconnection {
+                if let Some(cluster) = self.backend.cluster() {
+                    cluster.bells_lost();
+                }
+                for session in self.sessions.all_live() {
+                    session.distrust();
+                }
+            } else if let Some((id, node, heard)) = cluster::bell(&push) {
+                // This node's own commits are in its copies already (one
+                // whose answer was lost makes the copy read the store).
+                let own = self
+                    .backend
+                    .cluster()
+                    .is_some_and(|cluster| cluster.node() == node);
+                if let (false, Some(session)) = (own, self.sessions.live(id)) {
+                    session.notice(heard);
+                }
+            }
+        }
+    }
+
+    /// Cluster mode: every scan period, checks that Redis answers (and is
+    /// the same process), and takes over the runs whose owner stopped
+    /// renewing its lease, resuming each here.
+    pub async fn take_over_lapsed_runs(self: Arc<Self>, cluster: Arc<Cluster>) {
+        let mut ticks = tokio::time::interval(cluster.scan_period());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let checked = cluster.check().await;
+            self.metrics.store_up.set(i64::from(checked.is_ok()));
+            match checked {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(
+                        node = cluster.node(),
+                        "Redis restarted; every session is read again"
+                    );
+                    for session in self.sessions.all_live() {
+                        session.distrust();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(node = cluster.node(), %error, "Redis cannot be reached");
+                    continue;
+                }
+            }
+            // Pass after pass while they come back full: a dead node's runs
+            // are all taken over in this scan.
+            loop {
+                let taken = match cluster.take_over().await {
+                    Ok(taken) => taken,
+                    Err(error) => {
+                        tracing::warn!(node = cluster.node(), %error, "cannot look for lapsed runs");
+                        break;
+                    }
+                };
+                let full = taken.len() == cluster::SCAN_BATCH;
+                futures::stream::iter(taken)
+                    .for_each_concurrent(TAKEOVER_PARALLELISM, |(id, epoch)| {
+                        self.adopt(cluster.node(), id, epoch)
+                    })
+                    .await;
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Resumes here the run of session `id`, taken over at `epoch`.
+    async fn adopt(&self, node: &str, id: SessionId, epoch: u64) {
+        self.metrics.takeovers.inc();
+        tracing::info!(node, session = %id.short(), epoch, "took over a run whose lease lapsed");
+        match self.session(id).await {
+            Ok(Some(session)) => {
+                if let Some(started) = session.adopt(epoch).await {
+                    self.tasks.spawn(session, started);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, session = %id.short(), "could not load a run taken over");
+            }
+        }
+    }
+
+    /// This node's part of the cluster, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.backend.cluster()
+    }
+
+    /// Cluster mode: whether Redis failed to answer last time.
+    pub fn store_is_down(&self) -> bool {
+        self.backend
+            .cluster()
+            .is_some_and(|cluster| !*cluster.up().borrow())
+    }
+
+    /// Cluster mode: a receiver of whether Redis answers.
+    pub fn store_up(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.backend.cluster().map(|cluster| cluster.up())
+    }
+
+    /// Cancels every task and stream, and waits for the tasks to end.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tasks.wait().await;
+    }
+}
+
+/// How many stored running sessions are rebuilt at once after a restart.
+const RESUME_PARALLELISM: usize = 8;
+
+/// How many runs a node of a cluster takes over at once (each is a few
+/// Redis round trips).
+const TAKEOVER_PARALLELISM: usize = 32;
+
+fn command_kind(command: &Command) -> &'static str {
+    match command {
+        Command::SetNumber { .. } => "set_number",
+        Command::SetRunning { running: true } => "set_running_on",
+        Command::SetRunning { running: false } => "set_running_off",
+        Command::SetInterval { .. } => "set_interval",
+    }
+}
