@@ -40,8 +40,10 @@ test("scrolling far back in a long run shows exact old values, with few rows in 
   }
   // Then to the middle.
   await scroller(page).evaluate((el) => el.scrollTo(0, el.scrollHeight / 2));
-  const middle = Number(await results(page).locator("li").nth(25).getAttribute("data-step"));
-  expect(middle).toBeGreaterThan(1000);
+  // The list places its rows on the scroll event: wait for them to move.
+  const placed = () => results(page).locator("li").nth(25).getAttribute("data-step").then(Number);
+  await expect.poll(placed).toBeGreaterThan(1000);
+  const middle = await placed();
   await expect(row(page, middle)).toHaveText(all[middle]);
   expect(await results(page).locator("li").count()).toBeLessThanOrEqual(300);
   await snap(page, "scrolled-back");
