@@ -255,7 +255,7 @@ async fn redis_down_refuses_commands_and_pauses_steps_and_runs_continue_when_it_
     let mut redis = Redis::start().await;
     let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
     let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
-    // A long run: 1,000 nines.
+    // A long run: 60 nines take hundreds of steps.
     let start = "9".repeat(60);
     let (on_b, mut page, mut events) = run_owned_by(&a, &b, &start).await;
 
