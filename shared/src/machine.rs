@@ -339,9 +339,10 @@ impl Collatz {
         }
     }
 
-    /// Rebuilds a saved state, with its version raised by `version_gap`
-    /// (more than the changes that may have been published after it was
-    /// saved, so versions never go backwards) and a new `incarnation`. Only
+    /// Rebuilds a saved state, with its version raised past its reservation
+    /// (or, for a record without one, by `version_gap`: more than the
+    /// changes that may have been published after it was saved), so
+    /// versions never go backwards, and a new `incarnation`. Only
     /// the window is replayed when the record has [`Resume`]; an older one
     /// recomputes the run from its start.
     pub fn restore(
@@ -387,7 +388,13 @@ impl Collatz {
         if saved.interval_ms > MAX_INTERVAL_MS {
             return Err(Unrestorable("interval out of range"));
         }
-        let version = saved.version + version_gap;
+        // Above anything published after this save: past its reservation,
+        // or, for a record without one, `version_gap` past its version.
+        let version = if saved.reserved > saved.version {
+            saved.reserved + 1
+        } else {
+            saved.version + version_gap
+        };
         Ok(Collatz {
             settings,
             status,

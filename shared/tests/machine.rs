@@ -421,6 +421,23 @@ fn a_saved_state_restores_exactly_with_a_higher_version() {
 }
 
 #[test]
+fn a_restore_resumes_above_the_reservation() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    let saved = shared::Saved {
+        reserved: m.version() + 1000,
+        ..m.saved()
+    };
+    // Published after the save, within the reservation.
+    for _ in 0..40 {
+        m.step(generation).unwrap();
+    }
+    let restored = Collatz::restore(Settings::default(), &saved, 65, 7).unwrap();
+    assert_eq!(restored.version(), saved.reserved + 1);
+    assert!(restored.version() > m.version());
+}
+
+#[test]
 fn a_reload_is_the_same_state_for_every_client() {
     let mut m = machine().with_incarnation(9);
     m.apply(&set_number("7")).unwrap();
