@@ -50,7 +50,7 @@ impl Backend {
     pub fn ledger(&self, id: SessionId, machine: &Collatz) -> Ledger {
         match self {
             Backend::Local(local) => Ledger::Local(local.ledger(id, machine)),
-            Backend::Cluster(cluster) => Ledger::Cluster(cluster.ledger(id, None)),
+            Backend::Cluster(cluster) => Ledger::Cluster(cluster.ledger(id)),
         }
     }
 

@@ -216,9 +216,7 @@ impl Cluster {
         config: &crate::config::Cluster,
         ttl: Duration,
     ) -> Result<(Arc<Cluster>, Pushes), StoreError> {
-        let unreachable = |error: redis::RedisError| StoreError::Unavailable {
-            message: format!("{url}: {error}"),
-        };
+        let unreachable = |error: redis::RedisError| unavailable(format!("{url}: {error}"));
         // Small requests and answers go out at once (without TCP_NODELAY,
         // pipelined commits waited 20-110 ms for acknowledgements here).
         let info = url
@@ -275,9 +273,7 @@ impl Cluster {
         cluster
             .check()
             .await
-            .map_err(|message| StoreError::Unavailable {
-                message: format!("{url}: {message}"),
-            })?;
+            .map_err(|message| unavailable(format!("{url}: {message}")))?;
         Ok((cluster, received))
     }
 
@@ -347,13 +343,13 @@ impl Cluster {
         CommitError::Unavailable(error.to_string())
     }
 
-    /// The ledger of session `id`, owning its run at `epoch` if given.
-    pub fn ledger(self: &Arc<Self>, id: SessionId, epoch: Option<u64>) -> ClusterLedger {
+    /// The ledger of session `id`, owning no run yet.
+    pub fn ledger(self: &Arc<Self>, id: SessionId) -> ClusterLedger {
         ClusterLedger {
             cluster: self.clone(),
             id,
             keys: Keys::of(id),
-            epoch,
+            epoch: None,
             instance: self.instance.load(Ordering::Acquire),
         }
     }
@@ -364,16 +360,14 @@ impl Cluster {
         settings: Settings,
         id: SessionId,
     ) -> Result<Option<(Collatz, ClusterLedger)>, StoreError> {
-        let mut ledger = self.ledger(id, None);
+        let mut ledger = self.ledger(id);
         match ledger.reload(settings).await {
             Ok(machine) => {
                 self.watch(id).await;
                 Ok(Some((machine, ledger)))
             }
             Err(CommitError::Gone) => Ok(None),
-            Err(error) => Err(StoreError::Unavailable {
-                message: error.to_string(),
-            }),
+            Err(error) => Err(unavailable(error)),
         }
     }
 
@@ -393,9 +387,7 @@ impl Cluster {
             .await
             .map_err(|error| {
                 self.down(&error);
-                StoreError::Unavailable {
-                    message: error.to_string(),
-                }
+                unavailable(error)
             })?;
         self.watch(id).await;
         Ok(())
@@ -413,9 +405,7 @@ impl Cluster {
         }
         pipe.query_async::<()>(&mut redis)
             .await
-            .map_err(|error| StoreError::Unavailable {
-                message: error.to_string(),
-            })
+            .map_err(unavailable)
     }
 
     /// Listens for others' changes to session `id`. A failure is logged:
@@ -475,6 +465,13 @@ impl Cluster {
             .into_iter()
             .filter_map(|(id, epoch)| Some((SessionId::parse(&id)?, epoch)))
             .collect())
+    }
+}
+
+/// Redis cannot be reached, or failed: `message` says how.
+fn unavailable(message: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        message: message.to_string(),
     }
 }
 

@@ -221,7 +221,7 @@ impl Session {
         for _ in 0..COMMAND_TRIES {
             self.catch_up(&mut state)
                 .await
-                .map_err(|error| self.refusal(error))?;
+                .map_err(|e| self.refusal(e))?;
             let base = state.machine.version();
             let mut next = state.machine.clone();
             let Outcome { delta, start_task } = next.apply(command)?;
@@ -235,18 +235,12 @@ impl Session {
                     after: &next,
                     op: &op,
                 };
-                match state.ledger.commit(change).await {
-                    Ok(_) => {}
-                    Err(CommitError::Conflict) => {
-                        self.behind.store(true, Ordering::Release);
+                if let Err(error) = state.ledger.commit(change).await {
+                    self.refused(&mut state, &error);
+                    if error == CommitError::Conflict {
                         continue;
                     }
-                    Err(error) => {
-                        // An answer lost on the way may hide a commit that
-                        // was made: the store is read before the next use.
-                        self.behind.store(true, Ordering::Release);
-                        return Err(self.refusal(error));
-                    }
+                    return Err(self.refusal(error));
                 }
             }
             state.machine = next;
@@ -269,14 +263,37 @@ impl Session {
     /// What a command is answered when its change could not be committed.
     fn refusal(&self, error: CommitError) -> CommandError {
         match error {
-            CommitError::Gone => {
-                self.retired.store(true, Ordering::Release);
-                self.doorbell.send_modify(|_| {});
-                CommandError::Ended
-            }
+            CommitError::Gone => CommandError::Ended,
             error => {
                 tracing::warn!(%error, session = %self.id.short(), "a command could not be committed");
                 CommandError::Unsaved
+            }
+        }
+    }
+
+    /// In the lock section: what a change the ledger refused means for this
+    /// copy, whichever change it was.
+    fn refused(&self, state: &mut State, error: &CommitError) {
+        match error {
+            // Another node committed first, or an answer lost on the way
+            // may hide a commit that was made: the store is read before the
+            // next use.
+            CommitError::Conflict | CommitError::Unavailable(_) => {
+                self.behind.store(true, Ordering::Release);
+            }
+            // Another node owns the run now: this node's task ends, and the
+            // state is read again.
+            CommitError::Fenced => {
+                self.behind.store(true, Ordering::Release);
+                if let Some((_, cancel)) = state.task.take() {
+                    cancel.cancel();
+                }
+            }
+            // Gone from the store: the session is let go of; its streams
+            // wake to end.
+            CommitError::Gone => {
+                self.retired.store(true, Ordering::Release);
+                self.doorbell.send_modify(|_| {});
             }
         }
     }
@@ -285,7 +302,8 @@ impl Session {
     /// published as one delta once the ledger has them. When the ledger
     /// commits before publishing (a cluster), the steps are made on a copy,
     /// so a refused commit leaves the state as it was. The caller announces
-    /// the new version (see [`Session::update_unannounced`]).
+    /// the new version ([`Session::announce`]): as fast as possible, a task
+    /// tells subscribers at most once a millisecond.
     pub async fn step(&self, generation: u64, max: usize) -> Result<Stepped, StepError> {
         let mut guard = self.state.lock().await;
         self.catch_up(&mut guard).await.map_err(StepError::Commit)?;
@@ -317,24 +335,7 @@ impl Session {
                 if let Some(copy) = copy {
                     state.machine = copy;
                 }
-                match &error {
-                    CommitError::Conflict => self.behind.store(true, Ordering::Release),
-                    CommitError::Fenced => {
-                        // Another node owns the run now: this task ends, and
-                        // the state is read again from the store.
-                        self.behind.store(true, Ordering::Release);
-                        if let Some((_, cancel)) = state.task.take() {
-                            cancel.cancel();
-                        }
-                    }
-                    CommitError::Gone => {
-                        self.retired.store(true, Ordering::Release);
-                        self.doorbell.send_modify(|_| {});
-                    }
-                    // An answer lost on the way may hide a commit that was
-                    // made: the store is read before the next use.
-                    CommitError::Unavailable(_) => self.behind.store(true, Ordering::Release),
-                }
+                self.refused(state, &error);
                 Err(StepError::Commit(error))
             }
         }
@@ -358,7 +359,7 @@ impl Session {
             match state.ledger.commit(change).await {
                 Ok(_) => state.machine = next,
                 Err(error) => {
-                    self.behind.store(true, Ordering::Release);
+                    self.refused(&mut state, &error);
                     tracing::error!(%error, session = %self.id.short(), "could not pause the run of a failed task");
                 }
             }
@@ -400,11 +401,8 @@ impl Session {
     pub async fn renew(&self) -> Result<(), CommitError> {
         let mut state = self.state.lock().await;
         let renewed = state.ledger.renew().await;
-        if renewed == Err(CommitError::Fenced) {
-            self.behind.store(true, Ordering::Release);
-            if let Some((_, cancel)) = state.task.take() {
-                cancel.cancel();
-            }
+        if let Err(error) = &renewed {
+            self.refused(&mut state, error);
         }
         renewed
     }
@@ -487,13 +485,8 @@ impl Session {
             match state.ledger.catch_up(copy).await {
                 Ok(Some(machine)) => next = Some(machine),
                 Ok(None) => {}
-                Err(CommitError::Gone) => {
-                    self.retired.store(true, Ordering::Release);
-                    self.doorbell.send_modify(|_| {});
-                    return Err(CommitError::Gone);
-                }
                 Err(error) => {
-                    self.behind.store(true, Ordering::Release);
+                    self.refused(state, &error);
                     return Err(error);
                 }
             }
@@ -522,31 +515,16 @@ impl Session {
     /// so the lock is never held across an `.await`. After the lock is
     /// released, subscribers are told of the new version, if there is one.
     pub async fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
-        let (result, version) = self.update_unannounced(change).await;
-        if let Some(version) = version {
-            self.announce(version);
-        }
-        result
-    }
-
-    /// The lock section, leaving it to the caller to [`announce`] the new
-    /// version (which it returns, if there is one) after the lock is
-    /// released: the background task, stepping as fast as possible, tells
-    /// subscribers at most once a millisecond.
-    ///
-    /// [`announce`]: Session::announce
-    pub async fn update_unannounced<R>(
-        &self,
-        change: impl FnOnce(&mut State) -> R,
-    ) -> (R, Option<u64>) {
         let mut state = self.state.lock().await;
         let before = state.machine.version();
         let result = change(&mut state);
         let after = state.machine.version();
         if after != before {
             self.note_change(&state);
+            drop(state);
+            self.announce(after);
         }
-        (result, (after != before).then_some(after))
+        result
     }
 
     /// Wakes the task if the interval changed, and notes whether the run is
