@@ -113,6 +113,23 @@ impl Page {
     }
 }
 
+/// A redis-server and two nodes, "a" and "b", on it.
+async fn two_nodes() -> (Redis, Node, Node) {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
+    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    (redis, a, b)
+}
+
+/// Waits until `node` has seen Redis answer (`up`) or not.
+async fn until_store(node: &Node, up: bool) {
+    let what = if up { "Redis back" } else { "Redis down" };
+    until(Duration::from_secs(10), what, || async {
+        node.metric("hailstone_store_up").await == f64::from(u8::from(up))
+    })
+    .await;
+}
+
 /// A browser on `node` using the session of `other`.
 fn same_session(node: &Node, other: &Browser) -> Browser {
     let browser = Browser::at(&node.url());
@@ -122,9 +139,7 @@ fn same_session(node: &Node, other: &Browser) -> Browser {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_on_one_node_shows_on_anothers_stream_and_streams_resume_on_any_node() {
-    let redis = Redis::start().await;
-    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
-    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let (_redis, a, b) = two_nodes().await;
 
     let on_a = Browser::at(&a.url());
     on_a.command(set_number("27")).await;
@@ -190,9 +205,7 @@ async fn run_owned_by(owner: &Node, watcher: &Node, start: &str) -> (Browser, Pa
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_owners_run_resumes_on_another_node_within_the_lease_and_scan() {
-    let redis = Redis::start().await;
-    let mut a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
-    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let (_redis, mut a, b) = two_nodes().await;
     // 27 runs 111 steps: at 50 ms, long enough to outlive the kill.
     let (_, mut page, mut events) = run_owned_by(&a, &b, "27").await;
 
@@ -220,9 +233,7 @@ async fn a_killed_owners_run_resumes_on_another_node_within_the_lease_and_scan()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_owner_that_comes_back_is_fenced_and_stops() {
-    let redis = Redis::start().await;
-    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
-    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let (_redis, a, b) = two_nodes().await;
     let (_, mut page, mut events) = run_owned_by(&a, &b, "27").await;
 
     a.signal(libc::SIGSTOP);
@@ -252,9 +263,7 @@ async fn a_paused_owner_that_comes_back_is_fenced_and_stops() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_down_refuses_commands_and_pauses_steps_and_runs_continue_when_it_is_back() {
-    let mut redis = Redis::start().await;
-    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
-    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let (mut redis, a, b) = two_nodes().await;
     // A long run: 60 nines take hundreds of steps.
     let start = "9".repeat(60);
     let (on_b, mut page, mut events) = run_owned_by(&a, &b, &start).await;
@@ -278,10 +287,7 @@ async fn redis_down_refuses_commands_and_pauses_steps_and_runs_continue_when_it_
     // Both nodes reconnect by themselves; the run goes on from what Redis
     // holds. A page resuming from before the outage gets a snapshot (Redis
     // is another process now: versions after its data are not trusted).
-    until(Duration::from_secs(10), "B sees Redis back", || async {
-        b.metric("hailstone_store_up").await == 1.0
-    })
-    .await;
+    until_store(&b, true).await;
     let mut events = on_b.events(page.last).await;
     let (id, update) = events.next().await.unwrap();
     assert!(matches!(update, Update::Snapshot(_)), "{update:?}");
@@ -299,9 +305,7 @@ async fn redis_down_refuses_commands_and_pauses_steps_and_runs_continue_when_it_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_empty_gives_pages_a_reset_and_never_an_old_version_again() {
-    let mut redis = Redis::start().await;
-    let a = Node::start(&redis, "a", LEASE_MS, SCAN_MS).await;
-    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let (mut redis, a, b) = two_nodes().await;
     let start = "9".repeat(60);
     let (on_b, mut page, mut events) = run_owned_by(&a, &b, &start).await;
 
@@ -317,18 +321,12 @@ async fn redis_restarted_empty_gives_pages_a_reset_and_never_an_old_version_agai
     while let Some((id, update)) = events.next().await {
         page.apply(id, update);
     }
-    until(Duration::from_secs(10), "B sees Redis down", || async {
-        b.metric("hailstone_store_up").await == 0.0
-    })
-    .await;
+    until_store(&b, false).await;
     redis.restart().await;
     // The session is gone with Redis's data: the page's stream, resumed
     // from its last event, is told so with a reset (an idle snapshot of no
     // session), never a delta.
-    until(Duration::from_secs(10), "B sees Redis back", || async {
-        b.metric("hailstone_store_up").await == 1.0
-    })
-    .await;
+    until_store(&b, true).await;
     let mut events = on_b.events(page.last).await;
     let (id, update) = events.next().await.unwrap();
     let Update::Snapshot(snapshot) = update else {
