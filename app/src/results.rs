@@ -189,11 +189,17 @@ pub fn ResultList() -> impl IntoView {
         element.set_scroll_top(to as i32);
         placed.set_value(Some(element.scroll_top()));
     };
+    // After the next render: the rows' new height must be in the page
+    // before the view can be put at its bottom (an effect may run before
+    // the bindings that size the rows, and a scroll past the old height
+    // would stop one row short of the newest value).
     Effect::new(move |_| {
         total.track();
         follow.track();
-        notice();
-        place();
+        request_animation_frame(move || {
+            notice();
+            place();
+        });
     });
     let on_scroll = move |_| {
         let Some(element) = scroller.get_untracked() else {

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { expect, test, type Page } from "@playwright/test";
-import { enter, open, results, runStatus, snap, stat, trajectory } from "./helpers";
+import { enter, open, results, runningSwitch, runStatus, snap, stat, trajectory } from "./helpers";
 
 const scroller = (page: Page) => page.locator(".scroller");
 const row = (page: Page, step: number) => results(page).locator(`li[data-step="${step}"]`);
@@ -94,6 +94,12 @@ test("new values do not move what the reader looks at; go to newest follows agai
     await expect.poll(() => inView(page, newest)).toBe(true);
   }
   await expect(page.getByRole("button", { name: "Go to newest" })).toBeDisabled();
+  // Paused: the newest value itself is in view, not just the one before it.
+  await runningSwitch(page).click();
+  await expect(runStatus(page)).toHaveText("Paused");
+  const last = Number(digits(await stat(page, "steps").textContent()));
+  await expect(row(page, last)).toHaveText(trajectory(10n ** 100n - 1n)[last]);
+  await expect.poll(() => inView(page, last)).toBe(true);
 });
 
 test("the CSV download is the whole run, exactly", async ({ page }) => {
