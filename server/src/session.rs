@@ -235,7 +235,8 @@ impl Session {
                     after: &next,
                     op: &op,
                 };
-                if let Err(error) = state.ledger.commit(change).await {
+                let committed = self.read_again_if_dropped(state.ledger.commit(change));
+                if let Err(error) = committed.await {
                     self.refused(&mut state, &error);
                     if error == CommitError::Conflict {
                         continue;
@@ -482,7 +483,10 @@ impl Session {
         }
         if read {
             let copy = next.as_ref().unwrap_or(&state.machine);
-            match state.ledger.catch_up(copy).await {
+            match self
+                .read_again_if_dropped(state.ledger.catch_up(copy))
+                .await
+            {
                 Ok(Some(machine)) => next = Some(machine),
                 Ok(None) => {}
                 Err(error) => {
@@ -498,6 +502,27 @@ impl Session {
             self.announce(state.machine.version());
         }
         Ok(())
+    }
+
+    /// Awaits `store` (a read or a commit) in a lock section. A lock
+    /// section can be dropped at this await (its stream's browser left, its
+    /// request was cut off) after bells were taken from the inbox, or with
+    /// a commit sent but not answered: then the copy is read again before
+    /// its next use, as after a lost connection.
+    async fn read_again_if_dropped<T>(&self, store: impl std::future::Future<Output = T>) -> T {
+        /// Distrusts the copy when dropped armed.
+        struct Armed<'a>(Option<&'a Session>);
+        impl Drop for Armed<'_> {
+            fn drop(&mut self) {
+                if let Some(session) = self.0 {
+                    session.distrust();
+                }
+            }
+        }
+        let mut armed = Armed(Some(self));
+        let answer = store.await;
+        armed.0 = None;
+        answer
     }
 
     /// What a subscriber at `last` needs next (see [`State::since`]), read

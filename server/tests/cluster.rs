@@ -342,3 +342,72 @@ async fn redis_restarted_empty_gives_pages_a_reset_and_never_an_old_version_agai
     // The page's next command starts a new session.
     assert_eq!(on_b.send(set_number("6")).await.0, 200);
 }
+
+/// A lock section dropped while it waits for Redis (a stream whose browser
+/// left while it caught up, a command whose request was cut off) must not
+/// leave the node's copy stale: the next one reads the store again.
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
+    use server::{backend::Backend, cluster::Cluster, id::SessionId, session::Session};
+    use shared::{Collatz, Settings};
+    use tokio_util::sync::CancellationToken;
+
+    let redis = Redis::start().await;
+    let config = server::config::Cluster::default();
+    let ttl = Duration::from_secs(600);
+    let node = |name: &str| {
+        let (url, name, config) = (redis.url(), name.to_owned(), config.clone());
+        async move { Cluster::connect(&url, name, &config, ttl).await.unwrap().0 }
+    };
+    let (a, b) = (
+        Backend::Cluster(node("a").await),
+        Backend::Cluster(node("b").await),
+    );
+    let id = SessionId::random();
+    let fresh = Collatz::new(Settings::default());
+    a.create(id, &fresh).await.unwrap();
+    let copy = |backend: &Backend| {
+        Session::new(
+            id,
+            fresh.clone(),
+            backend.ledger(id, &fresh),
+            0,
+            CancellationToken::new(),
+        )
+    };
+    let (on_a, on_b) = (copy(&a), copy(&b));
+    // B changes the session; A learns that it must read the store (as after
+    // a lost connection to Redis's bells).
+    let version = on_b.command(&set_number("27"), |_| {}).await.unwrap();
+    on_a.distrust();
+    // A's read waits for a Redis that does not answer, and is dropped.
+    redis.signal(libc::SIGSTOP);
+    let dropped = tokio::time::timeout(Duration::from_millis(200), on_a.since(None)).await;
+    redis.signal(libc::SIGCONT);
+    assert!(dropped.is_err(), "the read waited for Redis");
+    // The next read brings A's copy up to B's change.
+    let (id, update) = on_a.since(None).await.unwrap();
+    assert_eq!(id.cursor.version, version);
+    let Update::Snapshot(snapshot) = update else {
+        panic!("a first read is a snapshot, not {update:?}");
+    };
+    assert_eq!(snapshot.run.unwrap().start, "27");
+
+    // A's command is sent, and dropped before Redis answers; Redis then
+    // commits it. A's copy must show it (A ignores its own bells).
+    redis.signal(libc::SIGSTOP);
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        on_a.command(&set_number("97"), |_| {}),
+    )
+    .await;
+    redis.signal(libc::SIGCONT);
+    assert!(dropped.is_err(), "the commit waited for Redis");
+    let (id, update) = on_a.since(Some(id)).await.unwrap();
+    assert_eq!(id.cursor.version, version + 1);
+    let Update::Delta(delta) = update else {
+        panic!("a delta from the page's last event, not {update:?}");
+    };
+    assert!(delta.restart, "a new run: {delta:?}");
+    assert_eq!(delta.appended, ["97"]);
+}

@@ -118,6 +118,13 @@ impl Redis {
         self.run().await;
     }
 
+    /// Sends it `signal` (such as SIGSTOP: it stops answering, connections
+    /// stay open).
+    pub fn signal(&self, signal: i32) {
+        let pid = self.process.as_ref().expect("redis-server runs").id();
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+    }
+
     /// Its data directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
