@@ -100,11 +100,20 @@ impl Backend {
         }
     }
 
-    /// Deletes sessions everywhere (evicted at the cap).
-    pub async fn delete(&self, ids: Vec<SessionId>) -> Result<(), StoreError> {
+    /// Lets go of a session evicted at the cap. One process deletes it. A
+    /// node deletes it from Redis only if no node has used it lately;
+    /// otherwise it lets go of its copy alone, and the nodes that use the
+    /// session keep serving it.
+    pub async fn evict(&self, id: SessionId) -> Result<(), StoreError> {
         match self {
-            Backend::Local(local) => local.store().delete(ids).await,
-            Backend::Cluster(cluster) => cluster.delete(ids).await,
+            Backend::Local(local) => local.store().delete(vec![id]).await,
+            Backend::Cluster(cluster) => {
+                let deleted = cluster.evict(id).await?;
+                if !deleted {
+                    tracing::info!(session = %id.short(), "an evicted session is in use on another node; only this copy is let go of");
+                }
+                Ok(())
+            }
         }
     }
 

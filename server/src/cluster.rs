@@ -136,6 +136,44 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 return 1
 ";
 
+/// Keeps sessions used by a node alive, and notes when that node last used
+/// each (field `seen:<node>`, Redis's clock). KEYS: states. ARGV: node, idle
+/// ttl ms. A session gone is not made again.
+const TOUCH: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, state in ipairs(KEYS) do
+  if redis.call('EXISTS', state) == 1 then
+    redis.call('HSET', state, 'seen:' .. ARGV[1], now)
+    redis.call('PEXPIRE', state, ARGV[2])
+    redis.call('PEXPIRE', state .. ':log', ARGV[2])
+  end
+end
+return 0
+";
+
+/// Deletes a session evicted by a node, unless another node used it lately.
+/// KEYS: state, log, lease, running. ARGV: node, session id, how recent
+/// (ms) a use counts. Answers 1 when deleted, 0 when in use elsewhere.
+const EVICT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local node = string.match(fields[i], '^seen:(.*)$')
+  if node and node ~= ARGV[1] and now - tonumber(fields[i + 1]) < tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[2])
+return 1
+";
+
+/// How many sessions one call of the touch script keeps alive (Redis
+/// serves nothing else while a script runs).
+const TOUCH_BATCH: usize = 256;
+
 /// The keys of one session.
 struct Keys {
     state: String,
@@ -166,6 +204,8 @@ fn bell_session(channel: &str) -> Option<SessionId> {
 struct Scripts {
     commit: Script,
     create: Script,
+    touch: Script,
+    evict: Script,
     takeover: Script,
     renew: Script,
 }
@@ -259,6 +299,8 @@ impl Cluster {
             scripts: Scripts {
                 commit: Script::new(COMMIT),
                 create: Script::new(CREATE),
+                touch: Script::new(TOUCH),
+                evict: Script::new(EVICT),
                 takeover: Script::new(TAKEOVER),
                 renew: Script::new(RENEW),
             },
@@ -355,6 +397,8 @@ impl Cluster {
     }
 
     /// A session as Redis holds it, with its ledger; `None` if there is none.
+    /// It is noted as used by this node at once, so a node that evicts it
+    /// meanwhile leaves it in Redis.
     pub async fn load(
         self: &Arc<Self>,
         settings: Settings,
@@ -364,6 +408,7 @@ impl Cluster {
         match ledger.reload(settings).await {
             Ok(machine) => {
                 self.watch(id).await;
+                self.touch(&[id]).await;
                 Ok(Some((machine, ledger)))
             }
             Err(CommitError::Gone) => Ok(None),
@@ -393,19 +438,29 @@ impl Cluster {
         Ok(())
     }
 
-    /// Deletes sessions from Redis (evicted).
-    pub async fn delete(&self, ids: Vec<SessionId>) -> Result<(), StoreError> {
-        self.unwatch(&ids).await;
+    /// Stops serving session `id` (evicted at this node's cap), and deletes
+    /// it from Redis unless another node used it within two sweep periods
+    /// (every node notes the sessions it uses once a period). Returns
+    /// whether it was deleted.
+    pub async fn evict(&self, id: SessionId) -> Result<bool, StoreError> {
+        self.unwatch(&[id]).await;
+        let recent = 2 * crate::config::sweep_period(self.ttl);
+        let keys = Keys::of(id);
         let mut redis = self.redis.clone();
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            let keys = Keys::of(*id);
-            pipe.del(&[keys.state, keys.log, keys.lease]).ignore();
-            pipe.zrem(RUNNING, id.to_string()).ignore();
-        }
-        pipe.query_async::<()>(&mut redis)
+        let deleted: u8 = self
+            .scripts
+            .evict
+            .key(&keys.state)
+            .key(&keys.log)
+            .key(&keys.lease)
+            .key(RUNNING)
+            .arg(&self.node)
+            .arg(id.to_string())
+            .arg(recent.as_millis() as u64)
+            .invoke_async(&mut redis)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(deleted == 1)
     }
 
     /// Listens for others' changes to session `id`. A failure is logged:
@@ -429,22 +484,26 @@ impl Cluster {
         }
     }
 
-    /// Keeps watched sessions in Redis for another idle timeout.
+    /// Keeps the sessions this node uses in Redis for another idle
+    /// timeout, noted as used by this node (a session another node uses is
+    /// not deleted when this one evicts it).
     pub async fn touch(&self, ids: &[SessionId]) {
-        if ids.is_empty() {
-            return;
-        }
         let mut redis = self.redis.clone();
-        let mut pipe = redis::pipe();
-        let ttl = self.ttl.as_millis() as i64;
-        for id in ids {
-            let keys = Keys::of(*id);
-            pipe.pexpire(keys.state, ttl).ignore();
-            pipe.pexpire(keys.log, ttl).ignore();
-        }
-        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
-            self.down(&error);
-            tracing::warn!(%error, "cannot keep watched sessions alive in Redis");
+        for chunk in ids.chunks(TOUCH_BATCH) {
+            let mut touch = self.scripts.touch.prepare_invoke();
+            for id in chunk {
+                touch.key(Keys::of(*id).state);
+            }
+            let touched = touch
+                .arg(&self.node)
+                .arg(self.ttl.as_millis() as u64)
+                .invoke_async::<()>(&mut redis)
+                .await;
+            if let Err(error) = touched {
+                self.down(&error);
+                tracing::warn!(%error, "cannot keep the sessions in use alive in Redis");
+                return;
+            }
         }
     }
 

@@ -613,6 +613,13 @@ where
     Ok(())
 }
 
+/// How often sessions idle for `idle_timeout` are looked for: a quarter of
+/// it, from 1 s to 60 s. A node of a cluster keeps the sessions it uses
+/// alive in Redis at the same pace.
+pub fn sweep_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,7 +39,7 @@ pub struct Runtime {
     pub stream_lifetime: Option<Duration>,
     /// The origin, cookie and `/metrics` rules.
     pub http: Policy,
-    /// Where sessions are kept (evicted ones are deleted from it).
+    /// Where sessions are kept (what expires or is evicted here is let go of).
     backend: Backend,
     /// How many sessions each client address may start, per minute.
     new_sessions: DefaultKeyedRateLimiter<IpAddr>,
@@ -189,7 +189,7 @@ impl Runtime {
             }
             self.metrics.sessions_evicted.inc();
             tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");
-            if let Err(error) = self.backend.delete(vec![evicted.id]).await {
+            if let Err(error) = self.backend.evict(evicted.id).await {
                 tracing::error!(%error, "could not delete an evicted session");
             }
         }
@@ -223,7 +223,7 @@ impl Runtime {
 
     /// Drops idle sessions every so often until shutdown.
     pub async fn expire_idle_sessions(self: Arc<Self>, timeout: Duration) {
-        let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let period = crate::config::sweep_period(timeout);
         let mut ticks = tokio::time::interval(period);
         loop {
             tokio::select! {
@@ -231,15 +231,10 @@ impl Runtime {
                 _ = ticks.tick() => {
                     self.new_sessions.retain_recent();
                     if let Some(cluster) = self.backend.cluster() {
-                        // Sessions used here stay in Redis: touched, watched
-                        // or running.
-                        let used: Vec<SessionId> = self
-                            .sessions
-                            .all_live()
-                            .iter()
-                            .map(|session| session.id())
-                            .collect();
-                        cluster.touch(&used).await;
+                        // Sessions used here stay in Redis, marked as used by
+                        // this node: watched, running, or asked for since
+                        // the last sweep.
+                        cluster.touch(&self.sessions.in_use(period)).await;
                     }
                     let expired = self.sessions.expire(timeout).await;
                     if expired > 0 {

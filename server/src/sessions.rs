@@ -152,6 +152,26 @@ impl Sessions {
             .collect()
     }
 
+    /// The sessions in use here: watched, running, or asked for within
+    /// `within`. A node keeps these alive in Redis; a copy idle here is
+    /// kept alive by the node that uses it, if any.
+    pub fn in_use(&self, within: Duration) -> Vec<SessionId> {
+        let since = self.now().saturating_sub(within.as_secs());
+        self.lock()
+            .values()
+            .filter_map(|entry| match entry {
+                Entry::Live(session)
+                    if session.subscribers().load(Ordering::Relaxed) > 0
+                        || session.is_running()
+                        || session.last_seen() >= since =>
+                {
+                    Some(session.id())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The session named by `id`, rebuilt from the store if it was not yet;
     /// `None` if there is none.
     pub async fn get(&self, id: SessionId) -> Result<Option<Found>, StoreError> {

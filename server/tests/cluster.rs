@@ -411,3 +411,56 @@ async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
     assert!(delta.restart, "a new run: {delta:?}");
     assert_eq!(delta.appended, ["97"]);
 }
+
+/// A node at its cap lets go of its copy of an idle session. It deletes
+/// the session from Redis only when no other node uses it: a session whose
+/// page is on another node lives on there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_at_its_cap_deletes_only_sessions_no_other_node_uses() {
+    let redis = Redis::start().await;
+    let full = [("HAILSTONE_MAX_SESSIONS", "1")];
+    let a = Node::start_with(&redis, "a", LEASE_MS, SCAN_MS, &full).await;
+    let b = Node::start(&redis, "b", LEASE_MS, SCAN_MS).await;
+    let paused_on_a = || async {
+        let browser = Browser::at(&a.url());
+        browser.command(set_number("27")).await;
+        browser.command(set_running(false)).await;
+        browser
+    };
+    // A paused session made on A, and watched on B.
+    let first = paused_on_a().await;
+    let on_b = same_session(&b, &first);
+    let mut page = Page::new();
+    let mut stream = on_b.events(None).await;
+    page.follow(&mut stream, |page| page.snapshots == 1).await;
+    // A holds one session: each new visitor's first command makes room.
+    // The second evicts the first; another visitor evicts the second.
+    let second = paused_on_a().await;
+    Browser::at(&a.url()).command(set_number("7")).await;
+    assert_eq!(a.metric("hailstone_sessions_evicted_total").await, 2.0);
+    // The second, used nowhere else, is gone from Redis; the first is not.
+    let key = |browser: &Browser| {
+        let cookie = browser.cookie().unwrap();
+        let id = cookie.split_once('=').unwrap().1.to_owned();
+        format!("hs:{{{id}}}")
+    };
+    let mut check = redis.connection().await;
+    for (browser, kept) in [(&first, true), (&second, false)] {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key(browser))
+            .query_async(&mut check)
+            .await
+            .unwrap();
+        assert_eq!(exists, kept);
+    }
+    // The first goes on through B as it was: no reset, a new run.
+    on_b.command(set_number("97")).await;
+    let resumed = on_b.command(set_running(true)).await;
+    page.follow(&mut stream, |page| {
+        page.version >= resumed && page.steps() >= 5
+    })
+    .await;
+    assert_eq!((page.first, page.values[0].as_str()), (0, "97"));
+    page.assert_exact(97);
+    assert_eq!(page.snapshots, 1, "no snapshot after the first");
+}
