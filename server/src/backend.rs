@@ -100,6 +100,20 @@ impl Backend {
         }
     }
 
+    /// Whether `client` may start another session, `per_minute` at most,
+    /// counted across a cluster; one process counts with its own limiter
+    /// alone.
+    pub async fn may_start_session(
+        &self,
+        client: std::net::IpAddr,
+        per_minute: u32,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Backend::Local(_) => Ok(true),
+            Backend::Cluster(cluster) => cluster.may_start_session(client, per_minute).await,
+        }
+    }
+
     /// Lets go of a session evicted at the cap. One process deletes it. A
     /// node deletes it from Redis only if no node has used it lately;
     /// otherwise it lets go of its copy alone, and the nodes that use the

@@ -136,6 +136,16 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 return 1
 ";
 
+/// Counts a new session of a client address in a minute's window that
+/// starts with its first. KEYS: the address's counter. ARGV: most per
+/// window, window ms. Answers 1 when allowed.
+const NEW_SESSION: &str = r"
+local started = redis.call('INCR', KEYS[1])
+if started == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if started <= tonumber(ARGV[1]) then return 1 end
+return 0
+";
+
 /// Keeps sessions used by a node alive, and notes when that node last used
 /// each (field `seen:<node>`, Redis's clock). KEYS: states. ARGV: node, idle
 /// ttl ms. A session gone is not made again.
@@ -204,6 +214,7 @@ fn bell_session(channel: &str) -> Option<SessionId> {
 struct Scripts {
     commit: Script,
     create: Script,
+    new_session: Script,
     touch: Script,
     evict: Script,
     takeover: Script,
@@ -299,6 +310,7 @@ impl Cluster {
             scripts: Scripts {
                 commit: Script::new(COMMIT),
                 create: Script::new(CREATE),
+                new_session: Script::new(NEW_SESSION),
                 touch: Script::new(TOUCH),
                 evict: Script::new(EVICT),
                 takeover: Script::new(TAKEOVER),
@@ -436,6 +448,31 @@ impl Cluster {
             })?;
         self.watch(id).await;
         Ok(())
+    }
+
+    /// Whether `client` may start another session: at most `per_minute` in
+    /// a minute, counted by every node together (behind a round-robin
+    /// balancer, each node's own limiter alone would let a client start
+    /// nodes × `per_minute`).
+    pub async fn may_start_session(
+        &self,
+        client: std::net::IpAddr,
+        per_minute: u32,
+    ) -> Result<bool, StoreError> {
+        let mut redis = self.redis.clone();
+        let allowed: u8 = self
+            .scripts
+            .new_session
+            .key(format!("hs:new:{client}"))
+            .arg(per_minute)
+            .arg(60_000)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|error| {
+                self.down(&error);
+                unavailable(error)
+            })?;
+        Ok(allowed == 1)
     }
 
     /// Stops serving session `id` (evicted at this node's cap), and deletes

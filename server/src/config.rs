@@ -204,7 +204,8 @@ pub struct Sessions {
     /// value is always kept).
     #[serde(default = "defaults::window_bytes")]
     pub window_bytes: usize,
-    /// How many new sessions one client address may start per minute.
+    /// How many new sessions one client address may start per minute (in a
+    /// cluster, on all nodes together).
     #[serde(default = "default_new_per_minute")]
     pub new_per_minute: u32,
 }

@@ -41,8 +41,10 @@ pub struct Runtime {
     pub http: Policy,
     /// Where sessions are kept (what expires or is evicted here is let go of).
     backend: Backend,
-    /// How many sessions each client address may start, per minute.
+    /// How many sessions each client address may start, per minute, here.
     new_sessions: DefaultKeyedRateLimiter<IpAddr>,
+    /// The same limit, counted across a cluster (in Redis).
+    new_per_minute: u32,
     /// The open event streams, bounded per address and per session.
     pub streams: Arc<Streams>,
 }
@@ -100,6 +102,7 @@ impl Runtime {
             new_sessions: RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(config.sessions.new_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
+            new_per_minute: config.sessions.new_per_minute,
             tasks,
             metrics,
             shutdown,
@@ -161,7 +164,19 @@ impl Runtime {
     /// making room at the cap by evicting the longest-untouched session that
     /// may give way.
     pub async fn create_session(&self, client: IpAddr) -> Result<Arc<Session>, NoRoom> {
-        if self.new_sessions.check_key(&client).is_err() {
+        // This node's count first (no round trip), then the cluster's.
+        let allowed = match self.new_sessions.check_key(&client) {
+            Ok(()) => self
+                .backend
+                .may_start_session(client, self.new_per_minute)
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "could not count a new session");
+                    NoRoom::Unavailable
+                })?,
+            Err(_) => false,
+        };
+        if !allowed {
             self.metrics.sessions_refused.inc();
             return Err(NoRoom::TooMany);
         }

@@ -464,3 +464,24 @@ async fn a_node_at_its_cap_deletes_only_sessions_no_other_node_uses() {
     page.assert_exact(97);
     assert_eq!(page.snapshots, 1, "no snapshot after the first");
 }
+
+/// The rate of new sessions per client address holds for the whole
+/// cluster, not per node: behind a round-robin balancer a client does not
+/// get nodes × the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_sessions_per_address_are_counted_across_the_cluster() {
+    let redis = Redis::start().await;
+    let limit = [("HAILSTONE_NEW_SESSIONS_PER_MINUTE", "3")];
+    let a = Node::start_with(&redis, "a", LEASE_MS, SCAN_MS, &limit).await;
+    let b = Node::start_with(&redis, "b", LEASE_MS, SCAN_MS, &limit).await;
+    // Three first commands from 127.0.0.1, spread over both nodes.
+    for node in [&a, &b, &a] {
+        Browser::at(&node.url()).command(set_number("27")).await;
+    }
+    // A fourth is refused on either node, though each started fewer.
+    for node in [&b, &a] {
+        let (status, body) = Browser::at(&node.url()).send(set_number("27")).await;
+        assert_eq!(status, 429, "{body}");
+    }
+    assert_eq!(b.metric("hailstone_sessions_refused_total").await, 1.0);
+}
