@@ -203,7 +203,9 @@ async fn steps_total(client: &reqwest::Client, args: &Args) -> Option<u64> {
             .text()
             .await
             .ok()?;
-        // A node of a cluster labels its metrics with its name.
+        // A node of a cluster labels its metrics with its name. (The same
+        // reading as `server::metrics::value_in`: loadgen talks to the
+        // server over HTTP only and does not link it.)
         total += text
             .lines()
             .find_map(|line| {

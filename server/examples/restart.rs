@@ -137,12 +137,7 @@ async fn main() {
                 .text()
                 .await
                 .ok()?;
-            text.lines().find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .parse::<u64>()
-                    .ok()
-            })
+            server::metrics::value_in(&text, name).map(|value| value as u64)
         }
     };
     loop {

@@ -181,3 +181,38 @@ impl Default for Metrics {
         Metrics::new("")
     }
 }
+
+/// The value of metric `name` in a `/metrics` text, summed over its label
+/// sets (a node's metrics carry its name); `None` if it is not there. For
+/// the tests and tools that read a server's metrics.
+pub fn value_in(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            let key = key.split_once('{').map_or(key, |(key, _)| key);
+            (key == name).then(|| value.parse::<f64>().ok())?
+        })
+        .reduce(|sum, value| sum + value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_metric_of_the_text_it_encodes() {
+        let metrics = Metrics::new("n1");
+        metrics.commands.inc_by(3);
+        let text = metrics.encode();
+        assert_eq!(value_in(&text, "hailstone_commands_total"), Some(3.0));
+        assert_eq!(value_in(&text, "hailstone_store_up"), Some(1.0));
+        assert_eq!(value_in(&text, "hailstone_no_such_metric"), None);
+        // A histogram's name alone is not one of its series.
+        assert_eq!(value_in(&text, "hailstone_command_seconds"), None);
+        assert_eq!(
+            value_in(&text, "hailstone_command_seconds_count"),
+            Some(0.0)
+        );
+    }
+}

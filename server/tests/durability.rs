@@ -330,14 +330,7 @@ async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap()
+        server::metrics::value_in(&text, name).unwrap() as u64
     };
     // Every running session comes back with its task; the paused ones are
     // left in the store.

@@ -238,12 +238,7 @@ impl Node {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|line| {
-                let (key, value) = line.rsplit_once(' ')?;
-                let key = key.split('{').next()?;
-                (key == name).then(|| value.parse().ok())?
-            })
+        server::metrics::value_in(&text, name)
             .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
     }
 
