@@ -286,6 +286,24 @@ async fn each_address_starts_sessions_at_a_bounded_rate() {
     assert!(error.to_string().contains("Too many new sessions"));
     // The proxy's last entry is the client: another address is not limited.
     assert_eq!(first_command("203.0.113.2").await.unwrap().status(), 200);
+    // An IPv6 client counts by its /64, which it may change addresses in
+    // at will; another /64 is another client.
+    for address in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
+        assert_eq!(first_command(address).await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        first_command("2001:db8:1:2::4").await.unwrap().status(),
+        429
+    );
+    assert_eq!(
+        first_command("2001:db8:1:3::1").await.unwrap().status(),
+        200
+    );
+    // An IPv4 address written as IPv6 is that IPv4 address.
+    assert_eq!(
+        first_command("::ffff:203.0.113.1").await.unwrap().status(),
+        429
+    );
     // A session that exists is not limited.
     let browser = Browser::new(&server);
     for _ in 0..5 {
