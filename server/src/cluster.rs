@@ -229,6 +229,10 @@ pub struct Cluster {
     /// Commands and scripts: one multiplexed connection that reconnects by
     /// itself.
     redis: ConnectionManager,
+    /// The running tasks' commits of steps, on a connection of their own:
+    /// a user's command is not queued behind every task's commit in one
+    /// pipeline.
+    steps: ConnectionManager,
     /// The bells' subscriptions: a connection of their own (RESP3 pushes),
     /// resubscribed by itself after a reconnect.
     bells: ConnectionManager,
@@ -288,6 +292,10 @@ impl Cluster {
             .get_connection_manager_with_config(manager_config())
             .await
             .map_err(unreachable)?;
+        let steps = client
+            .get_connection_manager_with_config(manager_config())
+            .await
+            .map_err(unreachable)?;
         let info = client.get_connection_info().clone();
         let resp3 = info
             .redis_settings()
@@ -306,6 +314,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             node,
             redis,
+            steps,
             bells,
             scripts: Scripts {
                 commit: Script::new(COMMIT),
@@ -637,7 +646,10 @@ impl ClusterLedger {
         saved.incarnation ^= self.instance;
         let saved = serde_json::to_string(&saved).expect("a saved state serialises");
         let op = serde_json::to_string(change.op).expect("an op serialises");
-        let mut redis = cluster.redis.clone();
+        let mut redis = match change.op {
+            Op::Steps { .. } => cluster.steps.clone(),
+            Op::Command { .. } | Op::Halt { .. } => cluster.redis.clone(),
+        };
         let answer: Vec<i64> = cluster
             .scripts
             .commit
