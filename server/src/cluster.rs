@@ -406,6 +406,13 @@ impl Cluster {
         CommitError::Unavailable(error.to_string())
     }
 
+    /// A request of the node's own (not a commit) failed: noted as
+    /// [`Cluster::down`] does, and answered as the store's error.
+    fn failed(&self, error: redis::RedisError) -> StoreError {
+        self.down(&error);
+        unavailable(error)
+    }
+
     /// The ledger of session `id`, owning no run yet.
     pub fn ledger(self: &Arc<Self>, id: SessionId) -> ClusterLedger {
         ClusterLedger {
@@ -451,10 +458,7 @@ impl Cluster {
             .arg(self.ttl.as_millis() as u64)
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| {
-                self.down(&error);
-                unavailable(error)
-            })?;
+            .map_err(|error| self.failed(error))?;
         self.watch(id).await;
         Ok(())
     }
@@ -477,10 +481,7 @@ impl Cluster {
             .arg(60_000)
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| {
-                self.down(&error);
-                unavailable(error)
-            })?;
+            .map_err(|error| self.failed(error))?;
         Ok(allowed == 1)
     }
 
@@ -505,7 +506,7 @@ impl Cluster {
             .arg(recent.as_millis() as u64)
             .invoke_async(&mut redis)
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| self.failed(error))?;
         Ok(deleted == 1)
     }
 
