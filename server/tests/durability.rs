@@ -321,16 +321,7 @@ async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
     let _server = start_with(addr, &path, &[("HAILSTONE_METRICS_TOKEN", token)]);
     wait_ready(addr).await;
     let metric = |name: &'static str| async move {
-        let text = reqwest::Client::new()
-            .get(format!("http://{addr}/metrics"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        server::metrics::value_in(&text, name).unwrap() as u64
+        support::metric_at(&format!("http://{addr}"), token, name).await as u64
     };
     // Every running session comes back with its task; the paused ones are
     // left in the store.

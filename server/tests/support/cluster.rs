@@ -229,17 +229,7 @@ impl Node {
 
     /// The value of metric `name` (without labels) on its `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::Client::new()
-            .get(format!("{}/metrics", self.url()))
-            .bearer_auth(METRICS_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        server::metrics::value_in(&text, name)
-            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        super::metric_at(&self.url(), METRICS_TOKEN, name).await
     }
 
     /// What it logged so far.

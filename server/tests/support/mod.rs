@@ -31,6 +31,21 @@ pub fn config() -> Config {
 /// The `/metrics` token of [`config`].
 pub const METRICS_TOKEN: &str = "test-token";
 
+/// The value of metric `name` (summed over its labels) on the `/metrics` of
+/// the server at `base` (such as `http://127.0.0.1:3000`), read with `token`.
+pub async fn metric_at(base: &str, token: &str, name: &str) -> f64 {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    server::metrics::value_in(&text, name).unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
 /// The text of the server's `/metrics`.
 pub async fn metrics(server: &TestServer) -> String {
     let response = reqwest::Client::new()
