@@ -52,8 +52,22 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Cluster {
-    /// Such as `redis://127.0.0.1:6379/`. Empty: not a cluster.
+    /// Such as `redis://127.0.0.1:6379/`. Empty: not a cluster (unless
+    /// sentinels are named).
     pub redis_url: String,
+    /// Redis Sentinels (`host:port`) that say where the primary is: nodes
+    /// ask them at start and whenever the primary fails, and follow a
+    /// failover by themselves. Empty: `redis-url` is the primary.
+    #[serde(default)]
+    pub sentinels: Addresses,
+    /// The name the sentinels monitor the primary under.
+    #[serde(default = "defaults::sentinel_master")]
+    pub sentinel_master: String,
+    /// With sentinels: how long a commit waits for a replica to have it
+    /// (`WAIT`) before it is refused (503), and before anything it changed
+    /// is shown to a page.
+    #[serde(default = "defaults::replica_wait_ms")]
+    pub replica_wait_ms: u64,
     /// This node's name in logs, metrics and leases. Empty: one is made up
     /// at start from the host name and a random suffix.
     pub node_id: String,
@@ -69,10 +83,40 @@ pub struct Cluster {
     pub log_len: u64,
 }
 
+impl Cluster {
+    /// Whether the server is a node of a cluster (a Redis is named).
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty() || !self.sentinels.0.is_empty()
+    }
+}
+
+/// `host:port` addresses: an array in the file, comma-separated in the
+/// environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Addresses(pub Vec<String>);
+
+impl FromStr for Addresses {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Addresses, Self::Err> {
+        Ok(Addresses(
+            text.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+}
+
 impl Default for Cluster {
     fn default() -> Cluster {
         Cluster {
             redis_url: String::new(),
+            sentinels: Addresses::default(),
+            sentinel_master: defaults::sentinel_master(),
+            replica_wait_ms: defaults::replica_wait_ms(),
             node_id: String::new(),
             lease_ms: 2000,
             scan_ms: 500,
@@ -97,6 +141,14 @@ pub struct Http {
     /// connection. Set it only when clients cannot reach the server but
     /// through that proxy, or any client can claim any address.
     pub client_address_header: String,
+}
+
+impl Http {
+    /// The trusted proxy's client header, if one is configured (and a
+    /// valid header name).
+    pub fn client_address_header(&self) -> Option<axum::http::HeaderName> {
+        axum::http::HeaderName::from_bytes(self.client_address_header.trim().as_bytes()).ok()
+    }
 }
 
 /// The `[store]` table.
@@ -147,7 +199,13 @@ pub struct Limits {
     /// never more than the open-file limit leaves room for).
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
-    /// Seconds a client has to send a request's headers (HTTP/1.1).
+    /// The most open connections one client address may have (an IPv6
+    /// client by its /64); behind a trusted proxy, the most requests in
+    /// flight for one client its header names.
+    #[serde(default = "defaults::connections_per_address")]
+    pub connections_per_address: usize,
+    /// Seconds a client has to send a complete request head, on a new
+    /// connection whatever it sent, and (HTTP/1.1) for every request.
     #[serde(default = "defaults::header_read_timeout_secs")]
     pub header_read_timeout_secs: u64,
     /// Seconds a connection with no request in flight is kept open.
@@ -168,6 +226,15 @@ pub struct Limits {
 mod defaults {
     pub fn max_connections() -> usize {
         4096
+    }
+    pub fn connections_per_address() -> usize {
+        256
+    }
+    pub fn sentinel_master() -> String {
+        "hailstone".into()
+    }
+    pub fn replica_wait_ms() -> u64 {
+        1000
     }
     pub fn header_read_timeout_secs() -> u64 {
         10
@@ -287,175 +354,18 @@ impl Config {
     }
 
     fn override_from(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let site = &mut self.site;
-        set(&mut site.addr, env, "LEPTOS_SITE_ADDR", "site.addr")?;
-        set(&mut site.root, env, "LEPTOS_SITE_ROOT", "site.root")?;
-        set(
-            &mut site.pkg_dir,
-            env,
-            "LEPTOS_SITE_PKG_DIR",
-            "site.pkg-dir",
-        )?;
-        set(
-            &mut site.output_name,
-            env,
-            "LEPTOS_OUTPUT_NAME",
-            "site.output-name",
-        )?;
-        set(
-            &mut site.reload_port,
-            env,
-            "LEPTOS_RELOAD_PORT",
-            "site.reload-port",
-        )?;
-        let collatz = &mut self.collatz;
-        set(
-            &mut collatz.step_interval_ms,
-            env,
-            "HAILSTONE_STEP_INTERVAL_MS",
-            "collatz.step-interval-ms",
-        )?;
-        set(
-            &mut collatz.max_digits,
-            env,
-            "HAILSTONE_MAX_DIGITS",
-            "collatz.max-digits",
-        )?;
-        set(
-            &mut self.limits.max_body_bytes,
-            env,
-            "HAILSTONE_MAX_BODY_BYTES",
-            "limits.max-body-bytes",
-        )?;
-        set(
-            &mut self.limits.stream_lifetime_secs,
-            env,
-            "HAILSTONE_STREAM_LIFETIME_SECS",
-            "limits.stream-lifetime-secs",
-        )?;
-        let limits = &mut self.limits;
-        set(
-            &mut limits.max_connections,
-            env,
-            "HAILSTONE_MAX_CONNECTIONS",
-            "limits.max-connections",
-        )?;
-        set(
-            &mut limits.header_read_timeout_secs,
-            env,
-            "HAILSTONE_HEADER_READ_TIMEOUT_SECS",
-            "limits.header-read-timeout-secs",
-        )?;
-        set(
-            &mut limits.connection_idle_timeout_secs,
-            env,
-            "HAILSTONE_CONNECTION_IDLE_TIMEOUT_SECS",
-            "limits.connection-idle-timeout-secs",
-        )?;
-        set(
-            &mut limits.request_timeout_secs,
-            env,
-            "HAILSTONE_REQUEST_TIMEOUT_SECS",
-            "limits.request-timeout-secs",
-        )?;
-        set(
-            &mut limits.streams_per_session,
-            env,
-            "HAILSTONE_STREAMS_PER_SESSION",
-            "limits.streams-per-session",
-        )?;
-        set(
-            &mut limits.streams_per_address,
-            env,
-            "HAILSTONE_STREAMS_PER_ADDRESS",
-            "limits.streams-per-address",
-        )?;
-        let sessions = &mut self.sessions;
-        set(
-            &mut sessions.max,
-            env,
-            "HAILSTONE_MAX_SESSIONS",
-            "sessions.max",
-        )?;
-        set(
-            &mut sessions.idle_timeout_secs,
-            env,
-            "HAILSTONE_SESSION_IDLE_TIMEOUT_SECS",
-            "sessions.idle-timeout-secs",
-        )?;
-        set(
-            &mut sessions.window,
-            env,
-            "HAILSTONE_WINDOW",
-            "sessions.window",
-        )?;
-        set(
-            &mut sessions.window_bytes,
-            env,
-            "HAILSTONE_WINDOW_BYTES",
-            "sessions.window-bytes",
-        )?;
-        set(
-            &mut sessions.new_per_minute,
-            env,
-            "HAILSTONE_NEW_SESSIONS_PER_MINUTE",
-            "sessions.new-per-minute",
-        )?;
-        set(
-            &mut self.store.path,
-            env,
-            "HAILSTONE_STORE_PATH",
-            "store.path",
-        )?;
-        set(
-            &mut self.http.public_origin,
-            env,
-            "HAILSTONE_PUBLIC_ORIGIN",
-            "http.public-origin",
-        )?;
-        set(
-            &mut self.http.metrics_token,
-            env,
-            "HAILSTONE_METRICS_TOKEN",
-            "http.metrics-token",
-        )?;
-        set(
-            &mut self.http.client_address_header,
-            env,
-            "HAILSTONE_CLIENT_ADDRESS_HEADER",
-            "http.client-address-header",
-        )?;
-        let cluster = &mut self.cluster;
-        set(
-            &mut cluster.redis_url,
-            env,
-            "HAILSTONE_REDIS_URL",
-            "cluster.redis-url",
-        )?;
-        set(
-            &mut cluster.node_id,
-            env,
-            "HAILSTONE_NODE_ID",
-            "cluster.node-id",
-        )?;
-        set(
-            &mut cluster.lease_ms,
-            env,
-            "HAILSTONE_LEASE_MS",
-            "cluster.lease-ms",
-        )?;
-        set(
-            &mut cluster.scan_ms,
-            env,
-            "HAILSTONE_SCAN_MS",
-            "cluster.scan-ms",
-        )?;
-        set(
-            &mut cluster.log_len,
-            env,
-            "HAILSTONE_LOG_LEN",
-            "cluster.log-len",
-        )?;
+        for (var, key, field) in OVERRIDES {
+            if let Some(value) = env(var) {
+                field(self)
+                    .set(value.trim())
+                    .map_err(|message| ConfigError::Env {
+                        var,
+                        key,
+                        message,
+                        value,
+                    })?;
+            }
+        }
         Ok(())
     }
 
@@ -476,6 +386,28 @@ impl Config {
             .contains(|c: char| c == ':' || c.is_whitespace())
         {
             return invalid("cluster.node-id", "must not contain ':' or spaces");
+        }
+        let header = &self.http.client_address_header;
+        if !header.trim().is_empty() && self.http.client_address_header().is_none() {
+            return invalid(
+                "http.client-address-header",
+                "must be a header name such as x-forwarded-for",
+            );
+        }
+        if self.limits.connections_per_address > self.limits.max_connections {
+            return invalid(
+                "limits.connections-per-address",
+                "must be at most limits.max-connections",
+            );
+        }
+        if !self.cluster.sentinels.0.iter().all(|a| is_host_port(a)) {
+            return invalid(
+                "cluster.sentinels",
+                "must be host:port addresses, such as 127.0.0.1:26379",
+            );
+        }
+        if !self.cluster.sentinels.0.is_empty() && self.cluster.sentinel_master.is_empty() {
+            return invalid("cluster.sentinel-master", "must not be empty");
         }
         if self.cluster.scan_ms > self.cluster.lease_ms {
             return invalid("cluster.scan-ms", "must be at most cluster.lease-ms");
@@ -499,6 +431,14 @@ impl Config {
             ),
             ("sessions.window-bytes", self.sessions.window_bytes),
             ("limits.max-connections", self.limits.max_connections),
+            (
+                "limits.connections-per-address",
+                self.limits.connections_per_address,
+            ),
+            (
+                "cluster.replica-wait-ms",
+                self.cluster.replica_wait_ms as usize,
+            ),
             (
                 "limits.header-read-timeout-secs",
                 self.limits.header_read_timeout_secs as usize,
@@ -545,6 +485,8 @@ impl Config {
     pub fn connection_limits(&self) -> crate::serve::Limits {
         crate::serve::Limits {
             max_connections: self.limits.max_connections,
+            connections_per_address: self.limits.connections_per_address,
+            client_address_header: self.http.client_address_header(),
             header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(self.limits.connection_idle_timeout_secs),
         }
@@ -592,27 +534,71 @@ pub fn public_origin(text: &str) -> Option<String> {
     valid.then_some(text)
 }
 
-/// Replaces `slot` with the parsed value of `var`, when it is set.
-fn set<T>(
-    slot: &mut T,
-    env: &dyn Fn(&str) -> Option<String>,
-    var: &'static str,
-    key: &'static str,
-) -> Result<(), ConfigError>
+/// Whether `text` is `host:port` with a port number.
+fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok()
+    })
+}
+
+/// A value of the configuration that an environment variable can set.
+trait Setting {
+    /// Replaces the value with the one `text` names.
+    fn set(&mut self, text: &str) -> Result<(), String>;
+}
+
+impl<T> Setting for T
 where
     T: FromStr,
     T::Err: Display,
 {
-    if let Some(value) = env(var) {
-        *slot = value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-            var,
-            key,
-            message: e.to_string(),
-            value,
-        })?;
+    fn set(&mut self, text: &str) -> Result<(), String> {
+        *self = text.parse().map_err(|e: T::Err| e.to_string())?;
+        Ok(())
     }
-    Ok(())
 }
+
+/// The value an override sets.
+type Field = fn(&mut Config) -> &mut dyn Setting;
+
+/// Every environment variable that overrides a key of the file: the
+/// variable, the key it overrides, and the value it sets.
+#[rustfmt::skip]
+const OVERRIDES: &[(&str, &str, Field)] = &[
+    ("LEPTOS_SITE_ADDR", "site.addr", |c| &mut c.site.addr),
+    ("LEPTOS_SITE_ROOT", "site.root", |c| &mut c.site.root),
+    ("LEPTOS_SITE_PKG_DIR", "site.pkg-dir", |c| &mut c.site.pkg_dir),
+    ("LEPTOS_OUTPUT_NAME", "site.output-name", |c| &mut c.site.output_name),
+    ("LEPTOS_RELOAD_PORT", "site.reload-port", |c| &mut c.site.reload_port),
+    ("HAILSTONE_STEP_INTERVAL_MS", "collatz.step-interval-ms", |c| &mut c.collatz.step_interval_ms),
+    ("HAILSTONE_MAX_DIGITS", "collatz.max-digits", |c| &mut c.collatz.max_digits),
+    ("HAILSTONE_MAX_BODY_BYTES", "limits.max-body-bytes", |c| &mut c.limits.max_body_bytes),
+    ("HAILSTONE_STREAM_LIFETIME_SECS", "limits.stream-lifetime-secs", |c| &mut c.limits.stream_lifetime_secs),
+    ("HAILSTONE_MAX_CONNECTIONS", "limits.max-connections", |c| &mut c.limits.max_connections),
+    ("HAILSTONE_CONNECTIONS_PER_ADDRESS", "limits.connections-per-address", |c| &mut c.limits.connections_per_address),
+    ("HAILSTONE_HEADER_READ_TIMEOUT_SECS", "limits.header-read-timeout-secs", |c| &mut c.limits.header_read_timeout_secs),
+    ("HAILSTONE_CONNECTION_IDLE_TIMEOUT_SECS", "limits.connection-idle-timeout-secs", |c| &mut c.limits.connection_idle_timeout_secs),
+    ("HAILSTONE_REQUEST_TIMEOUT_SECS", "limits.request-timeout-secs", |c| &mut c.limits.request_timeout_secs),
+    ("HAILSTONE_STREAMS_PER_SESSION", "limits.streams-per-session", |c| &mut c.limits.streams_per_session),
+    ("HAILSTONE_STREAMS_PER_ADDRESS", "limits.streams-per-address", |c| &mut c.limits.streams_per_address),
+    ("HAILSTONE_MAX_SESSIONS", "sessions.max", |c| &mut c.sessions.max),
+    ("HAILSTONE_SESSION_IDLE_TIMEOUT_SECS", "sessions.idle-timeout-secs", |c| &mut c.sessions.idle_timeout_secs),
+    ("HAILSTONE_WINDOW", "sessions.window", |c| &mut c.sessions.window),
+    ("HAILSTONE_WINDOW_BYTES", "sessions.window-bytes", |c| &mut c.sessions.window_bytes),
+    ("HAILSTONE_NEW_SESSIONS_PER_MINUTE", "sessions.new-per-minute", |c| &mut c.sessions.new_per_minute),
+    ("HAILSTONE_STORE_PATH", "store.path", |c| &mut c.store.path),
+    ("HAILSTONE_PUBLIC_ORIGIN", "http.public-origin", |c| &mut c.http.public_origin),
+    ("HAILSTONE_METRICS_TOKEN", "http.metrics-token", |c| &mut c.http.metrics_token),
+    ("HAILSTONE_CLIENT_ADDRESS_HEADER", "http.client-address-header", |c| &mut c.http.client_address_header),
+    ("HAILSTONE_REDIS_URL", "cluster.redis-url", |c| &mut c.cluster.redis_url),
+    ("HAILSTONE_REDIS_SENTINELS", "cluster.sentinels", |c| &mut c.cluster.sentinels),
+    ("HAILSTONE_REDIS_SENTINEL_MASTER", "cluster.sentinel-master", |c| &mut c.cluster.sentinel_master),
+    ("HAILSTONE_REPLICA_WAIT_MS", "cluster.replica-wait-ms", |c| &mut c.cluster.replica_wait_ms),
+    ("HAILSTONE_NODE_ID", "cluster.node-id", |c| &mut c.cluster.node_id),
+    ("HAILSTONE_LEASE_MS", "cluster.lease-ms", |c| &mut c.cluster.lease_ms),
+    ("HAILSTONE_SCAN_MS", "cluster.scan-ms", |c| &mut c.cluster.scan_ms),
+    ("HAILSTONE_LOG_LEN", "cluster.log-len", |c| &mut c.cluster.log_len),
+];
 
 /// How often sessions idle for `idle_timeout` are looked for: a quarter of
 /// it, from 1 s to 60 s. A node of a cluster keeps the sessions it uses
@@ -761,6 +747,63 @@ mod tests {
             public_origin("https://Site.example:8443/").as_deref(),
             Some("https://site.example:8443")
         );
+    }
+
+    /// Leptos.toml names, above each key, the variable that overrides it
+    /// (`# HAILSTONE_MAX_DIGITS: ...`): each is in the table, for that key,
+    /// and the table has nothing the file does not document.
+    #[test]
+    fn every_documented_variable_overrides_its_key_and_no_other() {
+        let text = std::fs::read_to_string("../Leptos.toml").unwrap();
+        let (mut table, mut pending) = (String::new(), None::<String>);
+        let mut documented = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = name.to_owned();
+            } else if let Some(comment) = line.strip_prefix("# ") {
+                let var = comment.split(':').next().unwrap_or("");
+                if comment.contains(':')
+                    && !var.is_empty()
+                    && var.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                {
+                    pending = Some(var.to_owned());
+                }
+            } else if let (Some((key, _)), Some(var)) = (line.split_once(" = "), pending.take()) {
+                documented.push((var, format!("{table}.{key}")));
+            }
+        }
+        let mut table: Vec<(String, String)> = OVERRIDES
+            .iter()
+            .map(|(var, key, _)| (var.to_string(), key.to_string()))
+            .collect();
+        documented.sort();
+        table.sort();
+        assert_eq!(documented, table);
+    }
+
+    #[test]
+    fn every_variable_sets_a_value_that_parses() {
+        let (_dir, path) = write(GOOD);
+        let config = Config::load(&path, |var| {
+            (var == "HAILSTONE_CONNECTIONS_PER_ADDRESS").then(|| "7".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.limits.connections_per_address, 7);
+        let config = Config::load(&path, |var| {
+            (var == "HAILSTONE_REDIS_SENTINELS").then(|| " 127.0.0.1:26379, h:26380 ".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            config.cluster.sentinels.0,
+            ["127.0.0.1:26379".to_owned(), "h:26380".to_owned()]
+        );
+        assert!(config.cluster.enabled());
+        let message = Config::load(&path, |var| {
+            (var == "HAILSTONE_REDIS_SENTINELS").then(|| "127.0.0.1".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("cluster.sentinels"), "{message}");
     }
 
     #[test]

@@ -2,14 +2,12 @@
 //! same-origin rule for state changes, and HTTP statuses for server
 //! function errors.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use app::api::{AppError, CurrentSession, SessionApi};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
 use axum::{
     body::Body,
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -20,7 +18,10 @@ use shared::{
     Collatz,
 };
 
-pub use crate::policy::{Policy, SECURE_SESSION_COOKIE, SESSION_COOKIE};
+pub use crate::{
+    address::{client_address, counted_as},
+    policy::{Policy, SECURE_SESSION_COOKIE, SESSION_COOKIE},
+};
 use crate::{
     runtime::{NoRoom, Runtime},
     session::{Session, SessionId},
@@ -89,38 +90,6 @@ pub async fn session_layer(
         }
     }
     response
-}
-
-/// The client's address as the per-address limits count it: the
-/// connection's, or the last entry of the trusted proxy's header when one
-/// is configured and present; see [`counted_as`].
-pub fn client_address(request: &Request, header_name: Option<&header::HeaderName>) -> IpAddr {
-    let forwarded = header_name.and_then(|name| {
-        let value = request.headers().get_all(name).iter().next_back()?;
-        let last = value.to_str().ok()?.rsplit(',').next()?.trim();
-        last.parse::<IpAddr>()
-            .ok()
-            .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
-    });
-    counted_as(forwarded.unwrap_or_else(|| {
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
-    }))
-}
-
-/// One client, as the limits count it: an IPv6 client by its /64 network
-/// (what one subscriber is given, and can pick any address in), an IPv4
-/// client, also written as IPv6 (`::ffff:a.b.c.d`), by its address.
-pub fn counted_as(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
-        },
-        v4 => v4,
-    }
 }
 
 /// The values of every cookie `name` in the request's `Cookie` headers.
@@ -324,19 +293,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn an_ipv6_client_counts_by_its_network_and_a_mapped_ipv4_as_ipv4() {
-        let counted = |text: &str| counted_as(text.parse().unwrap()).to_string();
-        assert_eq!(
-            counted("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
-            "2001:db8:1:2::"
-        );
-        assert_eq!(counted("2001:db8:1:2::1"), counted("2001:db8:1:2:ffff::"));
-        assert_ne!(counted("2001:db8:1:2::1"), counted("2001:db8:1:3::1"));
-        assert_eq!(counted("::ffff:203.0.113.1"), "203.0.113.1");
-        assert_eq!(counted("203.0.113.1"), "203.0.113.1");
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! and stream. `main.rs` only reads the configuration, binds the socket and
 //! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
 
+pub mod address;
 pub mod backend;
 pub mod change;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod download;
 pub mod http;
 pub mod id;

@@ -46,10 +46,7 @@ impl Policy {
                 "HttpOnly; SameSite=Lax; Path=/"
             },
             metrics_token: Some(config.metrics_token.clone()).filter(|token| !token.is_empty()),
-            client_address_header: header::HeaderName::from_bytes(
-                config.client_address_header.trim().as_bytes(),
-            )
-            .ok(),
+            client_address_header: config.client_address_header(),
         }
     }
 
