@@ -101,15 +101,15 @@ impl Backend {
     }
 
     /// Whether `client` may start another session, `per_minute` at most,
-    /// counted across a cluster; one process counts with its own limiter
-    /// alone.
+    /// counted across a cluster: `None` when it may, else how long until it
+    /// may. One process counts with its own limiter alone.
     pub async fn may_start_session(
         &self,
         client: std::net::IpAddr,
         per_minute: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Duration>, StoreError> {
         match self {
-            Backend::Local(_) => Ok(true),
+            Backend::Local(_) => Ok(None),
             Backend::Cluster(cluster) => cluster.may_start_session(client, per_minute).await,
         }
     }
@@ -128,6 +128,15 @@ impl Backend {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Deletes a new session whose first command was refused: one process
+    /// stored nothing yet; a node deletes what it stored in Redis.
+    pub async fn abandon(&self, id: SessionId) -> Result<(), StoreError> {
+        match self {
+            Backend::Local(_) => Ok(()),
+            Backend::Cluster(cluster) => cluster.evict(id).await.map(|_| ()),
         }
     }
 

@@ -138,12 +138,13 @@ return 1
 
 /// Counts a new session of a client address in a minute's window that
 /// starts with its first. KEYS: the address's counter. ARGV: most per
-/// window, window ms. Answers 1 when allowed.
+/// window, window ms. Answers 0 when allowed, else the milliseconds until
+/// the window ends.
 const NEW_SESSION: &str = r"
 local started = redis.call('INCR', KEYS[1])
 if started == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if started <= tonumber(ARGV[1]) then return 1 end
-return 0
+if started <= tonumber(ARGV[1]) then return 0 end
+return math.max(redis.call('PTTL', KEYS[1]), 1)
 ";
 
 /// Keeps sessions used by a node alive, and notes when that node last used
@@ -463,17 +464,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// Whether `client` may start another session: at most `per_minute` in
-    /// a minute, counted by every node together (behind a round-robin
+    /// Whether `client` may start another session (`None`), or how long
+    /// until it may: at most `per_minute` in a minute, counted by every node
+    /// together (behind a round-robin
     /// balancer, each node's own limiter alone would let a client start
     /// nodes × `per_minute`).
     pub async fn may_start_session(
         &self,
         client: std::net::IpAddr,
         per_minute: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Duration>, StoreError> {
         let mut redis = self.redis.clone();
-        let allowed: u8 = self
+        let wait_ms: u64 = self
             .scripts
             .new_session
             .key(format!("hs:new:{client}"))
@@ -482,7 +484,7 @@ impl Cluster {
             .invoke_async(&mut redis)
             .await
             .map_err(|error| self.failed(error))?;
-        Ok(allowed == 1)
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
 
     /// Stops serving session `id` (evicted at this node's cap), and deletes

@@ -23,7 +23,7 @@ pub use crate::{
     policy::{Policy, SECURE_SESSION_COOKIE, SESSION_COOKIE},
 };
 use crate::{
-    runtime::{NoRoom, Runtime},
+    runtime::{NoRoom, Runtime, StartError},
     session::{Session, SessionId},
 };
 
@@ -66,6 +66,7 @@ pub async fn session_layer(
     let handle = Arc::new(SessionHandle {
         session: known,
         fresh: std::sync::Mutex::new(None),
+        retry_after: std::sync::Mutex::new(None),
         client,
         runtime: runtime.clone(),
     });
@@ -78,6 +79,13 @@ pub async fn session_layer(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
+    let retry_after = *handle.retry_after.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(wait) = retry_after {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
     if let Some(session) = fresh {
         let cookie = format!(
             "{}={}; {}",
@@ -199,8 +207,23 @@ pub async fn server_fn_status(request: Request, next: Next) -> Response {
             tracing::error!(path = ?parts.headers.get(SERVER_FN_ERROR_HEADER), "server function failed");
         }
     }
+    // A refusal that will pass says when to try again (the session layer
+    // sets the exact wait where it knows it).
+    let passing = [
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::TOO_MANY_REQUESTS,
+    ];
+    if passing.contains(&parts.status) && !parts.headers.contains_key(header::RETRY_AFTER) {
+        parts.headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
     Response::from_parts(parts, Body::from(bytes))
 }
+
+/// The `Retry-After` of a 503 or 429 whose end the server cannot tell.
+const RETRY_AFTER_SECS: &str = "5";
 
 /// `application/json`, with parameters or none (`; charset=utf-8`), in any
 /// case; not `application/jsonp` or `application/json-seq`.
@@ -217,6 +240,9 @@ struct SessionHandle {
     /// The session this request created, if it did: the answer sets its
     /// cookie.
     fresh: std::sync::Mutex<Option<Arc<Session>>>,
+    /// How long the client must wait to start a session, when it started
+    /// too many lately: the answer's `Retry-After`.
+    retry_after: std::sync::Mutex<Option<std::time::Duration>>,
     /// Who asked, for the per-address limit on new sessions.
     client: IpAddr,
     /// Where commands are applied and tasks spawned.
@@ -234,16 +260,13 @@ impl SessionApi for SessionHandle {
                     answer => return Ok(answer?),
                 }
             }
-            let session =
-                self.runtime.create_session(self.client).await.map_err(
-                    |refused| match refused {
-                        NoRoom::Full => AppError::AtCapacity,
-                        NoRoom::TooMany => AppError::TooManySessions,
-                        NoRoom::Unavailable => AppError::Command(CommandError::Unsaved),
-                    },
-                )?;
-            *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
-            Ok(self.runtime.command(&session, command).await?)
+            let (session, version) = self
+                .runtime
+                .start_session(self.client, command)
+                .await
+                .map_err(|refused| self.refusal(refused))?;
+            *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+            Ok(version)
         })
     }
 
@@ -276,6 +299,21 @@ impl SessionApi for SessionHandle {
                 None => Err(shared::trajectory::PageError::NoRun),
             }
         })
+    }
+}
+
+impl SessionHandle {
+    /// What a visitor is told when its first command started no session.
+    fn refusal(&self, refused: StartError) -> AppError {
+        match refused {
+            StartError::Refused(error) => AppError::Command(error),
+            StartError::NoRoom(NoRoom::Full) => AppError::AtCapacity,
+            StartError::NoRoom(NoRoom::TooMany { retry_after }) => {
+                *self.retry_after.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry_after);
+                AppError::TooManySessions
+            }
+            StartError::NoRoom(NoRoom::Unavailable) => AppError::Command(CommandError::Unsaved),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A session's identifier: 128 random bits, written as 32 hex digits in the
 /// cookie. Unguessable, so one browser can never name another's session.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionId(u128);
 
 impl SessionId {

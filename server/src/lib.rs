@@ -221,6 +221,8 @@ pub async fn run_in(
     };
     // Listen first: stored sessions are rebuilt when asked for, and the
     // running ones are resumed in the background, on the tasks' threads.
+    // New sessions wait for the index (they count against the cap).
+    runtime.sessions.expect_index();
     let restoring = runtime.tasks.handle().spawn({
         let runtime = runtime.clone();
         async move {

@@ -5,8 +5,14 @@
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use shared::wire::{Command, CommandError};
+use governor::{
+    clock::{Clock, DefaultClock},
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+};
+use shared::{
+    wire::{Command, CommandError},
+    Collatz,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -18,7 +24,7 @@ use crate::{
     metrics::Metrics,
     policy::Policy,
     session::Session,
-    sessions::Sessions,
+    sessions::{Created, Evicted, Full, Sessions},
     store::{Store, StoreError},
     streams::Streams,
     tasks::Tasks,
@@ -54,10 +60,23 @@ pub struct Runtime {
 pub enum NoRoom {
     /// The cap is reached and no session may give way.
     Full,
-    /// The client's address started too many sessions lately.
-    TooMany,
+    /// The client's address started too many sessions lately; it may try
+    /// again after `retry_after`.
+    TooMany {
+        /// How long until it may start one.
+        retry_after: Duration,
+    },
     /// The store cannot be reached (a cluster's Redis is down).
     Unavailable,
+}
+
+/// Why a visitor's first command started no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// No room (see [`NoRoom`]).
+    NoRoom(NoRoom),
+    /// The command was refused; nothing was made.
+    Refused(CommandError),
 }
 
 impl Runtime {
@@ -160,12 +179,70 @@ impl Runtime {
         Ok(Some(found.session))
     }
 
-    /// Starts a new session for a visitor at `client` (its first command),
-    /// making room at the cap by evicting the longest-untouched session that
-    /// may give way.
-    pub async fn create_session(&self, client: IpAddr) -> Result<Arc<Session>, NoRoom> {
-        // This node's count first (no round trip), then the cluster's.
-        let allowed = match self.new_sessions.check_key(&client) {
+    /// A visitor's first command: checked first (a command that would be
+    /// refused starts nothing), then a new session is made for it, subject
+    /// to the per-address rate and the cap, and the command applied. A
+    /// session whose command is refused (by the store, say) is let go of at
+    /// once: only an answered first command leaves a session. Returns it,
+    /// with the version that shows the command's effect.
+    pub async fn start_session(
+        &self,
+        client: IpAddr,
+        command: Command,
+    ) -> Result<(Arc<Session>, u64), StartError> {
+        Collatz::new(self.sessions.settings())
+            .apply(&command)
+            .map_err(StartError::Refused)?;
+        let session = self
+            .create_session(client)
+            .await
+            .map_err(StartError::NoRoom)?;
+        match self.command(&session, command).await {
+            Ok(version) => {
+                self.sessions.unpin(&session);
+                Ok((session, version))
+            }
+            Err(error) => {
+                self.sessions.remove(session.id());
+                session.retire().await;
+                if let Err(error) = self.backend.abandon(session.id()).await {
+                    tracing::warn!(%error, "could not delete a session whose first command was refused");
+                }
+                Err(StartError::Refused(error))
+            }
+        }
+    }
+
+    /// Starts a new session for a visitor at `client`, pinned until its
+    /// first command is answered: at the cap, the longest-untouched session
+    /// that may give way is evicted in the same step.
+    async fn create_session(&self, client: IpAddr) -> Result<Arc<Session>, NoRoom> {
+        self.may_start_session(client).await?;
+        self.sessions.ready().await;
+        let Created { session, evicted } = self.sessions.create().map_err(|Full| {
+            self.metrics.sessions_refused.inc();
+            tracing::warn!("session cap reached and no session may give way; refusing a new one");
+            NoRoom::Full
+        })?;
+        if let Some(evicted) = evicted {
+            self.let_go(evicted).await;
+        }
+        if let Err(error) = self
+            .backend
+            .create(session.id(), &session.machine().await)
+            .await
+        {
+            tracing::error!(%error, "could not store a new session");
+            self.sessions.remove(session.id());
+            return Err(NoRoom::Unavailable);
+        }
+        Ok(session)
+    }
+
+    /// Whether `client` may start another session: this node's count first
+    /// (no round trip), then the cluster's.
+    async fn may_start_session(&self, client: IpAddr) -> Result<(), NoRoom> {
+        let refused = match self.new_sessions.check_key(&client) {
             Ok(()) => self
                 .backend
                 .may_start_session(client, self.new_per_minute)
@@ -174,43 +251,27 @@ impl Runtime {
                     tracing::error!(%error, "could not count a new session");
                     NoRoom::Unavailable
                 })?,
-            Err(_) => false,
+            Err(not_until) => Some(not_until.wait_time_from(DefaultClock::default().now())),
         };
-        if !allowed {
-            self.metrics.sessions_refused.inc();
-            return Err(NoRoom::TooMany);
-        }
-        // Others may take the room made; a few tries, then give up.
-        for _ in 0..4 {
-            if let Ok(session) = self.sessions.create() {
-                let stored = self
-                    .backend
-                    .create(session.id(), &session.machine().await)
-                    .await;
-                return match stored {
-                    Ok(()) => Ok(session),
-                    Err(error) => {
-                        tracing::error!(%error, "could not store a new session");
-                        self.sessions.remove(session.id());
-                        Err(NoRoom::Unavailable)
-                    }
-                };
-            }
-            let Some(evicted) = self.sessions.evict_one() else {
-                break;
-            };
-            if let Some(session) = &evicted.session {
-                session.retire().await;
-            }
-            self.metrics.sessions_evicted.inc();
-            tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");
-            if let Err(error) = self.backend.evict(evicted.id).await {
-                tracing::error!(%error, "could not delete an evicted session");
+        match refused {
+            None => Ok(()),
+            Some(wait) => {
+                self.metrics.sessions_refused.inc();
+                Err(NoRoom::TooMany { retry_after: wait })
             }
         }
-        self.metrics.sessions_refused.inc();
-        tracing::warn!("session cap reached and no session may give way; refusing a new one");
-        Err(NoRoom::Full)
+    }
+
+    /// Stops the task of a session evicted at the cap and deletes it.
+    async fn let_go(&self, evicted: Evicted) {
+        if let Some(session) = &evicted.session {
+            session.retire().await;
+        }
+        self.metrics.sessions_evicted.inc();
+        tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");
+        if let Err(error) = self.backend.evict(evicted.id).await {
+            tracing::error!(%error, "could not delete an evicted session");
+        }
     }
 
     /// Spawns the task of a rebuilt session that was running.

@@ -41,6 +41,10 @@ pub struct Session {
     /// Set when the registry lets the session go (expired or evicted): a
     /// request that found it just before must not store it again.
     retired: AtomicBool,
+    /// Set while a new session waits for its first command's answer: it
+    /// never gives way at the cap or expires meanwhile (it would count as
+    /// idle, and its visitor be told 200 for a session that is gone).
+    pinned: AtomicBool,
     /// Set when this copy must read the store before it is next used: a
     /// commit met a newer version, bells may have been missed, or a bell's
     /// change did not follow the copy.
@@ -49,7 +53,8 @@ pub struct Session {
     /// (at most [`INBOX`]; beyond, the store is read instead). Applied in
     /// the lock section when they follow the copy exactly.
     inbox: std::sync::Mutex<std::collections::VecDeque<Heard>>,
-    /// When a request last touched the session, in the registry's clock.
+    /// When a request last touched the session, in the registry's clock
+    /// (milliseconds).
     last_seen: AtomicU64,
     /// Marks of the run's trajectory that older values are recomputed
     /// from: made on the first request for them, at most
@@ -184,6 +189,7 @@ impl Session {
             subscribers: AtomicUsize::new(0),
             running: AtomicBool::new(running),
             retired: AtomicBool::new(false),
+            pinned: AtomicBool::new(false),
             behind: AtomicBool::new(false),
             inbox: Default::default(),
             last_seen: AtomicU64::new(now),
@@ -653,11 +659,30 @@ impl Session {
         self.last_seen.load(Ordering::Relaxed)
     }
 
+    /// Pins a new session until its first command is answered (see
+    /// [`Session::unpin`]).
+    pub fn pin(&self) {
+        self.pinned.store(true, Ordering::Release);
+    }
+
+    /// Its first command was answered: from now on it may give way or
+    /// expire like any other.
+    pub fn unpin(&self, now: u64) {
+        self.touch(now);
+        self.pinned.store(false, Ordering::Release);
+    }
+
+    /// Whether it waits for its first command's answer.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
+    }
+
     /// If nobody watches it, nothing runs, and it was last touched at or
     /// before `cutoff`, retires it (see [`Session::retire`]) and returns
-    /// true. A session whose lock is held is busy.
+    /// true. A session whose lock is held, or that is pinned, is busy.
     pub fn retire_if_idle_since(&self, cutoff: u64) -> bool {
         if self.subscribers.load(Ordering::Relaxed) > 0
+            || self.is_pinned()
             || self.last_seen.load(Ordering::Relaxed) > cutoff
         {
             return false;

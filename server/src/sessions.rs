@@ -11,7 +11,10 @@ use std::{
 };
 
 use shared::{Collatz, Settings};
-use tokio::{sync::OnceCell, time::Instant};
+use tokio::{
+    sync::{watch, OnceCell},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -32,7 +35,7 @@ pub struct Sessions {
     max: usize,
     /// A run nobody has watched for this long may be evicted at the cap.
     idle_timeout: Duration,
-    /// The registry's clock starts here; sessions keep seconds since.
+    /// The registry's clock starts here; sessions keep milliseconds since.
     epoch: Instant,
     /// Where every session is kept.
     backend: Backend,
@@ -42,6 +45,9 @@ pub struct Sessions {
     /// in the map names no session, and the store is not asked. Never set
     /// in a cluster, whose other nodes make sessions.
     indexed: AtomicBool,
+    /// False from start until the store's index has been read (or failed
+    /// to be): until then the cap cannot be judged, so no session is made.
+    ready: watch::Sender<bool>,
 }
 
 /// One session in the registry.
@@ -52,16 +58,26 @@ enum Entry {
     Stored {
         /// Shared by concurrent requests, so the session is rebuilt once.
         cell: Arc<OnceCell<Arc<Session>>>,
-        /// When it was last seen, in the registry's clock.
+        /// When it was last seen, in the registry's clock (ms).
         last_seen: u64,
         /// Whether it was running when saved (then it is being resumed).
         running: bool,
     },
 }
 
-/// No room for another session.
+/// No room for another session: the cap is reached and no session may
+/// give way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
+
+/// A new session, and the one that gave way to it at the cap, if any.
+pub struct Created {
+    /// The new session, pinned until its first command is answered.
+    pub session: Arc<Session>,
+    /// The session taken out to make room: the caller stops its task and
+    /// deletes it from the store.
+    pub evicted: Option<Evicted>,
+}
 
 /// A session taken out of the registry to make room.
 pub struct Evicted {
@@ -98,12 +114,31 @@ impl Sessions {
             backend,
             shutdown,
             indexed: AtomicBool::new(false),
+            ready: watch::Sender::new(true),
         }
+    }
+
+    /// Holds back new sessions until the store's index is read
+    /// ([`Sessions::load_index`]): the stored ones count against the cap.
+    pub fn expect_index(&self) {
+        self.ready.send_replace(false);
+    }
+
+    /// Waits until new sessions may be made (see [`Sessions::expect_index`]).
+    pub async fn ready(&self) {
+        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
     }
 
     /// Reads the store's index: every stored session becomes known without
     /// being loaded. Returns the ids of those that were running, to resume.
+    /// New sessions may be made afterwards, whether it could be read or not.
     pub async fn load_index(&self) -> Result<Vec<SessionId>, StoreError> {
+        let read = self.read_index().await;
+        self.ready.send_replace(true);
+        read
+    }
+
+    async fn read_index(&self) -> Result<Vec<SessionId>, StoreError> {
         let Some(index) = self.backend.index().await? else {
             return Ok(Vec::new());
         };
@@ -114,7 +149,7 @@ impl Sessions {
         let mut running = Vec::new();
         let mut map = self.lock();
         for stored in index {
-            let age = unix_now.saturating_sub(stored.seen);
+            let age = unix_now.saturating_sub(stored.seen).saturating_mul(1000);
             map.entry(stored.id).or_insert_with(|| Entry::Stored {
                 cell: Arc::new(OnceCell::new()),
                 last_seen: now.saturating_sub(age),
@@ -156,7 +191,7 @@ impl Sessions {
     /// `within`. A node keeps these alive in Redis; a copy idle here is
     /// kept alive by the node that uses it, if any.
     pub fn in_use(&self, within: Duration) -> Vec<SessionId> {
-        let since = self.now().saturating_sub(within.as_secs());
+        let since = self.now().saturating_sub(millis(within));
         self.lock()
             .values()
             .filter_map(|entry| match entry {
@@ -220,25 +255,40 @@ impl Sessions {
             Err(Some(error)) => Err(error),
             Err(None) => Ok(None),
         };
-        let mut map = self.lock();
         let ours = |entry: Option<&Entry>| matches!(entry, Some(Entry::Stored { cell: c, .. }) if Arc::ptr_eq(c, &cell));
-        match result {
-            Ok(Some(session)) => {
-                if ours(map.get(&id)) {
-                    map.insert(id, Entry::Live(session.clone()));
-                }
-                Ok(Some(Found {
-                    session: session.clone(),
-                    rebuilt,
-                }))
-            }
+        let session = match result {
+            Ok(Some(session)) => session,
             Ok(None) | Err(_) => {
+                let mut map = self.lock();
                 if ours(map.get(&id)) {
                     map.remove(&id);
                 }
-                result.map(|_| None)
+                return result.map(|_| None);
             }
+        };
+        let kept = {
+            let mut map = self.lock();
+            match map.get(&id) {
+                entry if ours(entry) => {
+                    map.insert(id, Entry::Live(session.clone()));
+                    true
+                }
+                // Another request for it, sharing the cell, put it in first.
+                Some(Entry::Live(live)) => Arc::ptr_eq(live, session),
+                _ => false,
+            }
+        };
+        if !kept {
+            // Evicted or expired while it was being rebuilt: it is let go
+            // of, and the request is served as one without a session (so
+            // nothing stores it again).
+            session.retire().await;
+            return Ok(None);
         }
+        Ok(Some(Found {
+            session: session.clone(),
+            rebuilt,
+        }))
     }
 
     /// Loads a stored session. `Err(None)`: there is none (a cell's
@@ -251,12 +301,27 @@ impl Sessions {
         }
     }
 
-    /// A new session under a fresh random id, unless the cap is reached.
-    pub fn create(&self) -> Result<Arc<Session>, Full> {
+    /// A new session under a fresh random id. At the cap, the
+    /// longest-untouched session that may give way is taken out in the same
+    /// step (so no other creation can take the room made), and returned to
+    /// be retired; [`Full`] when none may. The new session is pinned (it
+    /// never gives way) until its first command is answered.
+    pub fn create(&self) -> Result<Created, Full> {
+        let now = self.now();
         let mut map = self.lock();
-        if map.len() >= self.max {
-            return Err(Full);
-        }
+        let evicted = if map.len() >= self.max {
+            let victim = self.victim(&map, now).ok_or(Full)?;
+            let session = match map.remove(&victim) {
+                Some(Entry::Live(session)) => Some(session),
+                _ => None,
+            };
+            Some(Evicted {
+                id: victim,
+                session,
+            })
+        } else {
+            None
+        };
         let id = loop {
             let id = SessionId::random();
             if !map.contains_key(&id) {
@@ -266,44 +331,38 @@ impl Sessions {
         let machine = Collatz::new(self.settings).with_incarnation(rand::random());
         let ledger = self.backend.ledger(id, &machine);
         let session = Arc::new(self.session(id, machine, ledger));
+        session.pin();
         map.insert(id, Entry::Live(session.clone()));
-        Ok(session)
+        Ok(Created { session, evicted })
     }
 
-    /// At the cap, takes the longest-untouched session that may give way out
-    /// of the registry: one with no page open and nothing running, or a run
-    /// nobody has watched for the idle timeout. The caller stops its task
-    /// and deletes it from the store. `None` when none may.
-    pub fn evict_one(&self) -> Option<Evicted> {
-        let now = self.now();
-        let unwatched_since = now.saturating_sub(self.idle_timeout.as_secs());
-        let mut map = self.lock();
-        let victim = map
-            .iter()
+    /// The longest-untouched session that may give way at the cap: one with
+    /// no page open, not pinned, and either nothing running or a run nobody
+    /// has touched for the idle timeout. Ties go to the lower id.
+    fn victim(&self, map: &HashMap<SessionId, Entry>, now: u64) -> Option<SessionId> {
+        let idle = millis(self.idle_timeout);
+        // Checked, not saturating: in the first idle timeout after a start,
+        // no run has been untouched that long.
+        let untouched_long = |seen: u64| seen.checked_add(idle).is_some_and(|at| at <= now);
+        map.iter()
             .filter_map(|(id, entry)| match entry {
                 Entry::Live(session) => {
                     let watched = session.subscribers().load(Ordering::Relaxed) > 0;
                     let seen = session.last_seen();
-                    let may = !watched && (!session.is_running() || seen <= unwatched_since);
+                    let may = !watched
+                        && !session.is_pinned()
+                        && (!session.is_running() || untouched_long(seen));
                     may.then_some((seen, *id))
                 }
                 Entry::Stored {
                     cell,
                     last_seen,
                     running,
-                } => (!cell.initialized() && (!*running || *last_seen <= unwatched_since))
+                } => (!cell.initialized() && (!*running || untouched_long(*last_seen)))
                     .then_some((*last_seen, *id)),
             })
-            .min_by_key(|(seen, _)| *seen)
-            .map(|(_, id)| id)?;
-        let session = match map.remove(&victim)? {
-            Entry::Live(session) => Some(session),
-            Entry::Stored { .. } => None,
-        };
-        Some(Evicted {
-            id: victim,
-            session,
-        })
+            .min_by_key(|(seen, id)| (*seen, *id))
+            .map(|(_, id)| id)
     }
 
     /// Takes a session out of the registry (its creation could not be
@@ -315,6 +374,11 @@ impl Sessions {
     /// Notes that `session` was just used (in the registry's clock).
     pub fn touch(&self, session: &Session) {
         session.touch(self.now());
+    }
+
+    /// `session`'s first command was answered: it is unpinned and touched.
+    pub fn unpin(&self, session: &Session) {
+        session.unpin(self.now());
     }
 
     /// The fixed choices of every session.
@@ -335,7 +399,7 @@ impl Sessions {
     /// Drops every session idle for longer than `timeout`, from memory and
     /// from the store; returns how many.
     pub async fn expire(&self, timeout: Duration) -> usize {
-        let Some(cutoff) = self.now().checked_sub(timeout.as_secs()) else {
+        let Some(cutoff) = self.now().checked_sub(millis(timeout)) else {
             return 0;
         };
         let mut expired = Vec::new();
@@ -362,9 +426,9 @@ impl Sessions {
         count
     }
 
-    /// Seconds since the registry started.
+    /// Milliseconds since the registry started.
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_secs()
+        millis(self.epoch.elapsed())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry>> {
@@ -374,4 +438,9 @@ impl Sessions {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `duration` in whole milliseconds.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

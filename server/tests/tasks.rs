@@ -37,7 +37,7 @@ async fn steps(session: &Session) -> u64 {
 #[tokio::test(start_paused = true)]
 async fn steps_come_one_interval_apart() {
     let runtime = runtime(500);
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(499)).await;
     assert_eq!(steps(&session).await, 0);
@@ -51,7 +51,7 @@ async fn steps_come_one_interval_apart() {
 #[tokio::test(start_paused = true)]
 async fn off_then_on_within_one_interval_runs_one_loop() {
     let runtime = runtime(500);
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     runtime.command(&session, set_running(false)).await.unwrap();
@@ -69,7 +69,7 @@ async fn off_then_on_within_one_interval_runs_one_loop() {
 #[tokio::test(start_paused = true)]
 async fn no_step_lands_after_off_is_acknowledged() {
     let runtime = runtime(500);
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1250)).await;
     runtime.command(&session, set_running(false)).await.unwrap();
@@ -84,7 +84,7 @@ async fn no_step_lands_after_off_is_acknowledged() {
 #[tokio::test(start_paused = true)]
 async fn a_new_number_while_running_keeps_the_same_task() {
     let runtime = runtime(500);
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     runtime.command(&session, set_number("6")).await.unwrap();
@@ -100,7 +100,7 @@ async fn a_new_number_while_running_keeps_the_same_task() {
 #[tokio::test(start_paused = true)]
 async fn a_finished_run_ends_its_task() {
     let runtime = runtime(10);
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     settle().await;
@@ -117,13 +117,16 @@ async fn idle_sessions_expire_but_running_ones_stay() {
     config.sessions.idle_timeout_secs = 60;
     let store = std::sync::Arc::new(server::store::MemoryStore::default());
     let runtime = Runtime::new(&config, store.clone());
-    let idle = runtime.sessions.create().unwrap();
-    runtime
-        .command(&idle, Command::SetInterval { ms: 250 })
+    let visitor = std::net::IpAddr::from([127, 0, 0, 1]);
+    let (idle, _) = runtime
+        .start_session(visitor, Command::SetInterval { ms: 250 })
         .await
         .unwrap();
-    let busy = runtime.sessions.create().unwrap();
-    runtime.command(&busy, set_number("837799")).await.unwrap(); // 524 steps: still running
+    // 524 steps: still running
+    let (busy, _) = runtime
+        .start_session(visitor, set_number("837799"))
+        .await
+        .unwrap();
     assert!(
         store.get(idle.id()).await.unwrap().is_some(),
         "a changed session is stored"
@@ -171,7 +174,7 @@ fn any_event() -> impl Strategy<Value = Event> {
 /// and rebuild the session's state.
 async fn play(events: Vec<Event>) -> Result<(), TestCaseError> {
     let runtime = runtime(500);
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     let mut client: Snapshot = session.snapshot().await;
     for event in events {
         match event {
@@ -251,7 +254,7 @@ proptest! {
 async fn a_failed_write_refuses_the_command_and_changes_nothing() {
     let config = support::config();
     let runtime = Runtime::new(&config, support::FaultyStore::full());
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     let before = session.snapshot().await;
     let error = runtime
         .command(&session, set_number("27"))
@@ -302,7 +305,7 @@ async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
         assert!(std::time::Instant::now() < deadline, "{threads:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     let mut doorbell = session.subscribe();
     while session.snapshot().await.status == Status::Running {
@@ -316,7 +319,7 @@ async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
 #[tokio::test(start_paused = true)]
 async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
     let runtime = runtime(500);
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime
         .command(&session, Command::SetInterval { ms: 10_000 })
         .await
@@ -360,7 +363,7 @@ async fn a_failed_checkpoint_pauses_the_run_and_the_pause_is_kept() {
         _ => Err(support::disk_full()),
     });
     let runtime = Runtime::new(&config, store.clone());
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle().await;
@@ -391,7 +394,7 @@ async fn a_panicking_task_halts_its_run() {
         Ok(())
     });
     let runtime = Runtime::new(&config, store.clone());
-    let session = runtime.sessions.create().unwrap();
+    let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     // The task panics at its first checkpoint, 32 steps in.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -414,9 +417,11 @@ async fn a_request_racing_expiry_does_not_bring_the_session_back() {
     config.sessions.idle_timeout_secs = 60;
     let store = Arc::new(server::store::MemoryStore::default());
     let runtime = Runtime::new(&config, store.clone());
-    let session = runtime.sessions.create().unwrap();
-    runtime
-        .command(&session, Command::SetInterval { ms: 250 })
+    let (session, _) = runtime
+        .start_session(
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            Command::SetInterval { ms: 250 },
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(61)).await;
