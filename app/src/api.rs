@@ -27,6 +27,14 @@ pub enum AppError {
     /// The request was malformed.
     #[error("The request could not be read: {0}")]
     BadRequest(String),
+    /// The session's stored state is damaged and cannot be rebuilt: it is
+    /// not shown (never an empty or another run in its place), and kept as
+    /// it is for the operator.
+    #[error(
+        "Your saved session is damaged and cannot be restored, so it is not shown; it is \
+         kept as it was for the site's operator. Nothing was changed."
+    )]
+    Damaged,
     /// The request carried no session (the server answers 503 before this
     /// when it has no room for one).
     #[error("Your session could not be found; reload the page.")]
@@ -52,6 +60,7 @@ impl AppError {
         match self {
             AppError::Command(CommandError::Unsaved) | AppError::AtCapacity => 503,
             AppError::Command(CommandError::Ended) => 409,
+            AppError::Command(CommandError::StoreDamaged) | AppError::Damaged => 500,
             AppError::Command(_) => 422,
             AppError::Values(PageError::Count { .. }) => 400,
             AppError::Values(PageError::NoRun | PageError::Beyond { .. }) => 404,
@@ -95,8 +104,9 @@ pub trait SessionApi: Send + Sync + 'static {
     /// a session creates one (nothing else does).
     fn command(&self, command: Command) -> BoxFuture<'_, Result<u64, AppError>>;
 
-    /// The session's state now; a fresh idle state when there is no session.
-    fn snapshot(&self) -> BoxFuture<'_, Snapshot>;
+    /// The session's state now; a fresh idle state when there is no
+    /// session; an error when it cannot be shown.
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, AppError>>;
 
     /// The most digits a typed number may have.
     fn max_digits(&self) -> usize;
@@ -106,7 +116,7 @@ pub trait SessionApi: Send + Sync + 'static {
 
     /// `count` values of the session's run from step `from`, recomputed
     /// exactly (off the async threads).
-    fn values(&self, from: u64, count: u64) -> BoxFuture<'_, Result<Values, PageError>>;
+    fn values(&self, from: u64, count: u64) -> BoxFuture<'_, Result<Values, AppError>>;
 }
 
 /// The session of the request being handled, put in its extensions by the
@@ -147,7 +157,7 @@ pub struct Page {
 pub async fn load_page() -> Result<Page, AppError> {
     let session = current_session()?.0;
     Ok(Page {
-        snapshot: session.snapshot().await,
+        snapshot: session.snapshot().await?,
         max_digits: session.max_digits(),
         window: session.window(),
     })
@@ -158,9 +168,5 @@ pub async fn load_page() -> Result<Page, AppError> {
 /// than the page holds come from here. `POST /api/values`.
 #[server(endpoint = "values", input = Json)]
 pub async fn load_values(from: u64, count: u64) -> Result<Values, AppError> {
-    current_session()?
-        .0
-        .values(from, count)
-        .await
-        .map_err(AppError::Values)
+    current_session()?.0.values(from, count).await
 }

@@ -85,10 +85,19 @@ pub enum CommitError {
     /// was emptied).
     #[error("the session is gone from the store")]
     Gone,
+    /// The store, or what it holds of the session, is damaged: nothing can
+    /// be committed until an operator repairs it.
+    #[error("the session store is damaged: {0}")]
+    Damaged(String),
 }
 
 impl From<StoreError> for CommitError {
     fn from(error: StoreError) -> CommitError {
-        CommitError::Unavailable(error.to_string())
+        match error {
+            StoreError::Corrupt { .. } | StoreError::Damaged { .. } => {
+                CommitError::Damaged(error.to_string())
+            }
+            error => CommitError::Unavailable(error.to_string()),
+        }
     }
 }

@@ -441,6 +441,11 @@ impl Cluster {
                 Ok(Some((machine, ledger)))
             }
             Err(CommitError::Gone) => Ok(None),
+            Err(CommitError::Damaged(why)) => Err(StoreError::Damaged {
+                store: "Redis".into(),
+                session: id.to_string(),
+                why,
+            }),
             Err(error) => Err(unavailable(error)),
         }
     }
@@ -778,18 +783,15 @@ impl ClusterLedger {
             .hgetall(&self.keys.state)
             .await
             .map_err(|error| self.cluster.down(&error))?;
-        let saved: Option<Saved> = fields
-            .get("saved")
-            .and_then(|saved| serde_json::from_str(saved).ok());
-        let Some(mut saved) = saved else {
+        let Some(saved) = fields.get("saved") else {
             return Err(CommitError::Gone);
         };
+        let mut saved: Saved = serde_json::from_str(saved)
+            .map_err(|error| CommitError::Damaged(format!("its state does not parse: {error}")))?;
         let instance = self.cluster.instance.load(Ordering::Acquire);
         saved.incarnation ^= instance;
-        let machine = Collatz::reload(settings, &saved).map_err(|why| {
-            tracing::warn!(session = %self.id.short(), why = why.0, "a session in Redis cannot be rebuilt");
-            CommitError::Gone
-        })?;
+        let machine = Collatz::reload(settings, &saved)
+            .map_err(|why| CommitError::Damaged(why.0.to_owned()))?;
         self.instance = instance;
         let epoch: Option<u64> = fields.get("epoch").and_then(|e| e.parse().ok());
         if self.epoch.is_some() && self.epoch != epoch {

@@ -25,6 +25,7 @@ pub use crate::{
 use crate::{
     runtime::{NoRoom, Runtime, StartError},
     session::{Session, SessionId},
+    store::StoreError,
 };
 
 /// Finds the request's session by its cookie. Nothing is created here:
@@ -35,29 +36,15 @@ pub async fn session_layer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    // A browser may send two cookies of that name (one set for another
-    // path, say): the one that names a live session wins.
-    let mut known = None;
-    let ids: Vec<SessionId> = cookies(request.headers(), runtime.http.cookie_name)
-        .filter_map(SessionId::parse)
-        .collect();
-    for id in ids {
-        match runtime.session(id).await {
-            Ok(Some(session)) => {
-                known = Some(session);
-                break;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(%error, "could not load a session");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "5")],
-                    "Your session cannot be loaded right now; please try again shortly.",
-                )
-                    .into_response();
-            }
-        }
+    let (known, refused) = match named_session(&runtime, request.headers()).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    // A damaged session is told as such by the page and the server
+    // functions (typed); anything else of it gets the message alone.
+    let page_or_function = request.uri().path() == "/" || request.uri().path().starts_with("/api/");
+    if let (Some(refused), false) = (&refused, page_or_function) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, refused.to_string()).into_response();
     }
     let client = client_address(&request, runtime.http.client_address_header.as_ref());
     if let Some(session) = &known {
@@ -65,6 +52,7 @@ pub async fn session_layer(
     }
     let handle = Arc::new(SessionHandle {
         session: known,
+        refused,
         fresh: std::sync::Mutex::new(None),
         retry_after: std::sync::Mutex::new(None),
         client,
@@ -98,6 +86,41 @@ pub async fn session_layer(
         }
     }
     response
+}
+
+/// The session the request's cookies name, if any, or why the one they
+/// name cannot be served (it is damaged: a lasting error); a response at
+/// once when the store cannot be asked now.
+async fn named_session(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+) -> Result<(Option<Arc<Session>>, Option<AppError>), Response> {
+    // A browser may send two cookies of that name (one set for another
+    // path, say): the one that names a live session wins.
+    let ids: Vec<SessionId> = cookies(headers, runtime.http.cookie_name)
+        .filter_map(SessionId::parse)
+        .collect();
+    let mut refused = None;
+    for id in ids {
+        match runtime.session(id).await {
+            Ok(Some(session)) => return Ok((Some(session), None)),
+            Ok(None) => {}
+            Err(StoreError::Damaged { .. }) => refused = Some(AppError::Damaged),
+            Err(StoreError::Corrupt { .. }) => {
+                refused = Some(AppError::Command(CommandError::StoreDamaged));
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not load a session");
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
+                    "Your session cannot be loaded right now; please try again shortly.",
+                )
+                    .into_response());
+            }
+        }
+    }
+    Ok((None, refused))
 }
 
 /// The values of every cookie `name` in the request's `Cookie` headers.
@@ -237,6 +260,9 @@ fn is_json(content_type: &str) -> bool {
 struct SessionHandle {
     /// The session the request's cookie names, if any.
     session: Option<Arc<Session>>,
+    /// Why the session the cookie names cannot be served, lastingly (it is
+    /// damaged): every server function answers this.
+    refused: Option<AppError>,
     /// The session this request created, if it did: the answer sets its
     /// cookie.
     fresh: std::sync::Mutex<Option<Arc<Session>>>,
@@ -252,6 +278,9 @@ struct SessionHandle {
 impl SessionApi for SessionHandle {
     fn command(&self, command: Command) -> app::api::BoxFuture<'_, Result<u64, AppError>> {
         Box::pin(async move {
+            if let Some(refused) = &self.refused {
+                return Err(refused.clone());
+            }
             if let Some(session) = &self.session {
                 match self.runtime.command(session, command.clone()).await {
                     // It ended on the way (expired or evicted): the command
@@ -270,12 +299,15 @@ impl SessionApi for SessionHandle {
         })
     }
 
-    fn snapshot(&self) -> app::api::BoxFuture<'_, Snapshot> {
+    fn snapshot(&self) -> app::api::BoxFuture<'_, Result<Snapshot, AppError>> {
         Box::pin(async move {
-            match &self.session {
+            if let Some(refused) = &self.refused {
+                return Err(refused.clone());
+            }
+            Ok(match &self.session {
                 Some(session) => session.snapshot().await,
                 None => Collatz::new(self.runtime.sessions.settings()).snapshot(),
-            }
+            })
         })
     }
 
@@ -291,13 +323,16 @@ impl SessionApi for SessionHandle {
         &self,
         from: u64,
         count: u64,
-    ) -> app::api::BoxFuture<'_, Result<shared::trajectory::Page, shared::trajectory::PageError>>
-    {
+    ) -> app::api::BoxFuture<'_, Result<shared::trajectory::Page, AppError>> {
         Box::pin(async move {
+            if let Some(refused) = &self.refused {
+                return Err(refused.clone());
+            }
             match &self.session {
                 Some(session) => session.values(from, count).await,
                 None => Err(shared::trajectory::PageError::NoRun),
             }
+            .map_err(AppError::Values)
         })
     }
 }

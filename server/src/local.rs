@@ -81,14 +81,12 @@ impl Local {
         let Some(saved) = self.store.get(id).await? else {
             return Ok(None);
         };
-        let machine = match Collatz::restore(settings, &saved, RESTORE_VERSION_GAP, rand::random())
-        {
-            Ok(machine) => machine,
-            Err(Unrestorable(why)) => {
-                tracing::warn!(session = %id.short(), why, "a stored session cannot be rebuilt; skipped");
-                return Ok(None);
-            }
-        };
+        let machine = Collatz::restore(settings, &saved, RESTORE_VERSION_GAP, rand::random())
+            .map_err(|Unrestorable(why)| StoreError::Damaged {
+                store: self.store.name(),
+                session: id.to_string(),
+                why: why.to_owned(),
+            })?;
         self.store.save(id, record(&machine)).await?;
         let ledger = self.ledger(id, &machine);
         Ok(Some((machine, ledger)))

@@ -271,6 +271,7 @@ impl Session {
     fn refusal(&self, error: CommitError) -> CommandError {
         match error {
             CommitError::Gone => CommandError::Ended,
+            CommitError::Damaged(_) => CommandError::StoreDamaged,
             error => {
                 tracing::warn!(%error, session = %self.id.short(), "a command could not be committed");
                 CommandError::Unsaved
@@ -285,7 +286,7 @@ impl Session {
             // Another node committed first, or an answer lost on the way
             // may hide a commit that was made: the store is read before the
             // next use.
-            CommitError::Conflict | CommitError::Unavailable(_) => {
+            CommitError::Conflict | CommitError::Unavailable(_) | CommitError::Damaged(_) => {
                 self.behind.store(true, Ordering::Release);
             }
             // Another node owns the run now: this node's task ends, and the

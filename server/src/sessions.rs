@@ -54,6 +54,11 @@ pub struct Sessions {
 enum Entry {
     /// In memory.
     Live(Arc<Session>),
+    /// Its record cannot be rebuilt (it, or the store's file, is damaged):
+    /// every request for it gets this error, the record is kept as it is
+    /// (never rebuilt, expired or evicted) until an operator acts and the
+    /// server restarts.
+    Damaged(StoreError),
     /// Only in the store (from before a restart) until first asked for.
     Stored {
         /// Shared by concurrent requests, so the session is rebuilt once.
@@ -182,7 +187,7 @@ impl Sessions {
             .values()
             .filter_map(|entry| match entry {
                 Entry::Live(session) => Some(session.clone()),
-                Entry::Stored { .. } => None,
+                Entry::Stored { .. } | Entry::Damaged(_) => None,
             })
             .collect()
     }
@@ -226,6 +231,7 @@ impl Sessions {
                     }));
                 }
                 Some(Entry::Stored { cell, .. }) => cell.clone(),
+                Some(Entry::Damaged(error)) => return Err(error.clone()),
                 None if self.indexed.load(Ordering::Acquire) => return Ok(None),
                 None => {
                     // Before the index is read, any id may be stored.
@@ -261,7 +267,15 @@ impl Sessions {
             Ok(None) | Err(_) => {
                 let mut map = self.lock();
                 if ours(map.get(&id)) {
-                    map.remove(&id);
+                    match &result {
+                        Err(error @ (StoreError::Damaged { .. } | StoreError::Corrupt { .. })) => {
+                            tracing::error!(%error, session = %id, "a stored session cannot be rebuilt; it is kept as it is and its visitor is told so");
+                            map.insert(id, Entry::Damaged(error.clone()));
+                        }
+                        _ => {
+                            map.remove(&id);
+                        }
+                    }
                 }
                 return result.map(|_| None);
             }
@@ -360,6 +374,7 @@ impl Sessions {
                     running,
                 } => (!cell.initialized() && (!*running || untouched_long(*last_seen)))
                     .then_some((*last_seen, *id)),
+                Entry::Damaged(_) => None,
             })
             .min_by_key(|(seen, id)| (*seen, *id))
             .map(|(_, id)| id)
@@ -411,6 +426,8 @@ impl Sessions {
                     last_seen,
                     running,
                 } => !*running && *last_seen <= cutoff && !cell.initialized(),
+                // Kept for the operator, never deleted here.
+                Entry::Damaged(_) => false,
             };
             if idle {
                 expired.push(*id);

@@ -46,6 +46,8 @@ pub trait Store: Send + Sync + 'static {
     fn keep(&self, id: SessionId, saved: Saved);
     /// Forgets sessions.
     fn delete(&self, ids: Vec<SessionId>) -> Receipt<()>;
+    /// What the store is, for messages: its file, or `:memory:`.
+    fn name(&self) -> String;
 }
 
 /// What the index says of one stored session.
@@ -91,6 +93,22 @@ pub enum StoreError {
         path: PathBuf,
         /// What SQLite said.
         message: String,
+    },
+    /// One session's record is sound as bytes but cannot be rebuilt into
+    /// the session it was (a start that is not a number, a state that does
+    /// not parse). It is kept as it is for the operator; the session is
+    /// not served.
+    #[error(
+        "the session {session} in the store {store} is damaged ({why}) and cannot be \
+         rebuilt; it is kept as it is"
+    )]
+    Damaged {
+        /// The store (file) holding it.
+        store: String,
+        /// The session's id.
+        session: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// A read or write failed.
     #[error("session store {path}: {message}")]
@@ -176,6 +194,10 @@ impl Store for MemoryStore {
         }
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn name(&self) -> String {
+        ":memory:".into()
+    }
 }
 
 /// The most requests one transaction carries (group commit).
@@ -221,6 +243,8 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// checkpoint) is tried again every second until it, or a newer save of the
 /// same session, is stored.
 pub struct SqliteStore {
+    /// The file, for messages.
+    path: PathBuf,
     /// Requests to the store's thread.
     requests: mpsc::Sender<Request>,
     /// The store's thread, joined on drop after the last request.
@@ -268,6 +292,7 @@ impl SqliteStore {
             checkpointer,
             retry: std::collections::HashMap::new(),
             last_checkpoint: Instant::now(),
+            damaged: None,
         };
         let thread = std::thread::Builder::new()
             .name("hailstone-store".into())
@@ -280,6 +305,7 @@ impl SqliteStore {
                 message: e.to_string(),
             })?;
         Ok(SqliteStore {
+            path: path.to_owned(),
             requests,
             thread: Some(thread),
         })
@@ -326,6 +352,10 @@ impl Store for SqliteStore {
 
     fn delete(&self, ids: Vec<SessionId>) -> Receipt<()> {
         self.ask(|answer| Request::Delete(ids, answer))
+    }
+
+    fn name(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
@@ -469,6 +499,10 @@ struct Writer {
     retry: std::collections::HashMap<SessionId, Box<Saved>>,
     /// When the last checkpoint was started.
     last_checkpoint: Instant,
+    /// Set once SQLite found the file damaged: from then on nothing is
+    /// written to it (every write is refused, no checkpoint copies the
+    /// log), so an operator finds it as it was. What SQLite said.
+    damaged: Option<String>,
 }
 
 impl Writer {
@@ -493,10 +527,13 @@ impl Writer {
         if !self.retry.is_empty() {
             self.commit(Vec::new(), Vec::new());
         }
-        // Nothing writes any more: copy the whole log and empty it.
+        // Nothing writes any more: copy the whole log and empty it (not
+        // into a damaged file).
         if let Some(checkpointer) = self.checkpointer.take() {
             checkpointer.stop();
-            self.checkpoint("TRUNCATE");
+            if self.damaged.is_none() {
+                self.checkpoint("TRUNCATE");
+            }
         }
     }
 
@@ -521,12 +558,16 @@ impl Writer {
         for read in reads {
             match read {
                 Request::Index(answer) => {
-                    let _ = answer.send(self.index());
+                    let index = self.index();
+                    self.note_damage(&index);
+                    let _ = answer.send(index);
                 }
                 Request::Get(id, answer) => {
                     // A pending retry is newer than what the file holds.
                     let pending = self.retry.get(&id).map(|saved| Ok(Some((**saved).clone())));
-                    let _ = answer.send(pending.unwrap_or_else(|| self.get(id)));
+                    let got = pending.unwrap_or_else(|| self.get(id));
+                    self.note_damage(&got);
+                    let _ = answer.send(got);
                 }
                 Request::MaxPages(pages, answer) => {
                     // SQLite's own default is its largest value.
@@ -550,7 +591,14 @@ impl Writer {
         deletes: Vec<(Vec<SessionId>, Answer)>,
     ) {
         let retries: Vec<_> = self.retry.drain().collect();
-        let result = self.write(&retries, &saves, &deletes);
+        let result = match &self.damaged {
+            Some(message) => Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                message: message.clone(),
+            }),
+            None => self.write(&retries, &saves, &deletes),
+        };
+        self.note_damage(&result);
         match &result {
             Ok(()) => {
                 if !retries.is_empty() {
@@ -567,7 +615,9 @@ impl Writer {
                         self.retry.insert(*id, saved.clone());
                     }
                 }
-                tracing::error!(%error, retrying = self.retry.len(), "could not write sessions");
+                if self.damaged.is_none() {
+                    tracing::error!(%error, retrying = self.retry.len(), "could not write sessions");
+                }
             }
         }
         for answer in saves.into_iter().filter_map(|(_, _, answer)| answer) {
@@ -590,7 +640,7 @@ impl Writer {
         let transaction = self
             .connection
             .transaction()
-            .map_err(|e| io(&self.path, e))?;
+            .map_err(|e| sqlite(&self.path, e))?;
         {
             let mut upsert = transaction
                 .prepare_cached(
@@ -598,7 +648,7 @@ impl Writer {
                      ON CONFLICT (id) DO UPDATE SET state = excluded.state,
                          running = excluded.running, seen = excluded.seen",
                 )
-                .map_err(|e| io(&self.path, e))?;
+                .map_err(|e| sqlite(&self.path, e))?;
             // In order: a later save of a session replaces an earlier one.
             let all = retries
                 .iter()
@@ -609,27 +659,27 @@ impl Writer {
                 let running = saved.status == Status::Running;
                 upsert
                     .execute(params![id.to_string(), state, running, seen])
-                    .map_err(|e| io(&self.path, e))?;
+                    .map_err(|e| sqlite(&self.path, e))?;
             }
             let mut delete = transaction
                 .prepare_cached("DELETE FROM sessions WHERE id = ?1")
-                .map_err(|e| io(&self.path, e))?;
+                .map_err(|e| sqlite(&self.path, e))?;
             for (ids, _) in deletes {
                 for id in ids {
                     delete
                         .execute(params![id.to_string()])
-                        .map_err(|e| io(&self.path, e))?;
+                        .map_err(|e| sqlite(&self.path, e))?;
                 }
             }
         }
-        transaction.commit().map_err(|e| io(&self.path, e))
+        transaction.commit().map_err(|e| sqlite(&self.path, e))
     }
 
     fn index(&self) -> Result<Vec<Stored>, StoreError> {
         let mut statement = self
             .connection
             .prepare("SELECT id, running, seen FROM sessions INDEXED BY sessions_index")
-            .map_err(|e| self.io(e))?;
+            .map_err(|e| sqlite(&self.path, e))?;
         let rows = statement
             .query_map([], |row| {
                 Ok((
@@ -638,10 +688,10 @@ impl Writer {
                     row.get::<_, i64>(2)?,
                 ))
             })
-            .map_err(|e| self.io(e))?;
+            .map_err(|e| sqlite(&self.path, e))?;
         let mut index = Vec::new();
         for row in rows {
-            let (id, running, seen) = row.map_err(|e| self.io(e))?;
+            let (id, running, seen) = row.map_err(|e| sqlite(&self.path, e))?;
             match SessionId::parse(&id) {
                 Some(id) => index.push(Stored {
                     id,
@@ -665,15 +715,24 @@ impl Writer {
                     .query_row(params![id.to_string()], |row| row.get(0))
                     .optional()
             })
-            .map_err(|e| self.io(e))?;
+            .map_err(|e| sqlite(&self.path, e))?;
         state
-            .map(|text| serde_json::from_str(&text).map_err(|e| self.io(e)))
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| StoreError::Damaged {
+                    store: self.path.display().to_string(),
+                    session: id.to_string(),
+                    why: format!("its state does not parse: {e}"),
+                })
+            })
             .transpose()
     }
 
     /// Starts a checkpoint when the period has passed or the log has grown
     /// too big, and finishes one the checkpoint thread is done with.
     fn maybe_checkpoint(&mut self) {
+        if self.damaged.is_some() {
+            return; // a checkpoint writes into the file
+        }
         let Some(checkpointer) = &mut self.checkpointer else {
             return;
         };
@@ -727,6 +786,21 @@ impl Writer {
 
     fn io(&self, error: impl std::fmt::Display) -> StoreError {
         io(&self.path, error)
+    }
+
+    /// Notes the file is damaged when `result` says so: said once, loudly,
+    /// and nothing is written to it again.
+    fn note_damage<T>(&mut self, result: &Result<T, StoreError>) {
+        if let (Err(StoreError::Corrupt { message, .. }), None) = (result, &self.damaged) {
+            tracing::error!(
+                store = %self.path.display(),
+                %message,
+                "the session store is damaged: nothing more is written to it (changes are \
+                 refused, runs pause) until an operator repairs it; see the README, \
+                 \"A damaged store\""
+            );
+            self.damaged = Some(message.clone());
+        }
     }
 }
 
@@ -818,6 +892,17 @@ fn log_bytes() -> u64 {
 
 /// SQLite's default page size, which the store keeps.
 const PAGE_BYTES: u64 = 4096;
+
+/// An SQLite error, named as damage when SQLite says the file is damaged.
+fn sqlite(path: &Path, error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
+            path: path.to_owned(),
+            message: error.to_string(),
+        },
+        _ => io(path, error),
+    }
+}
 
 fn io(path: &Path, error: impl std::fmt::Display) -> StoreError {
     StoreError::Io {

@@ -244,7 +244,9 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
                 at_once = true;
                 continue;
             }
-            Err(StepError::Commit(CommitError::Unavailable(error))) => {
+            Err(StepError::Commit(
+                CommitError::Unavailable(error) | CommitError::Damaged(error),
+            )) => {
                 if !std::mem::replace(&mut unreachable, true) {
                     tracing::warn!(%error, "steps cannot be committed; the run waits for the store");
                 }

@@ -53,6 +53,9 @@ pub enum CommandError {
     /// The session ended (expired or evicted) while the command was on its
     /// way; nothing was changed.
     Ended,
+    /// The server's store is damaged: no change can be saved until its
+    /// operator repairs it; nothing was changed.
+    StoreDamaged,
 }
 
 impl fmt::Display for CommandError {
@@ -68,6 +71,10 @@ impl fmt::Display for CommandError {
             CommandError::Ended => {
                 f.write_str("Your session had ended, so nothing was changed; please try again.")
             }
+            CommandError::StoreDamaged => f.write_str(
+                "The server's store of sessions is damaged, so no change can be saved until \
+                 its operator repairs it; nothing was changed.",
+            ),
         }
     }
 }

@@ -326,6 +326,9 @@ impl Store for FaultyStore {
     fn delete(&self, _: Vec<SessionId>) -> Receipt<()> {
         Box::pin(async { Ok(()) })
     }
+    fn name(&self) -> String {
+        "faulty".into()
+    }
 }
 
 /// The trajectory of `start`, computed naively.
