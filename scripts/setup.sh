@@ -2,7 +2,7 @@
 # Installs what building, serving and testing Hailstone need, skipping what is
 # already present. Safe to run any number of times. Usage:
 #   scripts/setup.sh build   # toolchain target, cargo-leptos, wasm-bindgen, wasm-opt
-#   scripts/setup.sh cluster # build, plus redis-server and haproxy (Debian) for a local cluster
+#   scripts/setup.sh cluster # build, plus redis-server, redis-sentinel and haproxy (Debian) for a local cluster
 #   scripts/setup.sh test    # all of the above, plus Chromium and the Playwright packages
 set -euo pipefail
 
@@ -54,11 +54,17 @@ fi
 
 if [ "$want" = test ] || [ "$want" = cluster ]; then
   # Cluster mode's store, and the balancer of `make cluster` and its tests.
-  # Installing redis-server may start a system service on port 6379; the
-  # tests and `make cluster` run their own on other ports.
+  # Installing redis-server (or redis-sentinel) may start a system service on
+  # port 6379 (26379); the tests and `make cluster` run their own on other
+  # ports.
   if ! command -v redis-server >/dev/null; then
     say "installing redis-server (Debian)"
     apt_install redis-server
+  fi
+  # Sentinel: the cluster's Redis without a single point of failure.
+  if ! command -v redis-sentinel >/dev/null; then
+    say "installing redis-sentinel (Debian)"
+    apt_install redis-sentinel
   fi
   if ! command -v haproxy >/dev/null; then
     say "installing haproxy (Debian)"

@@ -7,8 +7,9 @@ import { expect, test } from "@playwright/test";
 import { enter, runStatus, trajectory, values, waitForValues } from "./helpers";
 
 // This spec runs a cluster of its own (scripts/cluster.sh, as `make cluster`
-// does): redis-server, three nodes of the binary cargo-leptos built for the
-// suite, and haproxy in front, all on free ports of 127.0.0.1.
+// does): a Redis primary, its replica and three sentinels, three nodes of
+// the binary cargo-leptos built for the suite, and haproxy in front, all on
+// free ports of 127.0.0.1.
 const root = resolve(__dirname, "../..");
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/hailstone/target");
 const binary = process.env.HAILSTONE_SERVER_BIN ?? join(targetDir, "debug/server");
@@ -43,7 +44,8 @@ test("a run keeps going, with no gap, while the node serving its page is killed"
   test.setTimeout(120_000);
   const dir = mkdtempSync(join(tmpdir(), "hailstone-cluster-"));
   const port = await freePorts(3100, 4);
-  const redisPort = await freePorts(6400, 1);
+  // The Redis primary, its replica and three sentinels.
+  const redisPort = await freePorts(6400, 5);
   const cluster: ChildProcess = spawn(join(root, "scripts/cluster.sh"), [], {
     cwd: root,
     env: {

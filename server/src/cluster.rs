@@ -32,18 +32,14 @@ use std::{
     time::Duration,
 };
 
-use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    io::tcp::TcpSettings,
-    streams::StreamRangeReply,
-    AsyncCommands, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, Script,
-};
+use redis::{aio::ConnectionManager, streams::StreamRangeReply, PushInfo, Script};
 use shared::{wire::Status, Collatz, Saved, Settings};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     change::{Change, CommitError, Heard, Op},
     id::SessionId,
+    primary::Primary,
     store::StoreError,
 };
 
@@ -52,14 +48,13 @@ const RUNNING: &str = "hs:running";
 /// How many lapsed leases one pass of a scan takes over at most (the scan
 /// goes on while passes come back full).
 pub const SCAN_BATCH: usize = 256;
-/// How long a Redis request may take before the node calls Redis down.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A commit. KEYS: state, log, lease, running. ARGV: node, epoch (empty
 /// for a command), base version, new version, saved state, op, idle ttl ms,
 /// lease ms, log length, takes the run (0/1), running after (0/1), channel,
-/// session id. Answers {1, epoch}, or {-1} lease lost, {-2} fenced, {-3}
-/// another version, {-4} no such session.
+/// session id, ring the bell here (0/1: with sentinels the node rings it
+/// once a replica has the change). Answers {1, epoch}, or {-1} lease lost,
+/// {-2} fenced, {-3} another version, {-4} no such session.
 const COMMIT: &str = r"
 local ver = redis.call('HGET', KEYS[1], 'ver')
 if not ver then return {-4} end
@@ -88,7 +83,9 @@ redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'epoch', epoch, 'run', ARGV[11], 'sa
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
-redis.call('PUBLISH', ARGV[12], ARGV[4] .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. ARGV[6])
+if ARGV[14] == '1' then
+  redis.call('PUBLISH', ARGV[12], ARGV[4] .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. ARGV[6])
+end
 return {1, epoch}
 ";
 
@@ -227,16 +224,11 @@ struct Scripts {
 pub struct Cluster {
     /// This node's name, in leases, logs and metrics.
     node: String,
-    /// Commands and scripts: one multiplexed connection that reconnects by
-    /// itself.
-    redis: ConnectionManager,
-    /// The running tasks' commits of steps, on a connection of their own:
-    /// a user's command is not queued behind every task's commit in one
-    /// pipeline.
-    steps: ConnectionManager,
-    /// The bells' subscriptions: a connection of their own (RESP3 pushes),
-    /// resubscribed by itself after a reconnect.
-    bells: ConnectionManager,
+    /// Where the primary is, and the connections to it.
+    primary: Primary,
+    /// Rung when a request failed and the sentinels may name another
+    /// primary: the scan asks them at once.
+    recheck: tokio::sync::Notify,
     /// The scripts.
     scripts: Scripts,
     /// How long a lease lasts.
@@ -258,65 +250,23 @@ pub struct Cluster {
     bells_lost: std::sync::atomic::AtomicBool,
 }
 
-/// The pushes of the bells' connection: bells, and a notice after each
-/// lost connection (bells may have been missed).
-pub type Pushes = mpsc::UnboundedReceiver<PushInfo>;
+pub use crate::primary::{Pushes, RESPONSE_TIMEOUT};
 
 impl Cluster {
-    /// Connects to the Redis at `url` as node `node`. Fails when Redis
-    /// cannot be reached now; afterwards, the connections come back by
-    /// themselves.
+    /// Connects to the primary `config` names (a URL, or sentinels) as
+    /// node `node`. Fails when it cannot be reached now; afterwards, the
+    /// connections come back by themselves, and with sentinels follow the
+    /// primary wherever it moves.
     pub async fn connect(
-        url: &str,
         node: String,
         config: &crate::config::Cluster,
         ttl: Duration,
     ) -> Result<(Arc<Cluster>, Pushes), StoreError> {
-        let unreachable = |error: redis::RedisError| unavailable(format!("{url}: {error}"));
-        // Small requests and answers go out at once (without TCP_NODELAY,
-        // pipelined commits waited 20-110 ms for acknowledgements here).
-        let info = url
-            .into_connection_info()
-            .map_err(unreachable)?
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = Client::open(info).map_err(unreachable)?;
-        let manager_config = || {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_max_delay(Duration::from_millis(500))
-                // Fail fast while Redis is away (commands answer 503); the
-                // next request, or the scan's check, connects again.
-                .set_number_of_retries(1)
-        };
-        let redis = client
-            .get_connection_manager_with_config(manager_config())
-            .await
-            .map_err(unreachable)?;
-        let steps = client
-            .get_connection_manager_with_config(manager_config())
-            .await
-            .map_err(unreachable)?;
-        let info = client.get_connection_info().clone();
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let push_client = Client::open(info.set_redis_settings(resp3)).map_err(unreachable)?;
-        let (pushes, received) = mpsc::unbounded_channel();
-        let bells = push_client
-            .get_connection_manager_with_config(
-                manager_config()
-                    .set_push_sender(pushes)
-                    .set_automatic_resubscription(),
-            )
-            .await
-            .map_err(unreachable)?;
+        let (primary, received) = Primary::connect(config).await.map_err(unavailable)?;
         let cluster = Arc::new(Cluster {
             node,
-            redis,
-            steps,
-            bells,
+            primary,
+            recheck: tokio::sync::Notify::new(),
             scripts: Scripts {
                 commit: Script::new(COMMIT),
                 create: Script::new(CREATE),
@@ -334,10 +284,7 @@ impl Cluster {
             up: watch::Sender::new(true),
             bells_lost: false.into(),
         });
-        cluster
-            .check()
-            .await
-            .map_err(|message| unavailable(format!("{url}: {message}")))?;
+        cluster.check().await.map_err(unavailable)?;
         Ok((cluster, received))
     }
 
@@ -362,12 +309,21 @@ impl Cluster {
     /// restarted), or the bells' connection is back after a loss (bells may
     /// have been missed). Notes whether Redis answered.
     pub async fn check(&self) -> Result<bool, String> {
-        let mut redis = self.redis.clone();
+        let moved = match self.primary.follow().await {
+            Ok(moved) => moved,
+            Err(error) => {
+                self.up.send_if_modified(|up| std::mem::replace(up, false));
+                return Err(error);
+            }
+        };
+        let links = self.primary.links();
+        let mut redis = links.redis.clone();
         let info: Result<String, _> = redis::cmd("INFO")
             .arg("server")
+            .arg("replication")
             .query_async(&mut redis)
             .await;
-        let mut bells = self.bells.clone();
+        let mut bells = links.bells.clone();
         let bells_answer: Result<(), _> = redis::cmd("PING").query_async(&mut bells).await;
         let bells_back = match bells_answer {
             Ok(()) => self.bells_lost.swap(false, Ordering::AcqRel),
@@ -384,6 +340,15 @@ impl Cluster {
             }
         };
         self.up.send_if_modified(|up| !std::mem::replace(up, true));
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("role") == Some("slave") && self.primary.follows_sentinels() {
+            // Still on a primary that was made a replica: look again soon.
+            self.recheck.notify_one();
+        }
         let run_id = info
             .lines()
             .find_map(|line| line.strip_prefix("run_id:"))
@@ -391,7 +356,13 @@ impl Cluster {
             .trim();
         let instance = u64::from_str_radix(run_id.get(..16).unwrap_or("0"), 16).unwrap_or(0);
         let before = self.instance.swap(instance, Ordering::AcqRel);
-        Ok((before != 0 && before != instance) || bells_back)
+        Ok((before != 0 && before != instance) || bells_back || moved)
+    }
+
+    /// Waits until a request failed in a way that may mean the primary
+    /// moved (only with sentinels).
+    pub async fn recheck_asked(&self) {
+        self.recheck.notified().await;
     }
 
     /// Notes that the bells' connection was lost (its pushes say so).
@@ -401,8 +372,15 @@ impl Cluster {
 
     /// Notes that a request to Redis failed.
     fn down(&self, error: &redis::RedisError) -> CommitError {
-        if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
+        let lost = error.is_io_error() || error.is_timeout() || error.is_connection_dropped();
+        if lost {
             self.up.send_if_modified(|up| std::mem::replace(up, false));
+        }
+        // A primary that is gone, or was made a replica, may have been
+        // replaced: ask the sentinels now rather than at the next scan.
+        let read_only = error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+        if self.primary.follows_sentinels() && (lost || read_only) {
+            self.recheck.notify_one();
         }
         CommitError::Unavailable(error.to_string())
     }
@@ -412,6 +390,87 @@ impl Cluster {
     fn failed(&self, error: redis::RedisError) -> StoreError {
         self.down(&error);
         unavailable(error)
+    }
+
+    /// Runs `eval` (an `EVALSHA` of `script`) and, with sentinels, waits
+    /// in the same pipeline (so on the same connection) for a replica to
+    /// have what it wrote. Answers the script's answer, and whether a
+    /// replica has it (always, without sentinels). A script Redis does not
+    /// know (it restarted) is loaded and run once more.
+    async fn replicated<T: redis::FromRedisValue>(
+        &self,
+        redis: &mut ConnectionManager,
+        eval: &redis::Cmd,
+        script: &Script,
+    ) -> Result<(T, bool), CommitError> {
+        let mut loaded = false;
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.add_command(eval.clone());
+            let answer = match self.primary.replica_wait() {
+                None => pipe.query_async::<(T,)>(redis).await.map(|(t,)| (t, true)),
+                Some(wait) => {
+                    pipe.cmd("WAIT").arg(1).arg(wait.as_millis() as u64);
+                    let answer = pipe.query_async::<(T, u64)>(redis).await;
+                    answer.map(|(t, replicas)| (t, replicas >= 1))
+                }
+            };
+            match answer {
+                Err(error)
+                    if !loaded
+                        && error.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    loaded = true;
+                    script
+                        .prepare_invoke()
+                        .load_async(redis)
+                        .await
+                        .map_err(|error| self.down(&error))?;
+                }
+                answer => return answer.map_err(|error| self.down(&error)),
+            }
+        }
+    }
+
+    /// Reads `read` and, with sentinels, only what a replica has: a write
+    /// of this node's own follows the read in the same pipeline (the
+    /// session's expiry, renewed), and `WAIT` for it: Redis replicates in
+    /// order, so a replica that has it has everything read. What a page
+    /// may be shown never hangs on the primary alone.
+    async fn read_replicated<T: redis::FromRedisValue>(
+        &self,
+        redis: &mut ConnectionManager,
+        mut read: redis::Pipeline,
+        keys: &Keys,
+    ) -> Result<T, CommitError> {
+        let Some(wait) = self.primary.replica_wait() else {
+            return read
+                .query_async(redis)
+                .await
+                .map_err(|error| self.down(&error));
+        };
+        read.cmd("PEXPIRE")
+            .arg(&keys.state)
+            .arg(self.ttl.as_millis() as u64)
+            .ignore()
+            .cmd("WAIT")
+            .arg(1)
+            .arg(wait.as_millis() as u64);
+        let answer: Vec<redis::Value> = read
+            .query_async(redis)
+            .await
+            .map_err(|error| self.down(&error))?;
+        let (replicas, values) = answer
+            .split_last()
+            .ok_or_else(|| CommitError::Unavailable("an empty answer".into()))?;
+        if redis::from_redis_value_ref::<u64>(replicas).unwrap_or(0) < 1 {
+            return Err(CommitError::Unavailable(
+                "no replica has the session's changes in time".into(),
+            ));
+        }
+        redis::from_redis_value(redis::Value::Array(values.to_vec()))
+            .map_err(|error| CommitError::Unavailable(error.to_string()))
     }
 
     /// The ledger of session `id`, owning no run yet.
@@ -455,7 +514,7 @@ impl Cluster {
         let mut saved = machine.saved();
         saved.incarnation ^= self.instance.load(Ordering::Acquire);
         let saved = serde_json::to_string(&saved).expect("a saved state serialises");
-        let mut redis = self.redis.clone();
+        let mut redis = self.primary.links().redis.clone();
         let _: i64 = self
             .scripts
             .create
@@ -479,7 +538,7 @@ impl Cluster {
         client: std::net::IpAddr,
         per_minute: u32,
     ) -> Result<Option<Duration>, StoreError> {
-        let mut redis = self.redis.clone();
+        let mut redis = self.primary.links().redis.clone();
         let wait_ms: u64 = self
             .scripts
             .new_session
@@ -500,7 +559,7 @@ impl Cluster {
         self.unwatch(&[id]).await;
         let recent = 2 * crate::config::sweep_period(self.ttl);
         let keys = Keys::of(id);
-        let mut redis = self.redis.clone();
+        let mut redis = self.primary.links().redis.clone();
         let deleted: u8 = self
             .scripts
             .evict
@@ -520,8 +579,7 @@ impl Cluster {
     /// Listens for others' changes to session `id`. A failure is logged:
     /// the session is then brought up to date when next read.
     pub async fn watch(&self, id: SessionId) {
-        let mut bells = self.bells.clone();
-        if let Err(error) = bells.subscribe(Keys::of(id).bell).await {
+        if let Err(error) = self.primary.subscribe(Keys::of(id).bell).await {
             tracing::warn!(%error, session = %id.short(), "cannot listen for changes from other nodes");
         }
     }
@@ -531,9 +589,8 @@ impl Cluster {
         if ids.is_empty() {
             return;
         }
-        let mut bells = self.bells.clone();
         let channels: Vec<String> = ids.iter().map(|id| Keys::of(*id).bell).collect();
-        if let Err(error) = bells.unsubscribe(channels).await {
+        if let Err(error) = self.primary.unsubscribe(channels).await {
             tracing::warn!(%error, "cannot stop listening for changes of expired sessions");
         }
     }
@@ -542,7 +599,7 @@ impl Cluster {
     /// timeout, noted as used by this node (a session another node uses is
     /// not deleted when this one evicts it).
     pub async fn touch(&self, ids: &[SessionId]) {
-        let mut redis = self.redis.clone();
+        let mut redis = self.primary.links().redis.clone();
         for chunk in ids.chunks(TOUCH_BATCH) {
             let mut touch = self.scripts.touch.prepare_invoke();
             for id in chunk {
@@ -563,7 +620,7 @@ impl Cluster {
 
     /// Takes over the runs whose lease lapsed: their ids and epochs.
     pub async fn take_over(&self) -> Result<Vec<(SessionId, u64)>, CommitError> {
-        let mut redis = self.redis.clone();
+        let mut redis = self.primary.links().redis.clone();
         let taken: Vec<(String, u64)> = self
             .scripts
             .takeover
@@ -654,23 +711,25 @@ impl ClusterLedger {
         saved.incarnation ^= self.instance;
         let saved = serde_json::to_string(&saved).expect("a saved state serialises");
         let op = serde_json::to_string(change.op).expect("an op serialises");
+        let links = cluster.primary.links();
         let mut redis = match change.op {
-            Op::Steps { .. } => cluster.steps.clone(),
-            Op::Command { .. } | Op::Halt { .. } => cluster.redis.clone(),
+            Op::Steps { .. } => links.steps.clone(),
+            Op::Command { .. } | Op::Halt { .. } => links.redis.clone(),
         };
-        let answer: Vec<i64> = cluster
-            .scripts
-            .commit
-            .key(&self.keys.state)
-            .key(&self.keys.log)
-            .key(&self.keys.lease)
-            .key(RUNNING)
+        let rings_later = cluster.primary.replica_wait().is_some();
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg(cluster.scripts.commit.get_hash())
+            .arg(4)
+            .arg(&self.keys.state)
+            .arg(&self.keys.log)
+            .arg(&self.keys.lease)
+            .arg(RUNNING)
             .arg(&cluster.node)
             .arg(epoch.map(|e| e.to_string()).unwrap_or_default())
             .arg(change.base)
             .arg(change.after.version())
             .arg(saved)
-            .arg(op)
+            .arg(&op)
             .arg(cluster.ttl.as_millis() as u64)
             .arg(cluster.lease.as_millis() as u64)
             .arg(cluster.log_len)
@@ -678,9 +737,35 @@ impl ClusterLedger {
             .arg(u8::from(running))
             .arg(&self.keys.bell)
             .arg(self.id.to_string())
-            .invoke_async(&mut redis)
-            .await
-            .map_err(|error| cluster.down(&error))?;
+            .arg(u8::from(!rings_later));
+        let (answer, replicated): (Vec<i64>, bool) = cluster
+            .replicated(&mut redis, &eval, &cluster.scripts.commit)
+            .await?;
+        if answer.first() == Some(&1) && !replicated {
+            // Made on the primary, but no replica has it yet: a failover
+            // could lose it, so it is neither acknowledged nor shown. The
+            // copy reads the store again before its next use.
+            return Err(CommitError::Unavailable(
+                "no replica has the change in time".into(),
+            ));
+        }
+        if answer.first() == Some(&1) && rings_later {
+            let payload = format!(
+                "{} {} {} {op}",
+                change.after.version(),
+                change.base,
+                cluster.node
+            );
+            let rung: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                .arg(&self.keys.bell)
+                .arg(payload)
+                .query_async(&mut redis)
+                .await;
+            if let Err(error) = rung {
+                // Other nodes read the log when they next look.
+                tracing::debug!(%error, "a bell could not be rung");
+            }
+        }
         match answer.as_slice() {
             [1, epoch] => {
                 if takes_task {
@@ -708,7 +793,7 @@ impl ClusterLedger {
             return Err(CommitError::Fenced);
         };
         let cluster = &self.cluster;
-        let mut redis = cluster.redis.clone();
+        let mut redis = cluster.primary.links().redis.clone();
         let held: i64 = cluster
             .scripts
             .renew
@@ -736,13 +821,17 @@ impl ClusterLedger {
         if self.cluster.instance.load(Ordering::Acquire) != self.instance {
             return self.reload(settings).await.map(Some);
         }
-        let mut redis = self.cluster.redis.clone();
-        let (version, entries): (Option<u64>, StreamRangeReply) = redis::pipe()
-            .hget(&self.keys.state, "ver")
-            .xrange(&self.keys.log, format!("{}-0", machine.version() + 1), "+")
-            .query_async(&mut redis)
-            .await
-            .map_err(|error| self.cluster.down(&error))?;
+        let mut redis = self.cluster.primary.links().redis.clone();
+        let mut read = redis::pipe();
+        read.hget(&self.keys.state, "ver").xrange(
+            &self.keys.log,
+            format!("{}-0", machine.version() + 1),
+            "+",
+        );
+        let (version, entries): (Option<u64>, StreamRangeReply) = self
+            .cluster
+            .read_replicated(&mut redis, read, &self.keys)
+            .await?;
         let Some(version) = version else {
             return Err(CommitError::Gone);
         };
@@ -778,11 +867,13 @@ impl ClusterLedger {
     /// The state as Redis holds it now, exactly (same version and run), in
     /// the incarnation of this Redis process.
     async fn reload(&mut self, settings: Settings) -> Result<Collatz, CommitError> {
-        let mut redis = self.cluster.redis.clone();
-        let fields: HashMap<String, String> = redis
-            .hgetall(&self.keys.state)
-            .await
-            .map_err(|error| self.cluster.down(&error))?;
+        let mut redis = self.cluster.primary.links().redis.clone();
+        let mut read = redis::pipe();
+        read.hgetall(&self.keys.state);
+        let (fields,): (HashMap<String, String>,) = self
+            .cluster
+            .read_replicated(&mut redis, read, &self.keys)
+            .await?;
         let Some(saved) = fields.get("saved") else {
             return Err(CommitError::Gone);
         };

@@ -16,6 +16,7 @@ pub mod id;
 pub mod local;
 pub mod metrics;
 pub mod policy;
+pub mod primary;
 pub mod runtime;
 pub mod serve;
 pub mod session;

@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
         );
         config.limits.max_connections = room.max(1);
     }
-    let mode = if config.cluster.redis_url.is_empty() {
+    let mode = if !config.cluster.enabled() {
         match server::store::open(&config.store.path) {
             Ok(store) => Mode::Local(store),
             Err(error) => {
@@ -49,17 +49,14 @@ async fn main() -> ExitCode {
             "" => made_up_node_id(),
             node => node.to_owned(),
         };
-        let connected = Cluster::connect(
-            &config.cluster.redis_url,
-            node,
-            &config.cluster,
-            config.idle_timeout(),
-        )
-        .await;
+        let connected = Cluster::connect(node, &config.cluster, config.idle_timeout()).await;
         match connected {
             Ok((cluster, pushes)) => Mode::Cluster(cluster, pushes),
             Err(error) => {
-                tracing::error!("{error}; is Redis running at cluster.redis-url?");
+                tracing::error!(
+                    "{error}; is Redis running at cluster.redis-url (or are the sentinels of \
+                     cluster.sentinels)?"
+                );
                 return ExitCode::FAILURE;
             }
         }

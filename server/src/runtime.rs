@@ -362,6 +362,12 @@ impl Runtime {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
+                // A request failed as if the primary moved: ask at once (a
+                // moment after, so a burst of failures asks once).
+                () = cluster.recheck_asked() => {
+                    tokio::time::sleep(RECHECK_AFTER).await;
+                    ticks.reset();
+                }
             }
             let checked = cluster.check().await;
             self.metrics.store_up.set(i64::from(checked.is_ok()));
@@ -444,6 +450,10 @@ impl Runtime {
         self.tasks.wait().await;
     }
 }
+
+/// How soon after a request failed as if the primary moved a node asks
+/// the sentinels where it is.
+const RECHECK_AFTER: Duration = Duration::from_millis(100);
 
 /// How many stored running sessions are rebuilt at once after a restart.
 const RESUME_PARALLELISM: usize = 8;

@@ -144,6 +144,15 @@ impl State {
         Some((id, update))
     }
 
+    /// Whether a subscriber at `last` has seen a later version of this
+    /// incarnation than this copy has.
+    fn is_behind(&self, last: Option<EventId>) -> bool {
+        last.is_some_and(|last| {
+            last.incarnation == self.machine.incarnation()
+                && last.cursor.version > self.machine.version()
+        })
+    }
+
     /// Retires the token of a task of an older generation, so that a
     /// stopped task wakes and ends at once.
     fn retire_stale_task(&mut self) {
@@ -538,6 +547,13 @@ impl Session {
     pub async fn since(&self, last: Option<EventId>) -> Option<(EventId, Update)> {
         let mut state = self.state.lock().await;
         let _ = self.catch_up(&mut state).await;
+        if state.is_behind(last) {
+            // The subscriber saw more than this copy has (on another node):
+            // it is never sent an older state of the same incarnation; the
+            // copy reads the store again and the stream waits for it.
+            self.behind.store(true, Ordering::Release);
+            return None;
+        }
         state.since(last)
     }
 

@@ -353,11 +353,14 @@ async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
     use tokio_util::sync::CancellationToken;
 
     let redis = Redis::start().await;
-    let config = server::config::Cluster::default();
+    let config = server::config::Cluster {
+        redis_url: redis.url(),
+        ..Default::default()
+    };
     let ttl = Duration::from_secs(600);
     let node = |name: &str| {
-        let (url, name, config) = (redis.url(), name.to_owned(), config.clone());
-        async move { Cluster::connect(&url, name, &config, ttl).await.unwrap().0 }
+        let (name, config) = (name.to_owned(), config.clone());
+        async move { Cluster::connect(name, &config, ttl).await.unwrap().0 }
     };
     let (a, b) = (
         Backend::Cluster(node("a").await),

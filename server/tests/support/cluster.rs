@@ -31,6 +31,13 @@ where
     }
 }
 
+/// Where the nodes of a test find their Redis: the environment each is
+/// started with.
+pub trait Store {
+    /// `HAILSTONE_*` variables naming the primary (or the sentinels).
+    fn node_env(&self) -> Vec<(String, String)>;
+}
+
 /// A redis-server of the test's own, with append-only persistence in a
 /// temporary directory (so it can be restarted with its data).
 pub struct Redis {
@@ -38,15 +45,29 @@ pub struct Redis {
     /// Its port.
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Arguments on top of the usual ones (such as `--replicaof`).
+    extra: Vec<String>,
+}
+
+impl Store for Redis {
+    fn node_env(&self) -> Vec<(String, String)> {
+        vec![("HAILSTONE_REDIS_URL".into(), self.url())]
+    }
 }
 
 impl Redis {
     /// Starts redis-server on a free port and waits until it answers.
     pub async fn start() -> Redis {
+        Redis::start_with(&[]).await
+    }
+
+    /// [`Redis::start`] with `extra` arguments.
+    pub async fn start_with(extra: &[&str]) -> Redis {
         let mut redis = Redis {
             process: None,
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         redis.run().await;
         redis
@@ -78,6 +99,7 @@ impl Redis {
                 "always",
             ])
             .args(["--maxmemory-policy", "noeviction"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -155,13 +177,13 @@ pub struct Node {
 impl Node {
     /// Starts a node named `name` on `redis` with a lease of `lease_ms` and a
     /// scan every `scan_ms`, stepping every 50 ms; waits until it answers.
-    pub async fn start(redis: &Redis, name: &str, lease_ms: u64, scan_ms: u64) -> Node {
+    pub async fn start(redis: &dyn Store, name: &str, lease_ms: u64, scan_ms: u64) -> Node {
         Node::start_with(redis, name, lease_ms, scan_ms, &[]).await
     }
 
     /// [`Node::start`] with `env` on top.
     pub async fn start_with(
-        redis: &Redis,
+        redis: &dyn Store,
         name: &str,
         lease_ms: u64,
         scan_ms: u64,
@@ -174,7 +196,7 @@ impl Node {
         let child = Command::new(env!("CARGO_BIN_EXE_server"))
             .current_dir(Path::new(".."))
             .env("LEPTOS_SITE_ADDR", addr.to_string())
-            .env("HAILSTONE_REDIS_URL", redis.url())
+            .envs(redis.node_env())
             .env("HAILSTONE_NODE_ID", name)
             .env("HAILSTONE_LEASE_MS", lease_ms.to_string())
             .env("HAILSTONE_SCAN_MS", scan_ms.to_string())
@@ -246,5 +268,141 @@ impl Drop for Node {
             unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
         }
         self.kill();
+    }
+}
+
+/// Redis without a single point of failure, as `make cluster` runs it: a
+/// primary, a replica, and three sentinels watching them (quorum 2), each
+/// a process of the test's own on a free port.
+pub struct Sentinels {
+    /// The primary at start.
+    pub primary: Redis,
+    /// Its replica at start.
+    pub replica: Redis,
+    /// The sentinels' processes and ports.
+    sentinels: Vec<(Child, u16)>,
+    _dir: tempfile::TempDir,
+}
+
+/// The name the sentinels know the primary by.
+pub const MASTER: &str = "hailstone";
+
+impl Store for Sentinels {
+    fn node_env(&self) -> Vec<(String, String)> {
+        let addresses: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, port)| format!("127.0.0.1:{port}"))
+            .collect();
+        vec![
+            ("HAILSTONE_REDIS_SENTINELS".into(), addresses.join(",")),
+            ("HAILSTONE_REDIS_SENTINEL_MASTER".into(), MASTER.into()),
+        ]
+    }
+}
+
+impl Sentinels {
+    /// Starts them all, and waits until every sentinel sees the replica and
+    /// the two other sentinels (before that, a failover could not happen).
+    pub async fn start() -> Sentinels {
+        // A replica is sent its first copy at once, not after waiting for
+        // others.
+        let primary = Redis::start_with(&["--repl-diskless-sync-delay", "0"]).await;
+        let replica_of = primary.port.to_string();
+        let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &replica_of]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let port = free_port();
+            let conf = dir.path().join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor {MASTER} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {MASTER} 1000\n\
+                     sentinel failover-timeout {MASTER} 10000\n\
+                     sentinel parallel-syncs {MASTER} 1\n",
+                    dir.path().display(),
+                    primary.port
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-sentinel")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-sentinel is installed (scripts/setup.sh installs it)");
+            sentinels.push((child, port));
+        }
+        let set = Sentinels {
+            primary,
+            replica,
+            sentinels,
+            _dir: dir,
+        };
+        for (_, port) in &set.sentinels {
+            let url = format!("redis://127.0.0.1:{port}/");
+            until(
+                Duration::from_secs(30),
+                "a sentinel sees the replica and the others",
+                || {
+                    let url = url.clone();
+                    async move { sees_all(&url).await.unwrap_or(false) }
+                },
+            )
+            .await;
+        }
+        set
+    }
+
+    /// The port the sentinels name as the primary's now.
+    pub async fn primary_port(&self) -> Option<u16> {
+        let url = format!("redis://127.0.0.1:{}/", self.sentinels[0].1);
+        let mut connection = redis::Client::open(url)
+            .ok()?
+            .get_multiplexed_async_connection()
+            .await
+            .ok()?;
+        let (_, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(MASTER)
+            .query_async(&mut connection)
+            .await
+            .ok()?;
+        Some(port)
+    }
+}
+
+/// Whether the sentinel at `url` sees a replica in sync and two other
+/// sentinels.
+async fn sees_all(url: &str) -> redis::RedisResult<bool> {
+    let mut connection = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+        .arg("replicas")
+        .arg(MASTER)
+        .query_async(&mut connection)
+        .await?;
+    let synced = replicas.iter().any(|replica| {
+        replica.get("flags").is_some_and(|flags| flags == "slave")
+            && replica.get("master-link-status").is_some_and(|s| s == "ok")
+    });
+    let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+        .arg("sentinels")
+        .arg(MASTER)
+        .query_async(&mut connection)
+        .await?;
+    Ok(synced && others.len() == 2)
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

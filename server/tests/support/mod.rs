@@ -238,6 +238,13 @@ impl Browser {
             response.headers()["content-type"].to_str().unwrap(),
             "text/event-stream"
         );
+        Events::from(response)
+    }
+}
+
+impl From<reqwest::Response> for Events {
+    /// The events of a response that is an event stream.
+    fn from(response: reqwest::Response) -> Events {
         Events {
             events: Box::pin(response.bytes_stream().eventsource()),
         }
@@ -266,6 +273,19 @@ impl Events {
             .await
             .expect("an event within 20 s")?
             .unwrap();
+        Some((
+            event.id.parse().expect("every event has an id"),
+            serde_json::from_str(&event.data).unwrap(),
+        ))
+    }
+
+    /// The next event's id and update; `None` when the stream ends, breaks,
+    /// or is silent for 20 s (the caller resumes it, as a browser does).
+    pub async fn next_or_end(&mut self) -> Option<(EventId, Update)> {
+        let event = tokio::time::timeout(Duration::from_secs(20), self.events.next())
+            .await
+            .ok()??
+            .ok()?;
         Some((
             event.id.parse().expect("every event has an id"),
             serde_json::from_str(&event.data).unwrap(),
