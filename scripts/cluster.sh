@@ -156,10 +156,13 @@ defaults
   # Event streams are long: the nodes send keep-alives every 15 s.
   timeout client 1h
   timeout server 1h
-  # A request to a node that died goes to another (a refused connection
-  # means the request was never sent, so a POST is safe to send again).
+  # A request to a node that died or is stopping goes to another: a
+  # refused connection, or one closed before any answer (a stopping node
+  # closes its idle kept-alive connections), means the request was not
+  # served, so even a POST is safe to send again.
   retries 2
   option redispatch
+  retry-on conn-failure empty-response
 frontend hailstone
   bind 127.0.0.1:$port
   default_backend nodes

@@ -220,6 +220,15 @@ impl Ledger {
         }
     }
 
+    /// Hands the run over to another node (a node of a cluster is
+    /// stopping): its lease is released. One process has nothing to hand.
+    pub async fn release(&mut self) -> Result<(), CommitError> {
+        match self {
+            Ledger::Local(_) => Ok(()),
+            Ledger::Cluster(ledger) => bounded(ledger.release()).await,
+        }
+    }
+
     /// Renews the lease of the run.
     pub async fn renew(&mut self) -> Result<(), CommitError> {
         match self {

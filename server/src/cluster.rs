@@ -45,6 +45,9 @@ use crate::{
 
 /// The running sessions, scored by lease deadline (ms, Redis's clock).
 const RUNNING: &str = "hs:running";
+/// The channel on which a stopping node names each run it hands over, so
+/// the others take it at once rather than at their next scan.
+const HANDOVER: &str = "hs:handover";
 /// How many lapsed leases one pass of a scan takes over at most (the scan
 /// goes on while passes come back full).
 pub const SCAN_BATCH: usize = 256;
@@ -79,7 +82,7 @@ elseif ARGV[2] ~= '' then
   redis.call('PEXPIRE', KEYS[3], lease)
   redis.call('ZADD', KEYS[4], now + lease, ARGV[13])
 end
-redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'epoch', epoch, 'run', ARGV[11], 'saved', ARGV[5])
+redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'epoch', epoch, 'run', ARGV[11], 'saved', ARGV[5], 'at', now)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[9], ARGV[4] .. '-0', 'base', ARGV[3], 'op', ARGV[6], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
@@ -97,8 +100,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// Takes over runs whose lease lapsed. KEYS: running. ARGV: node, lease ms,
-/// most sessions. Answers {id, epoch, id, epoch, ...}.
+/// Takes over runs whose lease lapsed (or was released). KEYS: running.
+/// ARGV: node, lease ms, most sessions. Answers {id, epoch, age, ...}: age
+/// is the milliseconds since the run's last commit, so the new owner keeps
+/// its beat.
 const TAKEOVER: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -114,6 +119,7 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', KEYS[1], now + lease, id)
       table.insert(taken, id)
       table.insert(taken, epoch)
+      table.insert(taken, math.max(now - tonumber(redis.call('HGET', state, 'at') or now), 0))
     else
       redis.call('ZREM', KEYS[1], id)
     end
@@ -130,6 +136,18 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+return 1
+";
+
+/// Hands a run over (its node is stopping): releases the lease still held,
+/// marks the run lapsed, and tells every node. KEYS: lease, running. ARGV:
+/// node:epoch, session id, channel. Answers 1, or 0 when the lease was not
+/// held (nothing to hand over).
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
 return 1
 ";
 
@@ -217,6 +235,7 @@ struct Scripts {
     evict: Script,
     takeover: Script,
     renew: Script,
+    release: Script,
 }
 
 /// This node's part of the cluster: its connections to Redis and what it
@@ -275,6 +294,7 @@ impl Cluster {
                 evict: Script::new(EVICT),
                 takeover: Script::new(TAKEOVER),
                 renew: Script::new(RENEW),
+                release: Script::new(RELEASE),
             },
             lease: Duration::from_millis(config.lease_ms),
             scan: Duration::from_millis(config.scan_ms),
@@ -285,6 +305,12 @@ impl Cluster {
             bells_lost: false.into(),
         });
         cluster.check().await.map_err(unavailable)?;
+        // Runs handed over by stopping nodes are taken at once.
+        cluster
+            .primary
+            .subscribe(HANDOVER.to_owned())
+            .await
+            .map_err(|error| cluster.failed(error))?;
         Ok((cluster, received))
     }
 
@@ -618,10 +644,10 @@ impl Cluster {
         }
     }
 
-    /// Takes over the runs whose lease lapsed: their ids and epochs.
-    pub async fn take_over(&self) -> Result<Vec<(SessionId, u64)>, CommitError> {
+    /// Takes over the runs whose lease lapsed or was handed over.
+    pub async fn take_over(&self) -> Result<Vec<Taken>, CommitError> {
         let mut redis = self.primary.links().redis.clone();
-        let taken: Vec<(String, u64)> = self
+        let taken: Vec<(String, u64, u64)> = self
             .scripts
             .takeover
             .key(RUNNING)
@@ -633,9 +659,37 @@ impl Cluster {
             .map_err(|error| self.down(&error))?;
         Ok(taken
             .into_iter()
-            .filter_map(|(id, epoch)| Some((SessionId::parse(&id)?, epoch)))
+            .filter_map(|(id, epoch, age_ms)| {
+                Some(Taken {
+                    id: SessionId::parse(&id)?,
+                    epoch,
+                    since_commit: Duration::from_millis(age_ms),
+                })
+            })
             .collect())
     }
+}
+
+/// A run this node took over.
+#[derive(Debug, Clone, Copy)]
+pub struct Taken {
+    /// Its session.
+    pub id: SessionId,
+    /// The epoch of the lease taken.
+    pub epoch: u64,
+    /// How long ago its last change was committed: its next step is due
+    /// one interval after that.
+    pub since_commit: Duration,
+}
+
+/// Whether `push` names a run a stopping node handed over.
+pub fn is_handover(push: &PushInfo) -> bool {
+    push.kind == redis::PushKind::Message
+        && push
+            .data
+            .first()
+            .and_then(|channel| redis::from_redis_value_ref::<String>(channel).ok())
+            .is_some_and(|channel| channel == HANDOVER)
 }
 
 /// Redis cannot be reached, or failed: `message` says how.
@@ -811,6 +865,28 @@ impl ClusterLedger {
             self.epoch = None;
             Err(CommitError::Fenced)
         }
+    }
+
+    /// Hands the run over: releases the lease this node holds, so another
+    /// node takes the run at once. Nothing to do without a lease.
+    pub async fn release(&mut self) -> Result<(), CommitError> {
+        let Some(epoch) = self.epoch.take() else {
+            return Ok(());
+        };
+        let cluster = &self.cluster;
+        let mut redis = cluster.primary.links().redis.clone();
+        let _: i64 = cluster
+            .scripts
+            .release
+            .key(&self.keys.lease)
+            .key(RUNNING)
+            .arg(format!("{}:{epoch}", cluster.node))
+            .arg(self.id.to_string())
+            .arg(HANDOVER)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|error| cluster.down(&error))?;
+        Ok(())
     }
 
     /// What others committed after `machine`: its log replayed on a copy,

@@ -178,6 +178,10 @@ async fn metrics(
         .into_response()
 }
 
+/// The longest a stopping node spends handing its runs over; past it, the
+/// ones left are taken over when their leases lapse.
+const HANDOVER_WITHIN: Duration = Duration::from_secs(5);
+
 /// Where a server keeps its sessions.
 pub enum Mode {
     /// One process, sessions saved in this store.
@@ -247,15 +251,19 @@ pub async fn run_in(
         }
         None => tracing::info!(addr = %listener.local_addr()?, "listening"),
     }
-    let token = runtime.shutdown.clone();
+    // Told to stop: no new work, the runs handed over (a cluster), then
+    // the streams end (their pages resume elsewhere) and the rest drains.
+    let stopping = runtime.clone();
     tokio::spawn(async move {
         shutdown.await;
-        token.cancel();
+        stopping.drain(HANDOVER_WITHIN).await;
+        stopping.shutdown.cancel();
     });
     serve::serve(
         listener,
         router,
         config.connection_limits(),
+        runtime.draining.clone(),
         runtime.shutdown.clone(),
         runtime.metrics.clone(),
     )

@@ -40,6 +40,12 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// Cancelled once, at shutdown: ends every task and event stream.
     pub shutdown: CancellationToken,
+    /// Cancelled first when the server is told to stop: it takes no new
+    /// work (no connection, no run taken over, no run started here), and
+    /// in a cluster hands its runs over, before shutdown ends the rest.
+    pub draining: CancellationToken,
+    /// Rung when another node handed runs over: they are taken at once.
+    handed_over: tokio::sync::Notify,
     /// How long an event stream lasts before the server ends it (the
     /// browser resumes it at once); `None`: until the client leaves.
     pub stream_lifetime: Option<Duration>,
@@ -125,6 +131,8 @@ impl Runtime {
             tasks,
             metrics,
             shutdown,
+            draining: CancellationToken::new(),
+            handed_over: tokio::sync::Notify::new(),
             stream_lifetime: config.stream_lifetime(),
             http: Policy::new(&config.http),
             streams: Arc::new(Streams::new(
@@ -153,13 +161,21 @@ impl Runtime {
         // the task exists, and waking the stream is the last thing the
         // command does, so its event goes out next rather than behind
         // the task just spawned (tokio runs the last task woken first).
+        // While draining (a node of a cluster stopping), a run a command
+        // starts is handed over to another node instead.
+        let draining = self.draining.is_cancelled() && self.cluster().is_some();
         let answer = session
             .command(&command, |started| {
-                self.tasks.spawn(session.clone(), started)
+                if !draining {
+                    self.tasks.spawn(session.clone(), started);
+                }
             })
             .instrument(span)
             .await
             .inspect_err(|error| tracing::debug!(%error, "refused"));
+        if draining && answer.is_ok() {
+            session.hand_over().await;
+        }
         self.metrics
             .command_seconds
             .observe(arrived.elapsed().as_secs_f64());
@@ -338,6 +354,8 @@ impl Runtime {
                 for session in self.sessions.all_live() {
                     session.distrust();
                 }
+            } else if cluster::is_handover(&push) {
+                self.handed_over.notify_one();
             } else if let Some((id, node, heard)) = cluster::bell(&push) {
                 // This node's own commits are in its copies already (one
                 // whose answer was lost makes the copy read the store).
@@ -360,8 +378,10 @@ impl Runtime {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => return,
+                // A stopping node takes nothing over.
+                () = self.draining.cancelled() => return,
                 _ = ticks.tick() => {}
+                () = self.handed_over.notified() => {}
                 // A request failed as if the primary moved: ask at once (a
                 // moment after, so a burst of failures asks once).
                 () = cluster.recheck_asked() => {
@@ -399,8 +419,8 @@ impl Runtime {
                 };
                 let full = taken.len() == cluster::SCAN_BATCH;
                 futures::stream::iter(taken)
-                    .for_each_concurrent(TAKEOVER_PARALLELISM, |(id, epoch)| {
-                        self.adopt(cluster.node(), id, epoch)
+                    .for_each_concurrent(TAKEOVER_PARALLELISM, |taken| {
+                        self.adopt(cluster.node(), taken)
                     })
                     .await;
                 if !full {
@@ -410,13 +430,18 @@ impl Runtime {
         }
     }
 
-    /// Resumes here the run of session `id`, taken over at `epoch`.
-    async fn adopt(&self, node: &str, id: SessionId, epoch: u64) {
+    /// Resumes here a run taken over.
+    async fn adopt(&self, node: &str, taken: cluster::Taken) {
+        let cluster::Taken {
+            id,
+            epoch,
+            since_commit,
+        } = taken;
         self.metrics.takeovers.inc();
-        tracing::info!(node, session = %id.short(), epoch, "took over a run whose lease lapsed");
+        tracing::info!(node, session = %id.short(), epoch, "took over a run whose lease lapsed or was handed over");
         match self.session(id).await {
             Ok(Some(session)) => {
-                if let Some(started) = session.adopt(epoch).await {
+                if let Some(started) = session.adopt(epoch, since_commit).await {
                     self.tasks.spawn(session, started);
                 }
             }
@@ -444,8 +469,38 @@ impl Runtime {
         self.backend.cluster().map(|cluster| cluster.up())
     }
 
+    /// The first part of stopping: no new work is taken, and in a cluster
+    /// every run stepped here is handed over to another node (its lease
+    /// released), a few at a time, within `within`.
+    pub async fn drain(&self, within: Duration) {
+        self.draining.cancel();
+        if self.cluster().is_none() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let runs = self
+            .sessions
+            .all_live()
+            .into_iter()
+            .filter(|s| s.is_running());
+        let handing = futures::stream::iter(runs)
+            .map(|session| async move { session.hand_over().await })
+            .buffer_unordered(HANDOVER_PARALLELISM)
+            .filter(|handed| std::future::ready(*handed))
+            .count();
+        match tokio::time::timeout(within, handing).await {
+            Ok(handed) => tracing::info!(
+                handed,
+                seconds = started.elapsed().as_secs_f64(),
+                "runs handed over to other nodes"
+            ),
+            Err(_) => tracing::warn!("runs not handed over within {within:?}; their leases lapse"),
+        }
+    }
+
     /// Cancels every task and stream, and waits for the tasks to end.
     pub async fn stop(&self) {
+        self.draining.cancel();
         self.shutdown.cancel();
         self.tasks.wait().await;
     }
@@ -457,6 +512,9 @@ const RECHECK_AFTER: Duration = Duration::from_millis(100);
 
 /// How many stored running sessions are rebuilt at once after a restart.
 const RESUME_PARALLELISM: usize = 8;
+
+/// How many runs a stopping node hands over at once (each is a round trip).
+const HANDOVER_PARALLELISM: usize = 64;
 
 /// How many runs a node of a cluster takes over at once (each is a few
 /// Redis round trips).

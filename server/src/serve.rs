@@ -77,12 +77,15 @@ const ADDRESS_FULL: &[u8] =
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 64\r\n\r\n\
 Too many connections from your address; close some and try again.";
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets
-/// the connections finish (at most [`DRAIN`]).
+/// Serves `router` on `listener`: new connections until `stop_accepting`
+/// is cancelled (the listener is then closed, so a balancer sends them
+/// elsewhere at once), the open ones until `shutdown` is, then lets them
+/// finish (at most [`DRAIN`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    stop_accepting: CancellationToken,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) {
@@ -106,6 +109,7 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
+            () = stop_accepting.cancelled() => break,
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
@@ -146,7 +150,9 @@ pub async fn serve(
             metrics.connections.dec();
         });
     }
+    drop(listener);
     tracker.close();
+    shutdown.cancelled().await;
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("connections still open after {DRAIN:?}; closing them");
     }

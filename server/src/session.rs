@@ -85,6 +85,10 @@ pub struct Started {
     pub generation: u64,
     /// Cancelled when the task is no longer wanted (stop, shutdown).
     pub cancel: CancellationToken,
+    /// How long ago the run's last step was (a run taken over from another
+    /// node): the first step is due one interval after it, so the run keeps
+    /// its beat across the handover.
+    pub since_step: std::time::Duration,
 }
 
 /// What a task's batch of steps did.
@@ -117,7 +121,11 @@ impl State {
     fn start_task(&mut self, generation: u64) -> Started {
         let cancel = self.shutdown.child_token();
         self.task = Some((generation, cancel.clone()));
-        Started { generation, cancel }
+        Started {
+            generation,
+            cancel,
+            since_step: std::time::Duration::ZERO,
+        }
     }
 
     /// What a subscriber at `last` needs next, with the event id it brings
@@ -323,6 +331,11 @@ impl Session {
     /// tells subscribers at most once a millisecond.
     pub async fn step(&self, generation: u64, max: usize) -> Result<Stepped, StepError> {
         let mut guard = self.state.lock().await;
+        // Only the live task steps: one stopped or handed over meanwhile
+        // (its token cancelled while it waited for the lock) does not.
+        if guard.task.as_ref().map(|(g, _)| *g) != Some(generation) {
+            return Err(StepError::Refused(Refused::Stale));
+        }
         self.catch_up(&mut guard).await.map_err(StepError::Commit)?;
         let state = &mut *guard;
         let copy = state.ledger.commits_first().then(|| state.machine.clone());
@@ -389,9 +402,10 @@ impl Session {
     }
 
     /// This node took over the session's run (its owner stopped renewing
-    /// the lease, epoch `epoch`): reads the state again and returns the
-    /// task to spawn, if the run still runs.
-    pub async fn adopt(&self, epoch: u64) -> Option<Started> {
+    /// the lease, or handed it over; epoch `epoch`, its last step
+    /// `since_step` ago): reads the state again and returns the task to
+    /// spawn, if the run still runs.
+    pub async fn adopt(&self, epoch: u64, since_step: std::time::Duration) -> Option<Started> {
         let mut state = self.state.lock().await;
         state.ledger.adopt(epoch);
         self.behind.store(true, Ordering::Release);
@@ -404,7 +418,31 @@ impl Session {
         if let Some((_, cancel)) = state.task.take() {
             cancel.cancel();
         }
-        state.resume()
+        state.resume().map(|started| Started {
+            since_step,
+            ..started
+        })
+    }
+
+    /// Hands the run over to another node (this one is stopping): its
+    /// task stops, and the lease is released, so another node takes the
+    /// run at once. Returns whether there was a run to hand over.
+    pub async fn hand_over(&self) -> bool {
+        let mut state = self.state.lock().await;
+        if let Some((_, cancel)) = state.task.take() {
+            cancel.cancel();
+        }
+        if !state.ledger.owns_run() {
+            return false;
+        }
+        match state.ledger.release().await {
+            Ok(()) => true,
+            Err(error) => {
+                // The lease lapses by itself: the run is taken over after it.
+                tracing::warn!(%error, session = %self.id.short(), "could not hand a run over");
+                false
+            }
+        }
     }
 
     /// How often the task must renew its lease when it commits nothing.

@@ -168,15 +168,22 @@ fn lower_priority() {
 /// and they are committed. Ends when refused (stopped, superseded, finished,
 /// fenced by another node) or cancelled.
 async fn step_until_stopped(session: &Session, started: Started, metrics: &Metrics) {
-    let Started { generation, cancel } = started;
+    let Started {
+        generation,
+        cancel,
+        since_step,
+    } = started;
     tracing::debug!("started");
     // The interval as the lock section last set it: a change wakes the wait
     // below, so a task sleeping 10 s steps at once when the user picks 0.
     let mut interval_ms = session.watch_interval();
     // A node renews its lease this often while the interval is longer.
     let renew_every = session.renew_every().await;
-    // When the last step was due; the next is one interval later.
-    let mut last_due = Instant::now();
+    // When the last step was due; the next is one interval later (a run
+    // taken over keeps the beat it had on its old node).
+    let mut last_due = Instant::now()
+        .checked_sub(since_step)
+        .unwrap_or_else(Instant::now);
     // The version stepped to but not announced yet with the batches it
     // holds, and when the last announcement was (real time: tests pause
     // tokio's clock).

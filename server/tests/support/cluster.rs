@@ -249,6 +249,28 @@ impl Node {
         assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
     }
 
+    /// Sends it SIGTERM and waits for it to exit, at most `within`; its
+    /// exit status.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.process.take().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "{} did not exit within {within:?}:\n{}",
+                    self.name,
+                    self.logged()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The value of metric `name` (without labels) on its `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
         super::metric_at(&self.url(), METRICS_TOKEN, name).await

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a part of it
 
 pub mod cluster;
+pub mod load;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
