@@ -9,7 +9,9 @@
 #   scripts/bench.sh wal        # the store's log under 1,000 sessions at interval 0, 10 min
 #   scripts/bench.sh restart    # restart with 100,000 stored sessions; memory per session
 #   scripts/bench.sh pages      # a page of values far into a 1,000-digit run
-#   scripts/bench.sh cluster [NAME]  # two nodes, Redis and haproxy: load, memory, failover
+#   scripts/bench.sh cluster [NAME]  # nodes, Redis (with Sentinel) and haproxy: load,
+#                                    # memory, the cost of WAIT, a node killed, the
+#                                    # Redis primary killed, a rolling restart
 # BENCH_ENV="VAR=value ..." passes extra environment to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,10 +38,10 @@ max_sessions=$(( $(ulimit -n) - 2000 ))
 
 addr=127.0.0.1:3999
 # Every simulated browser comes from 127.0.0.1: the per-address limits (new
-# sessions, open streams) are lifted, and the connection cap is left to the
+# sessions, open streams, connections) are lifted, and the connection cap is left to the
 # open-file limit.
 export HAILSTONE_NEW_SESSIONS_PER_MINUTE=1000000 HAILSTONE_STREAMS_PER_ADDRESS=1000000 \
-  HAILSTONE_MAX_CONNECTIONS=1000000
+  HAILSTONE_MAX_CONNECTIONS=1000000 HAILSTONE_CONNECTIONS_PER_ADDRESS=1000000
 # /metrics answers only with this token; loadgen reads the same variable.
 export HAILSTONE_METRICS_TOKEN=bench
 server_pid=""
@@ -126,41 +128,89 @@ if [ "$what" = cluster ]; then
   lb=3990
   redis_port=6499
   only_run=${2:-}
+  # cluster_load NAME INTERVAL DURATION [loadgen flags...]; CLUSTER_NODES
+  # (default 2) and CLUSTER_SENTINELS (default 1) in the environment.
   cluster_load() {
-    local name=$1 interval=$2 duration=$3
+    local name=$1 interval=$2 duration=$3 nodes=${CLUSTER_NODES:-2}
     shift 3
     [ -z "$only_run" ] || [ "$only_run" = "$name" ] || return 0
     cluster_dir=/tmp/hailstone-bench-cluster-$name
     rm -rf "$cluster_dir"
-    CLUSTER_DIR=$cluster_dir CLUSTER_PORT=$lb CLUSTER_NODES=2 CLUSTER_REDIS_PORT=$redis_port \
+    CLUSTER_DIR=$cluster_dir CLUSTER_PORT=$lb CLUSTER_NODES=$nodes CLUSTER_REDIS_PORT=$redis_port \
       HAILSTONE_MAX_SESSIONS=100000 RUST_LOG=warn scripts/cluster.sh >"$out/cluster-run.txt" 2>&1 &
     server_pid=$!
     for _ in $(seq 600); do [ -f "$cluster_dir/ready" ] && break; sleep 0.1; done
     [ -f "$cluster_dir/ready" ] || { cat "$out/cluster-run.txt"; exit 1; }
-    local watch=()
-    for process in n1 n2 redis haproxy; do watch+=(--watch "$process=$(cat "$cluster_dir/$process.pid")"); done
-    echo "== cluster-$name: 1000 sessions, interval ${interval} ms, ${duration} s, 2 nodes" | tee "$out/cluster-$name.txt"
+    local watch=() metrics=()
+    for i in $(seq "$nodes"); do
+      watch+=(--watch "n$i=$(cat "$cluster_dir/n$i.pid")")
+      metrics+=(--metrics-addr "127.0.0.1:$((lb + i))")
+    done
+    for process in redis haproxy; do watch+=(--watch "$process=$(cat "$cluster_dir/$process.pid")"); done
+    echo "== cluster-$name: 1000 sessions, interval ${interval} ms, ${duration} s, $nodes nodes," \
+      "sentinels ${CLUSTER_SENTINELS:-1}" | tee "$out/cluster-$name.txt"
+    # A fault of the run (below) starts with the measurement.
+    [ -z "${fault:-}" ] || (sleep 3; "$fault" "$cluster_dir" | tee -a "$out/cluster-$name.txt") &
+    local faulting=$!
     "$CARGO_TARGET_DIR/release/loadgen" --addr "127.0.0.1:$lb" --sessions 1000 \
       --interval "$interval" --duration "$duration" --resume \
-      --metrics-addr "127.0.0.1:$((lb + 1))" --metrics-addr "127.0.0.1:$((lb + 2))" \
-      "${watch[@]}" "$@" | tee -a "$out/cluster-$name.txt" || true
+      "${metrics[@]}" "${watch[@]}" "$@" | tee -a "$out/cluster-$name.txt" || true
+    wait "$faulting" 2>/dev/null || true
     redis_memory | tee -a "$out/cluster-$name.txt"
     stop_server
+    # Nodes a fault started again are not the cluster script's to stop.
+    for pid_file in "$cluster_dir"/n*.pid; do kill "$(cat "$pid_file")" 2>/dev/null || true; done
     rm -rf "$cluster_dir"
+  }
+  # Seconds since the `date +%s.%N` given.
+  since() { awk -v now="$(date +%s.%N)" -v then="$1" 'BEGIN { printf "%.2f\n", now - then }'; }
+  # Faults, each run 3 s into the measurement with the cluster's directory.
+  # The primary (not its replica) killed, and how long the sentinels took
+  # to promote the replica.
+  kill_primary() {
+    sleep 7
+    local killed
+    killed=$(date +%s.%N)
+    kill -9 "$(cat "$1/redis.pid")"
+    for _ in $(seq 300); do grep -q '+switch-master' "$1/sentinel-1.log" && break; sleep 0.1; done
+    echo "primary_killed_at   $killed"
+    echo "promoted_after_s    $(since "$killed")"
+  }
+  # Each node in turn told to stop (SIGTERM), waited for, and started
+  # again with the environment it had.
+  rolling_restart() {
+    for pid_file in "$1"/n*.pid; do
+      sleep 4
+      local pid name started
+      pid=$(cat "$pid_file")
+      name=$(basename "$pid_file" .pid)
+      mapfile -d '' vars <"/proc/$pid/environ"
+      started=$(date +%s.%N)
+      kill -TERM "$pid"
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+      echo "exit_s_$name           $(since "$started")"
+      env -i "${vars[@]}" "$CARGO_TARGET_DIR/release/server" >>"$1/$name.log" 2>&1 &
+      echo $! >"$pid_file"
+    done
   }
   # Redis's memory per session: MEMORY USAGE of every key of every session
   # (state, log, lease), over the number of sessions.
+  # (The primary is where the sentinels say, after a failover too.)
   redis_memory() {
-    local keys sessions bytes
-    keys=$(redis-cli -p $redis_port --scan --pattern 'hs:{*')
+    local keys sessions bytes port
+    port=$(redis-cli -p $((redis_port + 2)) sentinel get-master-addr-by-name hailstone 2>/dev/null | sed -n 2p)
+    port=${port:-$redis_port}
+    keys=$(redis-cli -p "$port" --scan --pattern 'hs:{*')
     sessions=$(grep -c '}$' <<<"$keys" || true)
-    bytes=$(sed 's/^/MEMORY USAGE /' <<<"$keys" | redis-cli -p $redis_port | awk '{ s += $1 } END { print s }')
+    bytes=$(sed 's/^/MEMORY USAGE /' <<<"$keys" | redis-cli -p "$port" | awk '{ s += $1 } END { print s }')
     echo "redis_sessions      $sessions"
     echo "redis_bytes         $bytes"
-    echo "redis_per_session_b $((bytes / sessions))"
-    redis-cli -p $redis_port info memory | grep -E '^used_memory:' | tr -d '\r'
+    echo "redis_per_session_b $((bytes / (sessions > 0 ? sessions : 1)))"
+    redis-cli -p "$port" info memory | grep -E '^used_memory:' | tr -d '\r'
   }
   cluster_load n1000 500 20
+  # The cost of WAIT: the same on one Redis primary alone.
+  CLUSTER_SENTINELS=0 cluster_load n1000-plain 500 20
   cluster_load fast1000 0 20
   # Failover under load: n1 is killed (SIGKILL) about 10 s into the
   # measurement. Its streams resume on n2 through the balancer; its runs
@@ -170,6 +220,11 @@ if [ "$what" = cluster ]; then
     ( sleep 12; kill -9 "$(cat /tmp/hailstone-bench-cluster-failover/n1.pid)" ) &
   fi
   cluster_load failover 500 25
+  # The Redis primary killed under load: the replica promoted, every run
+  # steps again, nothing acknowledged lost.
+  fault=kill_primary cluster_load redis-failover 500 25
+  # A rolling restart of three nodes under load.
+  fault=rolling_restart CLUSTER_NODES=3 cluster_load rolling 500 25
   exit 0
 fi
 

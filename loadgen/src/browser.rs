@@ -165,13 +165,18 @@ impl Browser {
         // The command in flight: the version that will show it, and when it
         // was sent. One at a time, as the page's command queue does.
         let mut awaiting = Some((version, sent_at));
+        // The start it set: what the state that shows it must run.
+        let mut awaited_start = pick(round);
         let mut last_delta: Option<Instant> = None;
         let mut next_command = Instant::now() + self.args.command_every;
         let mut first_message = true;
         let interval = Duration::from_millis(u64::from(self.args.interval_ms));
-        // When the running run last showed a new value, and the longest it
-        // went without one while measuring.
+        // When the running run last showed a new value (and its newest
+        // step then), and the longest it went without one while measuring.
+        // A stream resumed after a failover shows its first new value in a
+        // snapshot: the gap runs from the last value before it.
         let mut last_value: Option<Instant> = None;
+        let mut newest_step: Option<u64> = None;
         let mut longest_gap = Duration::ZERO;
 
         loop {
@@ -201,6 +206,20 @@ impl Browser {
             let now = Instant::now();
             // Whether this update shows the command in flight.
             let shown = awaiting.is_some_and(|(version, _)| update.cursor().version >= version);
+            // And if it does, the command must be in it: it set the run
+            // (the update restarts it, or shows it whole) to its start.
+            let start = match &update {
+                Update::Delta(delta) if delta.restart => delta.appended.first(),
+                Update::Snapshot(snapshot) => snapshot.run.as_ref().map(|run| &run.start),
+                Update::Delta(_) => None,
+            };
+            if shown && start != Some(&awaited_start) {
+                self.totals.commands_lost.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "browser {}: acknowledged start {awaited_start} not shown: {start:?}",
+                    self.id
+                );
+            }
             let status = match &update {
                 Update::Delta(delta) => {
                     if !delta.appended.is_empty() {
@@ -209,6 +228,7 @@ impl Browser {
                                 longest_gap = longest_gap.max(now - last);
                             }
                         }
+                        newest_step = Some(delta.steps);
                     }
                     last_value = (delta.status == Status::Running).then_some(now);
                     if delta.restart {
@@ -235,7 +255,19 @@ impl Browser {
                     }
                     check.snapshot(snapshot);
                     last_delta = None;
-                    last_value = (snapshot.status == Status::Running).then_some(now);
+                    let steps = snapshot.run.as_ref().map(|run| run.steps);
+                    let moved = shown || newest_step.is_none_or(|newest| steps > Some(newest));
+                    if let (true, Some(last)) = (moved, last_value) {
+                        if self.totals.measuring.load(Ordering::Relaxed) && !shown {
+                            longest_gap = longest_gap.max(now - last);
+                        }
+                    }
+                    if snapshot.status != Status::Running {
+                        last_value = None;
+                    } else if moved || last_value.is_none() {
+                        last_value = Some(now);
+                    }
+                    newest_step = steps;
                     snapshot.status
                 }
             };
@@ -251,7 +283,11 @@ impl Browser {
                 round += 1;
                 let sent_at = Instant::now();
                 next_command = sent_at + self.args.command_every;
-                let version = send(Command::SetNumber { text: pick(round) }).await?;
+                awaited_start = pick(round);
+                let version = send(Command::SetNumber {
+                    text: awaited_start.clone(),
+                })
+                .await?;
                 self.totals
                     .sample(&self.totals.acknowledged, sent_at.elapsed());
                 awaiting = Some((version, sent_at));

@@ -132,6 +132,7 @@ async fn main() -> ExitCode {
     }
     let counts = totals.counts();
     let errors = totals.errors.load(Ordering::Relaxed);
+    let commands_lost = totals.commands_lost.load(Ordering::Relaxed);
     for (name, value) in [
         ("lost", counts.lost),
         ("duplicated", counts.duplicated),
@@ -143,6 +144,7 @@ async fn main() -> ExitCode {
             "command_retries",
             totals.command_retries.load(Ordering::Relaxed),
         ),
+        ("commands_lost", commands_lost),
         ("errors", errors),
     ] {
         println!("{name:<20}{value}");
@@ -174,9 +176,10 @@ async fn main() -> ExitCode {
     if let Some(cpu) = percent(own_before, own_after) {
         println!("loadgen_cpu_percent {cpu:.0}");
     }
-    if counts.bad() > 0 || errors > 0 {
+    if counts.bad() > 0 || errors > 0 || commands_lost > 0 {
         eprintln!(
-            "loadgen: FAILED: {} lost, {} duplicated, {} out of order, {errors} request errors",
+            "loadgen: FAILED: {} lost, {} duplicated, {} out of order, {commands_lost} \
+             acknowledged commands lost, {errors} request errors",
             counts.lost, counts.duplicated, counts.out_of_order
         );
         return ExitCode::FAILURE;

@@ -35,6 +35,10 @@ pub struct Totals {
     pub reconnects: AtomicU64,
     /// Commands sent again after a 502 or 503 (`--resume`).
     pub command_retries: AtomicU64,
+    /// Commands answered 200 whose effect never showed: the state that
+    /// should show it (its version reached) runs another start. Each is a
+    /// bug (an acknowledged change lost).
+    pub commands_lost: AtomicU64,
     /// Whether the measurement window is open (latencies are kept only then).
     pub measuring: AtomicBool,
 }
@@ -73,6 +77,7 @@ impl Default for Totals {
             longest_gap: Latency::default(),
             reconnects: AtomicU64::new(0),
             command_retries: AtomicU64::new(0),
+            commands_lost: AtomicU64::new(0),
             measuring: AtomicBool::new(false),
         }
     }

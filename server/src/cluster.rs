@@ -32,14 +32,14 @@ use std::{
     time::Duration,
 };
 
-use redis::{aio::ConnectionManager, streams::StreamRangeReply, PushInfo, Script};
+use redis::{streams::StreamRangeReply, PushInfo, Script};
 use shared::{wire::Status, Collatz, Saved, Settings};
 use tokio::sync::watch;
 
 use crate::{
     change::{Change, CommitError, Heard, Op},
     id::SessionId,
-    primary::Primary,
+    primary::{Lane, Primary},
     store::StoreError,
 };
 
@@ -418,29 +418,28 @@ impl Cluster {
         unavailable(error)
     }
 
-    /// Runs `eval` (an `EVALSHA` of `script`) and, with sentinels, waits
-    /// in the same pipeline (so on the same connection) for a replica to
-    /// have what it wrote. Answers the script's answer, and whether a
-    /// replica has it (always, without sentinels). A script Redis does not
-    /// know (it restarted) is loaded and run once more.
+    /// Runs `eval` (an `EVALSHA` of `script`) on `lane` and, with
+    /// sentinels and a replica up, waits until a replica has what it wrote
+    /// (one `WAIT` shared by the writes of a round, on the same
+    /// connection). Answers the script's answer, and whether a replica has
+    /// it (always, without sentinels). A script Redis does not know (it
+    /// restarted) is loaded and run once more.
     async fn replicated<T: redis::FromRedisValue>(
         &self,
-        redis: &mut ConnectionManager,
+        lane: Lane,
         eval: &redis::Cmd,
         script: &Script,
     ) -> Result<(T, bool), CommitError> {
+        let links = self.primary.links();
+        let mut redis = links.connection(lane);
         let mut loaded = false;
-        loop {
-            let mut pipe = redis::pipe();
-            pipe.add_command(eval.clone());
-            let answer = match self.primary.replica_wait() {
-                None => pipe.query_async::<(T,)>(redis).await.map(|(t,)| (t, true)),
-                Some(wait) => {
-                    pipe.cmd("WAIT").arg(1).arg(wait.as_millis() as u64);
-                    let answer = pipe.query_async::<(T, u64)>(redis).await;
-                    answer.map(|(t, replicas)| (t, replicas >= 1))
-                }
-            };
+        let (answer, client) = loop {
+            let answer = redis::pipe()
+                .add_command(eval.clone())
+                .cmd("CLIENT")
+                .arg("ID")
+                .query_async::<(T, i64)>(&mut redis)
+                .await;
             match answer {
                 Err(error)
                     if !loaded
@@ -450,47 +449,54 @@ impl Cluster {
                     loaded = true;
                     script
                         .prepare_invoke()
-                        .load_async(redis)
+                        .load_async(&mut redis)
                         .await
                         .map_err(|error| self.down(&error))?;
                 }
-                answer => return answer.map_err(|error| self.down(&error)),
+                answer => break answer.map_err(|error| self.down(&error))?,
             }
-        }
+        };
+        let replicated = match self.primary.replica_wait() {
+            None => true,
+            Some(_) => links.replicated(lane, client).await,
+        };
+        Ok((answer, replicated))
     }
 
-    /// Reads `read` and, with sentinels, only what a replica has: a write
-    /// of this node's own follows the read in the same pipeline (the
-    /// session's expiry, renewed), and `WAIT` for it: Redis replicates in
-    /// order, so a replica that has it has everything read. What a page
-    /// may be shown never hangs on the primary alone.
+    /// Reads `read` and, with sentinels and a replica up, only what a
+    /// replica has: a write of this node's own follows the read in the same
+    /// pipeline (the session's expiry, renewed), and is waited for: Redis
+    /// replicates in order, so a replica that has it has everything read.
+    /// What a page may be shown never hangs on the primary alone.
     async fn read_replicated<T: redis::FromRedisValue>(
         &self,
-        redis: &mut ConnectionManager,
         mut read: redis::Pipeline,
         keys: &Keys,
     ) -> Result<T, CommitError> {
-        let Some(wait) = self.primary.replica_wait() else {
+        let links = self.primary.links();
+        let mut redis = links.connection(Lane::Commands);
+        if self.primary.replica_wait().is_none() {
             return read
-                .query_async(redis)
+                .query_async(&mut redis)
                 .await
                 .map_err(|error| self.down(&error));
-        };
+        }
         read.cmd("PEXPIRE")
             .arg(&keys.state)
             .arg(self.ttl.as_millis() as u64)
             .ignore()
-            .cmd("WAIT")
-            .arg(1)
-            .arg(wait.as_millis() as u64);
+            .cmd("CLIENT")
+            .arg("ID");
         let answer: Vec<redis::Value> = read
-            .query_async(redis)
+            .query_async(&mut redis)
             .await
             .map_err(|error| self.down(&error))?;
-        let (replicas, values) = answer
+        let (client, values) = answer
             .split_last()
             .ok_or_else(|| CommitError::Unavailable("an empty answer".into()))?;
-        if redis::from_redis_value_ref::<u64>(replicas).unwrap_or(0) < 1 {
+        let client = redis::from_redis_value_ref::<i64>(client)
+            .map_err(|error| CommitError::Unavailable(error.to_string()))?;
+        if !links.replicated(Lane::Commands, client).await {
             return Err(CommitError::Unavailable(
                 "no replica has the session's changes in time".into(),
             ));
@@ -765,10 +771,9 @@ impl ClusterLedger {
         saved.incarnation ^= self.instance;
         let saved = serde_json::to_string(&saved).expect("a saved state serialises");
         let op = serde_json::to_string(change.op).expect("an op serialises");
-        let links = cluster.primary.links();
-        let mut redis = match change.op {
-            Op::Steps { .. } => links.steps.clone(),
-            Op::Command { .. } | Op::Halt { .. } => links.redis.clone(),
+        let lane = match change.op {
+            Op::Steps { .. } => Lane::Steps,
+            Op::Command { .. } | Op::Halt { .. } => Lane::Commands,
         };
         let rings_later = cluster.primary.replica_wait().is_some();
         let mut eval = redis::cmd("EVALSHA");
@@ -793,7 +798,7 @@ impl ClusterLedger {
             .arg(self.id.to_string())
             .arg(u8::from(!rings_later));
         let (answer, replicated): (Vec<i64>, bool) = cluster
-            .replicated(&mut redis, &eval, &cluster.scripts.commit)
+            .replicated(lane, &eval, &cluster.scripts.commit)
             .await?;
         if answer.first() == Some(&1) && !replicated {
             // Made on the primary, but no replica has it yet: a failover
@@ -813,7 +818,7 @@ impl ClusterLedger {
             let rung: redis::RedisResult<()> = redis::cmd("PUBLISH")
                 .arg(&self.keys.bell)
                 .arg(payload)
-                .query_async(&mut redis)
+                .query_async(&mut cluster.primary.links().connection(lane))
                 .await;
             if let Err(error) = rung {
                 // Other nodes read the log when they next look.
@@ -897,17 +902,14 @@ impl ClusterLedger {
         if self.cluster.instance.load(Ordering::Acquire) != self.instance {
             return self.reload(settings).await.map(Some);
         }
-        let mut redis = self.cluster.primary.links().redis.clone();
         let mut read = redis::pipe();
         read.hget(&self.keys.state, "ver").xrange(
             &self.keys.log,
             format!("{}-0", machine.version() + 1),
             "+",
         );
-        let (version, entries): (Option<u64>, StreamRangeReply) = self
-            .cluster
-            .read_replicated(&mut redis, read, &self.keys)
-            .await?;
+        let (version, entries): (Option<u64>, StreamRangeReply) =
+            self.cluster.read_replicated(read, &self.keys).await?;
         let Some(version) = version else {
             return Err(CommitError::Gone);
         };
@@ -943,13 +945,10 @@ impl ClusterLedger {
     /// The state as Redis holds it now, exactly (same version and run), in
     /// the incarnation of this Redis process.
     async fn reload(&mut self, settings: Settings) -> Result<Collatz, CommitError> {
-        let mut redis = self.cluster.primary.links().redis.clone();
         let mut read = redis::pipe();
         read.hgetall(&self.keys.state);
-        let (fields,): (HashMap<String, String>,) = self
-            .cluster
-            .read_replicated(&mut redis, read, &self.keys)
-            .await?;
+        let (fields,): (HashMap<String, String>,) =
+            self.cluster.read_replicated(read, &self.keys).await?;
         let Some(saved) = fields.get("saved") else {
             return Err(CommitError::Gone);
         };

@@ -23,7 +23,7 @@ use redis::{
     sentinel::{Sentinel, SentinelNodeConnectionInfo},
     Client, IntoConnectionInfo, ProtocolVersion, PushInfo,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config;
 
@@ -44,6 +44,90 @@ pub struct Links {
     pub bells: ConnectionManager,
     /// The primary's address, as the sentinels or the URL name it.
     pub address: String,
+    /// `WAIT`s for what was written on `redis`, and on `steps`.
+    redis_waits: Replication,
+    steps_waits: Replication,
+}
+
+/// Which of the connections a request goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Commands and reads.
+    Commands,
+    /// The tasks' step commits.
+    Steps,
+}
+
+/// Waits, for many writes at once, until a replica has them: one `WAIT` on
+/// the connection they were written on confirms every write whose answer
+/// came before it was sent (Redis replicates in order). A `WAIT` holds its
+/// connection until it is answered, so one per write would queue every
+/// write behind the one before; one per round queues them at most one
+/// round. A write is confirmed only if the `WAIT` ran on the same Redis
+/// connection (`CLIENT ID`): a connection made again meanwhile would
+/// confirm nothing of the old one's.
+struct Replication {
+    /// Writes waiting: the client id they were written on, and where to say
+    /// whether a replica has them.
+    waiting: mpsc::UnboundedSender<(i64, oneshot::Sender<bool>)>,
+}
+
+impl Replication {
+    /// Starts the rounds of `WAIT` on `connection`, each at most `bound`.
+    fn start(mut connection: ConnectionManager, bound: Duration) -> Replication {
+        let (waiting, mut asked) = mpsc::unbounded_channel::<(i64, oneshot::Sender<bool>)>();
+        tokio::spawn(async move {
+            while let Some(first) = asked.recv().await {
+                let mut round = vec![first];
+                while let Ok(more) = asked.try_recv() {
+                    round.push(more);
+                }
+                let answer: redis::RedisResult<(i64, u64)> = redis::pipe()
+                    .cmd("CLIENT")
+                    .arg("ID")
+                    .cmd("WAIT")
+                    .arg(1)
+                    .arg(bound.as_millis() as u64)
+                    .query_async(&mut connection)
+                    .await;
+                for (client, confirmed) in round {
+                    let held =
+                        matches!(answer, Ok((id, replicas)) if id == client && replicas >= 1);
+                    let _ = confirmed.send(held);
+                }
+            }
+        });
+        Replication { waiting }
+    }
+
+    /// Whether a replica has what was written on client `client` before
+    /// this was asked.
+    async fn confirmed(&self, client: i64) -> bool {
+        let (confirmed, answer) = oneshot::channel();
+        if self.waiting.send((client, confirmed)).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+impl Links {
+    /// The connection of `lane`.
+    pub fn connection(&self, lane: Lane) -> ConnectionManager {
+        match lane {
+            Lane::Commands => self.redis.clone(),
+            Lane::Steps => self.steps.clone(),
+        }
+    }
+
+    /// Whether a replica has what was written on `lane` as client
+    /// `client` (see `CLIENT ID`).
+    pub async fn replicated(&self, lane: Lane, client: i64) -> bool {
+        match lane {
+            Lane::Commands => self.redis_waits.confirmed(client).await,
+            Lane::Steps => self.steps_waits.confirmed(client).await,
+        }
+    }
 }
 
 /// How the primary is found.
@@ -74,6 +158,8 @@ pub struct Primary {
     watched: Mutex<HashSet<String>>,
     /// With sentinels: how long a change may wait for a replica (`WAIT`).
     replica_wait: Option<Duration>,
+    /// That bound, whether it applies or not.
+    replica_bound: Duration,
     /// Replicas of the primary that the sentinels hold to be up, as they
     /// said at the last check: with none (the last one was lost, or
     /// promoted), changes are made on the primary alone rather than not at
@@ -142,13 +228,15 @@ impl Primary {
             .then(|| Duration::from_millis(cluster.replica_wait_ms));
         let (pushes, received) = mpsc::unbounded_channel();
         let client = finder.find().await?;
-        let links = Links::open(&client, &pushes).await?;
+        let bound = Duration::from_millis(cluster.replica_wait_ms);
+        let links = Links::open(&client, &pushes, bound).await?;
         let primary = Primary {
             finder,
             links: RwLock::new(Arc::new(links)),
             pushes,
             watched: Mutex::default(),
             replica_wait,
+            replica_bound: bound,
             replicas: AtomicUsize::new(0),
         };
         Ok((primary, received))
@@ -205,7 +293,7 @@ impl Primary {
         if address == self.links().address {
             return Ok(false);
         }
-        let links = Links::open(&client, &self.pushes).await?;
+        let links = Links::open(&client, &self.pushes, self.replica_bound).await?;
         let channels: Vec<String> = self
             .watched
             .lock()
@@ -297,6 +385,7 @@ impl Links {
     async fn open(
         client: &Client,
         pushes: &mpsc::UnboundedSender<PushInfo>,
+        bound: Duration,
     ) -> Result<Links, String> {
         let info = client.get_connection_info().clone();
         let address = info.addr().to_string();
@@ -324,6 +413,8 @@ impl Links {
             .await
             .map_err(unreachable)?;
         Ok(Links {
+            redis_waits: Replication::start(redis.clone(), bound),
+            steps_waits: Replication::start(steps.clone(), bound),
             redis,
             steps,
             bells,
