@@ -137,7 +137,7 @@ if [ "$what" = cluster ]; then
     cluster_dir=/tmp/hailstone-bench-cluster-$name
     rm -rf "$cluster_dir"
     CLUSTER_DIR=$cluster_dir CLUSTER_PORT=$lb CLUSTER_NODES=$nodes CLUSTER_REDIS_PORT=$redis_port \
-      HAILSTONE_MAX_SESSIONS=100000 RUST_LOG=warn scripts/cluster.sh >"$out/cluster-run.txt" 2>&1 &
+      HAILSTONE_MAX_SESSIONS=100000 RUST_LOG=${BENCH_RUST_LOG:-warn} scripts/cluster.sh >"$out/cluster-run.txt" 2>&1 &
     server_pid=$!
     for _ in $(seq 600); do [ -f "$cluster_dir/ready" ] && break; sleep 0.1; done
     [ -f "$cluster_dir/ready" ] || { cat "$out/cluster-run.txt"; exit 1; }
@@ -160,6 +160,10 @@ if [ "$what" = cluster ]; then
     stop_server
     # Nodes a fault started again are not the cluster script's to stop.
     for pid_file in "$cluster_dir"/n*.pid; do kill "$(cat "$pid_file")" 2>/dev/null || true; done
+    # The processes' logs (warnings and errors) are kept with the results.
+    rm -rf "$out/cluster-$name-logs"
+    mkdir -p "$out/cluster-$name-logs"
+    cp "$cluster_dir"/*.log "$out/cluster-$name-logs/" 2>/dev/null || true
     rm -rf "$cluster_dir"
   }
   # Seconds since the `date +%s.%N` given.
@@ -198,7 +202,7 @@ if [ "$what" = cluster ]; then
   # (The primary is where the sentinels say, after a failover too.)
   redis_memory() {
     local keys sessions bytes port
-    port=$(redis-cli -p $((redis_port + 2)) sentinel get-master-addr-by-name hailstone 2>/dev/null | sed -n 2p)
+    port=$(redis-cli -p $((redis_port + 2)) sentinel get-master-addr-by-name hailstone 2>/dev/null | sed -n 2p || true)
     port=${port:-$redis_port}
     keys=$(redis-cli -p "$port" --scan --pattern 'hs:{*')
     sessions=$(grep -c '}$' <<<"$keys" || true)

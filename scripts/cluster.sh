@@ -152,7 +152,9 @@ defaults
   # Each event of a stream is sent at once: without it, small writes wait
   # for the client's acknowledgement (Nagle), 200 ms here.
   option http-no-delay
-  timeout connect 1s
+  # A refused connection (a stopping node closed its port) is tried again,
+  # on another node, after min(this, 1 s): not a second's pause.
+  timeout connect 250ms
   # Event streams are long: the nodes send keep-alives every 15 s.
   timeout client 1h
   timeout server 1h
@@ -161,7 +163,7 @@ defaults
   # closes its idle kept-alive connections), means the request was not
   # served, so even a POST is safe to send again.
   retries 2
-  option redispatch
+  option redispatch 1
   retry-on conn-failure empty-response
 frontend hailstone
   bind 127.0.0.1:$port

@@ -418,12 +418,11 @@ impl Cluster {
         unavailable(error)
     }
 
-    /// Runs `eval` (an `EVALSHA` of `script`) on `lane` and, with
-    /// sentinels and a replica up, waits until a replica has what it wrote
-    /// (one `WAIT` shared by the writes of a round, on the same
-    /// connection). Answers the script's answer, and whether a replica has
-    /// it (always, without sentinels). A script Redis does not know (it
-    /// restarted) is loaded and run once more.
+    /// Sends `eval` (an `EVALSHA` of `script`) on `lane` with its next
+    /// round (which, with sentinels and a replica up, ends with one
+    /// `WAIT`). Answers the script's answer, and whether a replica has it
+    /// (always, without sentinels). A script Redis does not know (it
+    /// restarted) is loaded and sent once more.
     async fn replicated<T: redis::FromRedisValue>(
         &self,
         lane: Lane,
@@ -431,16 +430,9 @@ impl Cluster {
         script: &Script,
     ) -> Result<(T, bool), CommitError> {
         let links = self.primary.links();
-        let mut redis = links.connection(lane);
         let mut loaded = false;
-        let (answer, client) = loop {
-            let answer = redis::pipe()
-                .add_command(eval.clone())
-                .cmd("CLIENT")
-                .arg("ID")
-                .query_async::<(T, i64)>(&mut redis)
-                .await;
-            match answer {
+        loop {
+            match links.send(lane, vec![eval.clone()]).await {
                 Err(error)
                     if !loaded
                         && error.kind()
@@ -449,60 +441,48 @@ impl Cluster {
                     loaded = true;
                     script
                         .prepare_invoke()
-                        .load_async(&mut redis)
+                        .load_async(&mut links.connection(lane))
                         .await
                         .map_err(|error| self.down(&error))?;
                 }
-                answer => break answer.map_err(|error| self.down(&error))?,
+                Err(error) => return Err(self.down(&error)),
+                Ok((mut answer, replicated)) => {
+                    let answer = answer.pop().unwrap_or(redis::Value::Nil);
+                    let answer = redis::from_redis_value(answer)
+                        .map_err(|error| CommitError::Unavailable(error.to_string()))?;
+                    return Ok((answer, replicated));
+                }
             }
-        };
-        let replicated = match self.primary.replica_wait() {
-            None => true,
-            Some(_) => links.replicated(lane, client).await,
-        };
-        Ok((answer, replicated))
+        }
     }
 
-    /// Reads `read` and, with sentinels and a replica up, only what a
-    /// replica has: a write of this node's own follows the read in the same
-    /// pipeline (the session's expiry, renewed), and is waited for: Redis
-    /// replicates in order, so a replica that has it has everything read.
+    /// Reads with `read` (its answers, in order) and, with sentinels and a
+    /// replica up, only what a replica has: a write of this node's own
+    /// follows the reads (the session's expiry, renewed), and the round's
+    /// `WAIT` confirms it, so everything read before it is on a replica.
     /// What a page may be shown never hangs on the primary alone.
-    async fn read_replicated<T: redis::FromRedisValue>(
+    async fn read_replicated(
         &self,
-        mut read: redis::Pipeline,
+        mut read: Vec<redis::Cmd>,
         keys: &Keys,
-    ) -> Result<T, CommitError> {
-        let links = self.primary.links();
-        let mut redis = links.connection(Lane::Commands);
-        if self.primary.replica_wait().is_none() {
-            return read
-                .query_async(&mut redis)
-                .await
-                .map_err(|error| self.down(&error));
-        }
-        read.cmd("PEXPIRE")
-            .arg(&keys.state)
-            .arg(self.ttl.as_millis() as u64)
-            .ignore()
-            .cmd("CLIENT")
-            .arg("ID");
-        let answer: Vec<redis::Value> = read
-            .query_async(&mut redis)
+    ) -> Result<Vec<redis::Value>, CommitError> {
+        let reads = read.len();
+        let mut renew = redis::cmd("PEXPIRE");
+        renew.arg(&keys.state).arg(self.ttl.as_millis() as u64);
+        read.push(renew);
+        let (mut answers, replicated) = self
+            .primary
+            .links()
+            .send(Lane::Commands, read)
             .await
             .map_err(|error| self.down(&error))?;
-        let (client, values) = answer
-            .split_last()
-            .ok_or_else(|| CommitError::Unavailable("an empty answer".into()))?;
-        let client = redis::from_redis_value_ref::<i64>(client)
-            .map_err(|error| CommitError::Unavailable(error.to_string()))?;
-        if !links.replicated(Lane::Commands, client).await {
+        if !replicated {
             return Err(CommitError::Unavailable(
                 "no replica has the session's changes in time".into(),
             ));
         }
-        redis::from_redis_value(redis::Value::Array(values.to_vec()))
-            .map_err(|error| CommitError::Unavailable(error.to_string()))
+        answers.truncate(reads);
+        Ok(answers)
     }
 
     /// The ledger of session `id`, owning no run yet.
@@ -696,6 +676,19 @@ pub fn is_handover(push: &PushInfo) -> bool {
             .first()
             .and_then(|channel| redis::from_redis_value_ref::<String>(channel).ok())
             .is_some_and(|channel| channel == HANDOVER)
+}
+
+/// Answers of a read, as the types they are read as.
+trait Answers {
+    /// The answers as `T` (a tuple of one type per answer).
+    fn into_tuple<T: redis::FromRedisValue>(self) -> Result<T, CommitError>;
+}
+
+impl Answers for Vec<redis::Value> {
+    fn into_tuple<T: redis::FromRedisValue>(self) -> Result<T, CommitError> {
+        redis::from_redis_value(redis::Value::Array(self))
+            .map_err(|error| CommitError::Unavailable(error.to_string()))
+    }
 }
 
 /// Redis cannot be reached, or failed: `message` says how.
@@ -902,14 +895,15 @@ impl ClusterLedger {
         if self.cluster.instance.load(Ordering::Acquire) != self.instance {
             return self.reload(settings).await.map(Some);
         }
-        let mut read = redis::pipe();
-        read.hget(&self.keys.state, "ver").xrange(
-            &self.keys.log,
-            format!("{}-0", machine.version() + 1),
-            "+",
-        );
-        let (version, entries): (Option<u64>, StreamRangeReply) =
-            self.cluster.read_replicated(read, &self.keys).await?;
+        let read = vec![
+            redis::Cmd::hget(&self.keys.state, "ver"),
+            redis::Cmd::xrange(&self.keys.log, format!("{}-0", machine.version() + 1), "+"),
+        ];
+        let (version, entries): (Option<u64>, StreamRangeReply) = self
+            .cluster
+            .read_replicated(read, &self.keys)
+            .await?
+            .into_tuple()?;
         let Some(version) = version else {
             return Err(CommitError::Gone);
         };
@@ -945,10 +939,12 @@ impl ClusterLedger {
     /// The state as Redis holds it now, exactly (same version and run), in
     /// the incarnation of this Redis process.
     async fn reload(&mut self, settings: Settings) -> Result<Collatz, CommitError> {
-        let mut read = redis::pipe();
-        read.hgetall(&self.keys.state);
-        let (fields,): (HashMap<String, String>,) =
-            self.cluster.read_replicated(read, &self.keys).await?;
+        let read = vec![redis::Cmd::hgetall(&self.keys.state)];
+        let (fields,): (HashMap<String, String>,) = self
+            .cluster
+            .read_replicated(read, &self.keys)
+            .await?
+            .into_tuple()?;
         let Some(saved) = fields.get("saved") else {
             return Err(CommitError::Gone);
         };

@@ -44,9 +44,9 @@ pub struct Links {
     pub bells: ConnectionManager,
     /// The primary's address, as the sentinels or the URL name it.
     pub address: String,
-    /// `WAIT`s for what was written on `redis`, and on `steps`.
-    redis_waits: Replication,
-    steps_waits: Replication,
+    /// The commits of each lane, sent in rounds.
+    redis_rounds: Rounds,
+    steps_rounds: Rounds,
 }
 
 /// Which of the connections a request goes on.
@@ -58,56 +58,96 @@ pub enum Lane {
     Steps,
 }
 
-/// Waits, for many writes at once, until a replica has them: one `WAIT` on
-/// the connection they were written on confirms every write whose answer
-/// came before it was sent (Redis replicates in order). A `WAIT` holds its
-/// connection until it is answered, so one per write would queue every
-/// write behind the one before; one per round queues them at most one
-/// round. A write is confirmed only if the `WAIT` ran on the same Redis
-/// connection (`CLIENT ID`): a connection made again meanwhile would
-/// confirm nothing of the old one's.
-struct Replication {
-    /// Writes waiting: the client id they were written on, and where to say
-    /// whether a replica has them.
-    waiting: mpsc::UnboundedSender<(i64, oneshot::Sender<bool>)>,
+/// What a request of a round came to: its commands' answers, and whether
+/// a replica has what the round wrote (always true when none need have
+/// it); the first error of its commands, if one failed.
+pub type Answered = redis::RedisResult<(Vec<redis::Value>, bool)>;
+
+/// The most requests one round carries.
+const ROUND_MAX: usize = 256;
+
+/// Sends one lane's requests in rounds (group commit): every request
+/// waiting when a round starts goes in one pipeline, followed by one
+/// `WAIT` when a replica must have them. One round trip for many commits,
+/// each still checked on its own by its script; and the `WAIT`, on the same
+/// connection as the writes it confirms, holds that connection once per
+/// round rather than once per request. A request waits at most for the
+/// round in flight. (A read that must only see what a replica has ends
+/// with a write of its own, which the `WAIT` confirms: Redis replicates in
+/// order, so everything read before it is confirmed with it.)
+struct Rounds {
+    /// Requests waiting for the next round, and where to answer each.
+    waiting: mpsc::UnboundedSender<(Vec<redis::Cmd>, oneshot::Sender<Answered>)>,
 }
 
-impl Replication {
-    /// Starts the rounds of `WAIT` on `connection`, each at most `bound`.
-    fn start(mut connection: ConnectionManager, bound: Duration) -> Replication {
-        let (waiting, mut asked) = mpsc::unbounded_channel::<(i64, oneshot::Sender<bool>)>();
+impl Rounds {
+    /// Starts the rounds on `connection`.
+    fn start(mut connection: ConnectionManager, replicas: Arc<Replicas>) -> Rounds {
+        let (waiting, mut asked) =
+            mpsc::unbounded_channel::<(Vec<redis::Cmd>, oneshot::Sender<Answered>)>();
         tokio::spawn(async move {
             while let Some(first) = asked.recv().await {
-                let mut round = vec![first];
-                while let Ok(more) = asked.try_recv() {
-                    round.push(more);
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                let mut answers = Vec::new();
+                let mut next = Some(first);
+                while let Some((commands, answer)) = next {
+                    answers.push((commands.len(), answer));
+                    for command in commands {
+                        pipe.add_command(command);
+                    }
+                    next = (answers.len() < ROUND_MAX)
+                        .then(|| asked.try_recv().ok())
+                        .flatten();
                 }
-                let answer: redis::RedisResult<(i64, u64)> = redis::pipe()
-                    .cmd("CLIENT")
-                    .arg("ID")
-                    .cmd("WAIT")
-                    .arg(1)
-                    .arg(bound.as_millis() as u64)
-                    .query_async(&mut connection)
-                    .await;
-                for (client, confirmed) in round {
-                    let held =
-                        matches!(answer, Ok((id, replicas)) if id == client && replicas >= 1);
-                    let _ = confirmed.send(held);
+                let wait = replicas.wait();
+                if let Some(bound) = wait {
+                    pipe.cmd("WAIT").arg(1).arg(bound.as_millis() as u64);
                 }
+                let round: redis::RedisResult<Vec<redis::RedisResult<redis::Value>>> =
+                    pipe.query_async(&mut connection).await;
+                answer_round(round, wait.is_some(), answers);
             }
         });
-        Replication { waiting }
+        Rounds { waiting }
     }
 
-    /// Whether a replica has what was written on client `client` before
-    /// this was asked.
-    async fn confirmed(&self, client: i64) -> bool {
-        let (confirmed, answer) = oneshot::channel();
-        if self.waiting.send((client, confirmed)).is_err() {
-            return false;
+    /// Sends `commands` (one request) with the next round.
+    async fn send(&self, commands: Vec<redis::Cmd>) -> Answered {
+        let closed = || redis::RedisError::from((redis::ErrorKind::Io, "the connection is closed"));
+        let (answer, answered) = oneshot::channel();
+        self.waiting
+            .send((commands, answer))
+            .map_err(|_| closed())?;
+        answered.await.map_err(|_| closed())?
+    }
+}
+
+/// Gives each request of a round its answers, in order.
+fn answer_round(
+    round: redis::RedisResult<Vec<redis::RedisResult<redis::Value>>>,
+    waited: bool,
+    answers: Vec<(usize, oneshot::Sender<Answered>)>,
+) {
+    let mut values = match round {
+        Ok(values) => values,
+        Err(error) => {
+            for (_, answer) in answers {
+                let _ = answer.send(Err(error.clone()));
+            }
+            return;
         }
-        answer.await.unwrap_or(false)
+    };
+    let replicated = !waited
+        || values
+            .pop()
+            .and_then(|confirmed| confirmed.ok())
+            .and_then(|confirmed| redis::from_redis_value::<u64>(confirmed).ok())
+            .is_some_and(|replicas| replicas >= 1);
+    let mut values = values.into_iter();
+    for (count, answer) in answers {
+        let mine: redis::RedisResult<Vec<redis::Value>> = values.by_ref().take(count).collect();
+        let _ = answer.send(mine.map(|mine| (mine, replicated)));
     }
 }
 
@@ -120,12 +160,50 @@ impl Links {
         }
     }
 
-    /// Whether a replica has what was written on `lane` as client
-    /// `client` (see `CLIENT ID`).
-    pub async fn replicated(&self, lane: Lane, client: i64) -> bool {
+    /// Sends `commands` (one request) on `lane` with its next round.
+    pub async fn send(&self, lane: Lane, commands: Vec<redis::Cmd>) -> Answered {
         match lane {
-            Lane::Commands => self.redis_waits.confirmed(client).await,
-            Lane::Steps => self.steps_waits.confirmed(client).await,
+            Lane::Commands => self.redis_rounds.send(commands).await,
+            Lane::Steps => self.steps_rounds.send(commands).await,
+        }
+    }
+}
+
+/// Whether changes must wait for a replica: with sentinels, while they hold
+/// one up (with none, the last one lost or just promoted, changes are made
+/// on the primary alone rather than not at all). A replica that is up but
+/// whose link to the primary broke for a moment still counts: changes wait
+/// for it, and are refused past the bound, rather than be shown while only
+/// the primary has them.
+pub struct Replicas {
+    /// With sentinels: how long a change may wait for a replica (`WAIT`).
+    bound: Option<Duration>,
+    /// Replicas the sentinels held up at the last check.
+    up: AtomicUsize,
+}
+
+impl Replicas {
+    /// How long a change waits for a replica, if it must.
+    pub fn wait(&self) -> Option<Duration> {
+        self.bound.filter(|_| self.up.load(Ordering::Acquire) > 0)
+    }
+
+    /// Notes how many replicas of the primary are up.
+    fn note(&self, replicas: usize) {
+        let before = self.up.swap(replicas, Ordering::AcqRel);
+        if self.bound.is_none() || (before == 0) == (replicas == 0) {
+            return;
+        }
+        if replicas == 0 {
+            tracing::warn!(
+                "the Redis primary has no replica: changes are made on it alone until one \
+                 connects (a failover now could lose them)"
+            );
+        } else {
+            tracing::info!(
+                replicas,
+                "the Redis primary has a replica again: every change waits for it"
+            );
         }
     }
 }
@@ -156,17 +234,8 @@ pub struct Primary {
     pushes: mpsc::UnboundedSender<PushInfo>,
     /// The bell channels listened to, to listen to again on a new primary.
     watched: Mutex<HashSet<String>>,
-    /// With sentinels: how long a change may wait for a replica (`WAIT`).
-    replica_wait: Option<Duration>,
-    /// That bound, whether it applies or not.
-    replica_bound: Duration,
-    /// Replicas of the primary that the sentinels hold to be up, as they
-    /// said at the last check: with none (the last one was lost, or
-    /// promoted), changes are made on the primary alone rather than not at
-    /// all. (A replica that is up but whose link to the primary broke for
-    /// a moment still counts: changes wait for it, and are refused past
-    /// the bound, rather than be shown while only the primary has them.)
-    replicas: AtomicUsize,
+    /// Whether changes must wait for a replica.
+    replicas: Arc<Replicas>,
 }
 
 /// The pushes of the bells' connections: bells, and a notice after each
@@ -224,20 +293,20 @@ impl Primary {
                 node,
             }
         };
-        let replica_wait = matches!(finder, Finder::Sentinels { .. })
-            .then(|| Duration::from_millis(cluster.replica_wait_ms));
+        let replicas = Arc::new(Replicas {
+            bound: matches!(finder, Finder::Sentinels { .. })
+                .then(|| Duration::from_millis(cluster.replica_wait_ms)),
+            up: AtomicUsize::new(0),
+        });
         let (pushes, received) = mpsc::unbounded_channel();
         let client = finder.find().await?;
-        let bound = Duration::from_millis(cluster.replica_wait_ms);
-        let links = Links::open(&client, &pushes, bound).await?;
+        let links = Links::open(&client, &pushes, &replicas).await?;
         let primary = Primary {
             finder,
             links: RwLock::new(Arc::new(links)),
             pushes,
             watched: Mutex::default(),
-            replica_wait,
-            replica_bound: bound,
-            replicas: AtomicUsize::new(0),
+            replicas,
         };
         Ok((primary, received))
     }
@@ -247,30 +316,9 @@ impl Primary {
         self.links.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// With sentinels and a replica connected: how long a change waits for
-    /// it to have it.
+    /// How long a change waits for a replica to have it, if it must.
     pub fn replica_wait(&self) -> Option<Duration> {
-        self.replica_wait
-            .filter(|_| self.replicas.load(Ordering::Acquire) > 0)
-    }
-
-    /// Notes how many replicas the primary has that are up.
-    fn note_replicas(&self, replicas: usize) {
-        let before = self.replicas.swap(replicas, Ordering::AcqRel);
-        if self.replica_wait.is_none() || (before == 0) == (replicas == 0) {
-            return;
-        }
-        if replicas == 0 {
-            tracing::warn!(
-                "the Redis primary has no replica: changes are made on it alone until one \
-                 connects (a failover now could lose them)"
-            );
-        } else {
-            tracing::info!(
-                replicas,
-                "the Redis primary has a replica again: every change waits for it"
-            );
-        }
+        self.replicas.wait()
     }
 
     /// Whether the primary is found through sentinels (and may move).
@@ -288,12 +336,12 @@ impl Primary {
         let (client, replicas) = tokio::time::timeout(RESPONSE_TIMEOUT, self.finder.look())
             .await
             .map_err(|_| "the sentinels did not answer in time".to_owned())??;
-        self.note_replicas(replicas);
+        self.replicas.note(replicas);
         let address = client.get_connection_info().addr().to_string();
         if address == self.links().address {
             return Ok(false);
         }
-        let links = Links::open(&client, &self.pushes, self.replica_bound).await?;
+        let links = Links::open(&client, &self.pushes, &self.replicas).await?;
         let channels: Vec<String> = self
             .watched
             .lock()
@@ -385,7 +433,7 @@ impl Links {
     async fn open(
         client: &Client,
         pushes: &mpsc::UnboundedSender<PushInfo>,
-        bound: Duration,
+        replicas: &Arc<Replicas>,
     ) -> Result<Links, String> {
         let info = client.get_connection_info().clone();
         let address = info.addr().to_string();
@@ -413,8 +461,8 @@ impl Links {
             .await
             .map_err(unreachable)?;
         Ok(Links {
-            redis_waits: Replication::start(redis.clone(), bound),
-            steps_waits: Replication::start(steps.clone(), bound),
+            redis_rounds: Rounds::start(redis.clone(), replicas.clone()),
+            steps_rounds: Rounds::start(steps.clone(), replicas.clone()),
             redis,
             steps,
             bells,

@@ -24,7 +24,7 @@ use crate::{
     metrics::Metrics,
     policy::Policy,
     session::Session,
-    sessions::{Created, Evicted, Full, Sessions},
+    sessions::{Created, Evicted, Found, Full, Sessions},
     store::{Store, StoreError},
     streams::Streams,
     tasks::Tasks,
@@ -41,8 +41,9 @@ pub struct Runtime {
     /// Cancelled once, at shutdown: ends every task and event stream.
     pub shutdown: CancellationToken,
     /// Cancelled first when the server is told to stop: it takes no new
-    /// work (no connection, no run taken over, no run started here), and
-    /// in a cluster hands its runs over, before shutdown ends the rest.
+    /// work (no connection, no run taken over, no run started here), its
+    /// streams end (their pages resume elsewhere meanwhile), and in a
+    /// cluster it hands its runs over, before shutdown ends the rest.
     pub draining: CancellationToken,
     /// Rung when another node handed runs over: they are taken at once.
     handed_over: tokio::sync::Notify,
@@ -378,7 +379,9 @@ impl Runtime {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                // A stopping node takes nothing over.
+                biased;
+                // A stopping node takes nothing over (not even the runs it
+                // just handed over itself).
                 () = self.draining.cancelled() => return,
                 _ = ticks.tick() => {}
                 () = self.handed_over.notified() => {}
@@ -410,6 +413,9 @@ impl Runtime {
             // Pass after pass while they come back full: a dead node's runs
             // are all taken over in this scan.
             loop {
+                if self.draining.is_cancelled() {
+                    return;
+                }
                 let taken = match cluster.take_over().await {
                     Ok(taken) => taken,
                     Err(error) => {
@@ -439,10 +445,20 @@ impl Runtime {
         } = taken;
         self.metrics.takeovers.inc();
         tracing::info!(node, session = %id.short(), epoch, "took over a run whose lease lapsed or was handed over");
-        match self.session(id).await {
-            Ok(Some(session)) => {
-                if let Some(started) = session.adopt(epoch, since_commit).await {
-                    self.tasks.spawn(session, started);
+        match self.sessions.get(id).await {
+            Ok(Some(Found { session, rebuilt })) => {
+                // Loaded just now, after the lease was taken, the copy is
+                // current; one held before is read again.
+                if rebuilt {
+                    self.metrics.sessions_rebuilt.inc();
+                }
+                if let Some(started) = session.adopt(epoch, since_commit, !rebuilt).await {
+                    if self.draining.is_cancelled() {
+                        // Taken just as this node began to stop: passed on.
+                        session.hand_over().await;
+                    } else {
+                        self.tasks.spawn(session, started);
+                    }
                 }
             }
             Ok(None) => {}
@@ -516,9 +532,9 @@ const RESUME_PARALLELISM: usize = 8;
 /// How many runs a stopping node hands over at once (each is a round trip).
 const HANDOVER_PARALLELISM: usize = 64;
 
-/// How many runs a node of a cluster takes over at once (each is a few
-/// Redis round trips).
-const TAKEOVER_PARALLELISM: usize = 32;
+/// How many runs a node of a cluster takes over at once: each is a read or
+/// two, which go to Redis together in rounds (a scan's whole pass).
+const TAKEOVER_PARALLELISM: usize = 256;
 
 fn command_kind(command: &Command) -> &'static str {
     match command {

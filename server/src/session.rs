@@ -403,12 +403,20 @@ impl Session {
 
     /// This node took over the session's run (its owner stopped renewing
     /// the lease, or handed it over; epoch `epoch`, its last step
-    /// `since_step` ago): reads the state again and returns the task to
-    /// spawn, if the run still runs.
-    pub async fn adopt(&self, epoch: u64, since_step: std::time::Duration) -> Option<Started> {
+    /// `since_step` ago): reads the state again (unless this copy was
+    /// loaded after the lease was taken) and returns the task to spawn, if
+    /// the run still runs.
+    pub async fn adopt(
+        &self,
+        epoch: u64,
+        since_step: std::time::Duration,
+        read_again: bool,
+    ) -> Option<Started> {
         let mut state = self.state.lock().await;
         state.ledger.adopt(epoch);
-        self.behind.store(true, Ordering::Release);
+        if read_again {
+            self.behind.store(true, Ordering::Release);
+        }
         if let Err(error) = self.catch_up(&mut state).await {
             tracing::warn!(%error, session = %self.id.short(), "could not read a session taken over");
             return None;

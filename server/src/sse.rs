@@ -104,7 +104,9 @@ pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Re
                 .retry(RECONNECT_AFTER)
                 .json_data(Update::Snapshot(idle.snapshot()))
                 .expect("updates serialise to JSON");
-            let shutdown = runtime.shutdown.clone();
+            // A stopping server's streams end first: their pages resume on
+            // another node while this one hands its runs over.
+            let shutdown = runtime.draining.clone();
             let end = async move {
                 match deadline {
                     Some(deadline) => tokio::select! {
@@ -165,7 +167,7 @@ impl Subscriber {
     }
 
     /// The next update and its event id, waiting until there is one;
-    /// `None` at shutdown.
+    /// `None` once the server is stopping (it drains).
     async fn next(&mut self) -> Option<(EventId, Update)> {
         loop {
             // Mark the doorbell seen *before* reading, so a version
@@ -213,7 +215,7 @@ impl Subscriber {
             // tries again soon: no bell may ring for what it missed.
             let behind = self.session.is_behind();
             tokio::select! {
-                () = self.runtime.shutdown.cancelled() => return None,
+                () = self.runtime.draining.cancelled() => return None,
                 () = expired => return None,
                 () = store_down => return None,
                 changed = self.doorbell.changed() => changed.ok()?,
