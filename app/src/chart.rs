@@ -176,8 +176,13 @@ pub fn Chart() -> impl IntoView {
                     aria-label=label
                     aria-valuemin="0"
                     aria-valuemax=move || steps.get().unwrap_or(0).to_string()
-                    aria-valuenow=move || cursor.get().map(|step| step.to_string())
-                    aria-valuetext=move || reading().map(|_| readout())
+                    // A slider always has a value: step 0 until one is
+                    // chosen, its text saying none is (axe: aria-required-attr).
+                    aria-valuenow=move || cursor.get().unwrap_or(0).to_string()
+                    aria-valuetext=move || match reading() {
+                        Some(_) => readout(),
+                        None => "No step chosen".to_owned(),
+                    }
                     on:keydown=on_keydown
                     on:pointermove=on_pointer
                     on:pointerdown=on_pointer

@@ -5,24 +5,31 @@ use shared::group_digits;
 
 use crate::{state::PageState, values::Values};
 
+/// The longest value (in characters) sure to fit its box: about five lines
+/// at the narrowest column. A longer one may scroll, so its box takes focus
+/// for keyboard users (WCAG 2.1.1, axe's scrollable-region-focusable).
+const FITS_CHARS: usize = 60;
+
 /// Start, current value, steps and peak of the run.
 #[component]
 pub fn Stats() -> impl IntoView {
     let state = expect_context::<PageState>();
-    let stat = move |pick: fn(&shared::wire::RunView) -> String| {
-        move || {
+    let stat = move |name: &'static str, pick: fn(&shared::wire::RunView) -> String| {
+        let text = Memo::new(move |_| {
             state
                 .snapshot
                 .with(|s| s.run.as_ref().map_or_else(|| "–".to_owned(), pick))
-        }
+        });
+        let focusable = move || text.with(|t| t.len() > FITS_CHARS).then_some("0");
+        view! { <dd data-stat=name tabindex=focusable>{text}</dd> }
     };
     view! {
         <section class="stats" aria-label="Statistics">
             <dl>
-                <div><dt>"Start"</dt><dd data-stat="start">{stat(|run| group_digits(&run.start))}</dd></div>
-                <div><dt>"Current"</dt><dd data-stat="current">{stat(|run| group_digits(run.current()))}</dd></div>
-                <div><dt>"Steps"</dt><dd data-stat="steps">{stat(|run| group_digits(&run.steps.to_string()))}</dd></div>
-                <div><dt>"Peak"</dt><dd data-stat="peak">{stat(|run| group_digits(&run.peak))}</dd></div>
+                <div><dt>"Start"</dt>{stat("start", |run| group_digits(&run.start))}</div>
+                <div><dt>"Current"</dt>{stat("current", |run| group_digits(run.current()))}</div>
+                <div><dt>"Steps"</dt>{stat("steps", |run| group_digits(&run.steps.to_string()))}</div>
+                <div><dt>"Peak"</dt>{stat("peak", |run| group_digits(&run.peak))}</div>
             </dl>
         </section>
     }
