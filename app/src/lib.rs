@@ -5,6 +5,7 @@ pub mod api;
 mod chart;
 mod commands;
 mod controls;
+mod notify;
 mod page;
 mod results;
 mod state;

@@ -7,6 +7,7 @@ use crate::{
     api::{load_page, Page},
     chart::Chart,
     controls::{IntervalPicker, NumberInput, RunningSwitch},
+    notify::{AwayNotice, NotifySwitch},
     results::{ResultList, Stats},
     state::{Link, PageState},
     values::Values,
@@ -70,6 +71,8 @@ fn Collatz(page: Page) -> impl IntoView {
                 <IntervalPicker/>
                 <LinkIndicator/>
             </div>
+            <NotifySwitch/>
+            <AwayNotice/>
         </section>
         <Stats/>
         <Chart/>
