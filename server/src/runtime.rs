@@ -378,37 +378,25 @@ impl Runtime {
         let mut ticks = tokio::time::interval(cluster.scan_period());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            // A handover is taken at once: Redis just answered the node
+            // that made it, so the check can wait for the next tick.
+            let check = tokio::select! {
                 biased;
                 // A stopping node takes nothing over (not even the runs it
                 // just handed over itself).
                 () = self.draining.cancelled() => return,
-                _ = ticks.tick() => {}
-                () = self.handed_over.notified() => {}
+                _ = ticks.tick() => true,
+                () = self.handed_over.notified() => false,
                 // A request failed as if the primary moved: ask at once (a
                 // moment after, so a burst of failures asks once).
                 () = cluster.recheck_asked() => {
                     tokio::time::sleep(RECHECK_AFTER).await;
                     ticks.reset();
+                    true
                 }
-            }
-            let checked = cluster.check().await;
-            self.metrics.store_up.set(i64::from(checked.is_ok()));
-            match checked {
-                Ok(false) => {}
-                Ok(true) => {
-                    tracing::warn!(
-                        node = cluster.node(),
-                        "Redis restarted; every session is read again"
-                    );
-                    for session in self.sessions.all_live() {
-                        session.distrust();
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(node = cluster.node(), %error, "Redis cannot be reached");
-                    continue;
-                }
+            };
+            if check && !self.check_primary(&cluster).await {
+                continue;
             }
             // Pass after pass while they come back full: a dead node's runs
             // are all taken over in this scan.
@@ -432,6 +420,30 @@ impl Runtime {
                 if !full {
                     break;
                 }
+            }
+        }
+    }
+
+    /// Checks that Redis answers and is the same process (every session
+    /// is read again if not). False when it cannot be reached.
+    async fn check_primary(&self, cluster: &Cluster) -> bool {
+        let checked = cluster.check().await;
+        self.metrics.store_up.set(i64::from(checked.is_ok()));
+        match checked {
+            Ok(false) => true,
+            Ok(true) => {
+                tracing::warn!(
+                    node = cluster.node(),
+                    "Redis restarted; every session is read again"
+                );
+                for session in self.sessions.all_live() {
+                    session.distrust();
+                }
+                true
+            }
+            Err(error) => {
+                tracing::warn!(node = cluster.node(), %error, "Redis cannot be reached");
+                false
             }
         }
     }
