@@ -9,12 +9,12 @@ export PATH := $(HOME)/.cache/hailstone/tools/node_modules/.bin:$(HOME)/.cargo/b
 ## Build in release mode and serve on http://127.0.0.1:3000
 run:
 	scripts/setup.sh build
-	cargo leptos serve --release
+	cargo leptos serve --release --precompress
 
 ## A local cluster: Redis, three nodes on :3001-3003, haproxy on :3000
 cluster:
 	scripts/setup.sh cluster
-	cargo leptos build --release
+	cargo leptos build --release --precompress
 	scripts/cluster.sh
 
 ## Every test: the cargo tests of all crates, then Playwright in Chromium

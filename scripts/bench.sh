@@ -9,6 +9,7 @@
 #   scripts/bench.sh wal        # the store's log under 1,000 sessions at interval 0, 10 min
 #   scripts/bench.sh restart    # restart with 100,000 stored sessions; memory per session
 #   scripts/bench.sh pages      # a page of values far into a 1,000-digit run
+#   scripts/bench.sh lighthouse # Lighthouse (mobile) on the release build, three runs
 #   scripts/bench.sh cluster [NAME]  # nodes, Redis (with Sentinel) and haproxy: load,
 #                                    # memory, the cost of WAIT, a node killed, the
 #                                    # Redis primary killed, a rolling restart
@@ -28,7 +29,7 @@ if [ "$what" = all ] || [ "$what" = engine ]; then
 fi
 [ "$what" = engine ] && exit 0
 
-cargo leptos build --release
+cargo leptos build --release --precompress
 cargo build --release -p loadgen
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed"; exit 1; }
 # Every browser holds a socket at each end: raise the open-file limit as far
@@ -89,6 +90,36 @@ if [ "$what" = pages ]; then
   # steps, through the server function.
   cargo run --release -p server --example pages -- \
     --server "$CARGO_TARGET_DIR/release/server" | tee "$out/pages.txt"
+  exit 0
+fi
+
+if [ "$what" = lighthouse ]; then
+  # Lighthouse 12 (mobile defaults: simulated slow 4G and a 4x slower CPU)
+  # in Debian's Chromium against the release build, three runs. 12.2.3:
+  # later 12.x locks are refused by this npm, 13 wants Node 22.
+  lighthouse_dir=$HOME/.cache/hailstone/lighthouse
+  [ -x "$lighthouse_dir/node_modules/.bin/lighthouse" ] ||
+    npm install --prefix "$lighthouse_dir" --no-audit --no-fund -E lighthouse@12.2.3
+  rm -f "$out/lighthouse.db"
+  LEPTOS_SITE_ADDR=$addr HAILSTONE_STORE_PATH="$out/lighthouse.db" RUST_LOG=warn \
+    "$CARGO_TARGET_DIR/release/server" &
+  server_pid=$!
+  for _ in $(seq 100); do curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  : >"$out/lighthouse.txt"
+  for run in 1 2 3; do
+    CHROME_PATH=/usr/bin/chromium "$lighthouse_dir/node_modules/.bin/lighthouse" "http://$addr/" \
+      --chrome-flags="--headless=new --no-sandbox --disable-gpu" --quiet \
+      --only-categories=performance,accessibility --output=json --output-path="$out/lighthouse-$run.json"
+    node -e '
+      const r = require(process.argv[1]);
+      const score = (c) => Math.round(r.categories[c].score * 100);
+      const shown = (a) => r.audits[a].displayValue;
+      console.log(`run ${process.argv[2]}: performance ${score("performance")}, accessibility ${score("accessibility")};`,
+        `FCP ${shown("first-contentful-paint")}, LCP ${shown("largest-contentful-paint")},`,
+        `TBT ${shown("total-blocking-time")}, TTI ${shown("interactive")}`);
+    ' "$PWD/$out/lighthouse-$run.json" "$run" | tee -a "$out/lighthouse.txt"
+  done
+  stop_server
   exit 0
 fi
 
@@ -265,8 +296,9 @@ if [ -z "$only" ]; then
     --server "$CARGO_TARGET_DIR/release/server" | tee "$out/pages.txt"
 fi
 
-# Size of what a browser downloads.
-wasm=$(gzip -9c target/site/pkg/hailstone.wasm | wc -c)
-js=$(gzip -9c target/site/pkg/hailstone.js | wc -c)
-css=$(gzip -9c target/site/pkg/hailstone.css | wc -c)
-echo "gzip bytes: wasm $wasm, js $js, css $css, wasm+js $((wasm + js))" | tee "$out/size.txt"
+# Size of what a browser downloads (the names carry their content's hash;
+# the build's own compressed copies are what the server sends).
+size() { wc -c <"$(ls target/site/pkg/hailstone.*."$1$2")"; }
+echo "gzip -9 bytes: wasm $(size wasm .gz), js $(size js .gz), css $(size css .gz);" \
+  "brotli bytes: wasm $(size wasm .br), js $(size js .br), css $(size css .br);" \
+  "wasm+js gzip $(($(size wasm .gz) + $(size js .gz))), brotli $(($(size wasm .br) + $(size js .br)))" | tee "$out/size.txt"

@@ -55,7 +55,7 @@ wait_http() {
   exit 1
 }
 
-[ -x "$bin" ] || { echo "no server binary at $bin: run 'cargo leptos build --release' first" >&2; exit 1; }
+[ -x "$bin" ] || { echo "no server binary at $bin: run 'cargo leptos build --release --precompress' first" >&2; exit 1; }
 
 # Polls until redis-cli on port `$1` answers `$2` to the rest, for 30 s.
 wait_redis() {

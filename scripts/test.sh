@@ -16,7 +16,7 @@ cargo build -p shared --target wasm32-unknown-unknown
 step "cargo leptos test (server with ssr, app with hydrate)"
 cargo leptos test
 
-step "cargo leptos end-to-end --release (Playwright in Chromium, against what 'make run' serves)"
+step "cargo leptos end-to-end --release --precompress (Playwright in Chromium, against what 'make run' serves)"
 # A fast step interval keeps the suite short; streams that the server ends
 # every few seconds prove that every page resumes without losing a value.
 # Sessions go to a store of this run's own. Every test browser comes from
@@ -28,4 +28,4 @@ HAILSTONE_STEP_INTERVAL_MS=100 HAILSTONE_STREAM_LIFETIME_SECS=4 \
   HAILSTONE_NEW_SESSIONS_PER_MINUTE=100000 \
   HAILSTONE_STORE_PATH="$store_dir/e2e.db" \
   HAILSTONE_SERVER_BIN="$CARGO_TARGET_DIR/release/server" \
-  cargo leptos end-to-end --release
+  cargo leptos end-to-end --release --precompress

@@ -516,6 +516,7 @@ impl Config {
             .site_pkg_dir(self.site.pkg_dir.as_str())
             .site_addr(self.site.addr)
             .reload_port(self.site.reload_port)
+            .hash_files(crate::assets::hashed())
             .build()
     }
 }

@@ -5,6 +5,7 @@
 //! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
 
 pub mod address;
+pub mod assets;
 pub mod backend;
 pub mod change;
 pub mod cluster;
@@ -38,7 +39,11 @@ use axum::{
     Router,
 };
 use tokio::net::TcpListener;
-use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir, timeout::TimeoutLayer};
+use tower_http::{
+    compression::{CompressionLayer, CompressionLevel},
+    limit::RequestBodyLimitLayer,
+    timeout::TimeoutLayer,
+};
 
 pub use config::Config;
 pub use runtime::{NoRoom, Runtime};
@@ -56,13 +61,22 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
         let options = options.clone();
         move || shell(options.clone())
     });
-    let files = ServeDir::new(&*options.site_root);
+    let assets = assets::Assets::new(
+        std::path::Path::new(&*options.site_root),
+        options.site_pkg_dir_route_base(),
+        options.hash_files,
+    );
 
     let node = runtime
         .cluster()
         .and_then(|cluster| axum::http::HeaderValue::from_str(cluster.node()).ok());
     let router = Router::new()
-        .route("/", get(page))
+        // The page is made per request: compressed as it is sent (gzip at
+        // its fastest, a few KiB; the files were compressed at build).
+        .route(
+            "/",
+            get(page).layer(CompressionLayer::new().quality(CompressionLevel::Fastest)),
+        )
         .route(
             "/api/{*name}",
             post(server_fn).layer(TimeoutLayer::with_status_code(
@@ -75,7 +89,7 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
         .route_layer(from_fn_with_state(runtime.clone(), http::session_layer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(move |request: axum::extract::Request| static_file(files.clone(), request))
+        .fallback(move |request: axum::extract::Request| assets.clone().serve(request))
         .layer(from_fn(http::server_fn_status))
         .layer(from_fn_with_state(runtime.clone(), http::same_origin))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
@@ -112,40 +126,6 @@ async fn server_fn(
     response
 }
 
-/// The longest path segment looked up as a file: longer names do not exist
-/// on any common file system (which would answer with an error, not "no
-/// such file").
-const MAX_SEGMENT_BYTES: usize = 255;
-
-/// A file of the compiled site, or 404.
-async fn static_file(files: ServeDir, request: axum::extract::Request) -> axum::response::Response {
-    let too_long = request
-        .uri()
-        .path()
-        .split('/')
-        .any(|segment| segment.len() > MAX_SEGMENT_BYTES);
-    if too_long {
-        return not_found().await.into_response();
-    }
-    match tower::ServiceExt::oneshot(files, request).await {
-        Ok(response) if response.status() == StatusCode::NOT_FOUND => {
-            not_found().await.into_response()
-        }
-        Ok(response) => {
-            if response.status().is_server_error() {
-                tracing::error!(status = %response.status(), "a static file could not be served");
-            }
-            response.into_response()
-        }
-        Err(never) => match never {},
-    }
-}
-
-/// Anything that is neither a route nor a file.
-async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "Page not found.")
-}
-
 /// Liveness: answers as long as the server accepts connections.
 async fn healthz() -> &'static str {
     "ok"
@@ -157,7 +137,7 @@ async fn metrics(
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     if runtime.http.metrics_token.is_none() {
-        return not_found().await.into_response();
+        return assets::not_found().into_response();
     }
     if !runtime.http.may_read_metrics(&headers) {
         return (

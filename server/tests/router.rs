@@ -42,6 +42,28 @@ async fn the_page_is_rendered_with_its_scripts() {
 }
 
 #[tokio::test]
+async fn the_page_goes_gzipped_to_a_browser_that_takes_it() {
+    let mut config = config();
+    config.store.path = ":memory:".into();
+    let store = server::store::open(&config.store.path).unwrap();
+    let app = server::app(server::Runtime::new(&config, store), &config);
+    let request = Request::get("/")
+        .header("accept-encoding", "gzip, deflate, br")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let mut html = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut html)
+        .unwrap();
+    assert!(html.contains("Collatz Conjecture"), "{html}");
+}
+
+#[tokio::test]
 async fn an_unknown_path_is_404() {
     let (status, _) = get("/no-such-page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
