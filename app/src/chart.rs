@@ -295,10 +295,12 @@ mod tests {
             status: shared::wire::Status::Finished,
             interval_ms: 0,
             restart: true,
-            appended: all.iter().map(|v| v.to_string()).collect(),
-            steps: 8,
-            peak: Some("16".into()),
-            peak_step: Some(4),
+            change: shared::wire::RunChange {
+                appended: all.iter().map(|v| v.to_string()).collect(),
+                steps: 8,
+                peak: Some("16".into()),
+                peak_step: Some(4),
+            },
         };
         snapshot.apply(&delta, usize::MAX).unwrap();
         let run = snapshot.run.unwrap();

@@ -209,7 +209,7 @@ impl Browser {
             // And if it does, the command must be in it: it set the run
             // (the update restarts it, or shows it whole) to its start.
             let start = match &update {
-                Update::Delta(delta) if delta.restart => delta.appended.first(),
+                Update::Delta(delta) if delta.restart => delta.change.appended.first(),
                 Update::Snapshot(snapshot) => snapshot.run.as_ref().map(|run| &run.start),
                 Update::Delta(_) => None,
             };
@@ -222,18 +222,18 @@ impl Browser {
             }
             let status = match &update {
                 Update::Delta(delta) => {
-                    if !delta.appended.is_empty() {
+                    if !delta.change.appended.is_empty() {
                         if let Some(last) = last_value {
                             if self.totals.measuring.load(Ordering::Relaxed) {
                                 longest_gap = longest_gap.max(now - last);
                             }
                         }
-                        newest_step = Some(delta.steps);
+                        newest_step = Some(delta.change.steps);
                     }
                     last_value = (delta.status == Status::Running).then_some(now);
                     if delta.restart {
                         last_delta = None;
-                    } else if !delta.appended.is_empty() {
+                    } else if !delta.change.appended.is_empty() {
                         if let (Some(last), false) = (last_delta, interval.is_zero()) {
                             self.totals
                                 .sample(&self.totals.jitter, (now - last).abs_diff(interval));

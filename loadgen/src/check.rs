@@ -76,10 +76,16 @@ impl Checker {
     /// Checks a delta's values (after its restart, if it has one).
     pub fn delta(&mut self, delta: &Delta) -> Result<(), String> {
         if delta.restart {
-            self.begin(delta.appended.first().ok_or("a restart without a start")?)?;
+            self.begin(
+                delta
+                    .change
+                    .appended
+                    .first()
+                    .ok_or("a restart without a start")?,
+            )?;
         }
-        let first = delta.steps + 1 - delta.appended.len() as u64;
-        for (offset, value) in delta.appended.iter().enumerate() {
+        let first = delta.change.steps + 1 - delta.change.appended.len() as u64;
+        for (offset, value) in delta.change.appended.iter().enumerate() {
             self.value(first + offset as u64, value);
         }
         Ok(())
@@ -140,7 +146,7 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::wire::{RunView, Status};
+    use shared::wire::{RunChange, RunView, Status};
 
     fn delta(steps: u64, values: &[&str], restart: bool) -> Delta {
         Delta {
@@ -149,10 +155,12 @@ mod tests {
             status: Status::Running,
             interval_ms: 0,
             restart,
-            appended: values.iter().map(|v| v.to_string()).collect(),
-            steps,
-            peak: None,
-            peak_step: None,
+            change: RunChange {
+                appended: values.iter().map(|v| v.to_string()).collect(),
+                steps,
+                peak: None,
+                peak_step: None,
+            },
         }
     }
 

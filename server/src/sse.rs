@@ -228,7 +228,7 @@ impl Subscriber {
     fn event(&self, id: EventId, update: &Update) -> Event {
         let values = match update {
             Update::Snapshot(snapshot) => snapshot.run.as_ref().map_or(0, |run| run.recent.len()),
-            Update::Delta(delta) => delta.appended.len(),
+            Update::Delta(delta) => delta.change.appended.len(),
         };
         self.runtime.metrics.values_streamed.inc_by(values as u64);
         Event::default()

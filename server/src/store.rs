@@ -917,8 +917,11 @@ mod tests {
 
     fn saved(steps: u64) -> Saved {
         Saved {
-            start: Some("27".into()),
-            steps,
+            run: shared::SavedRun {
+                start: Some("27".into()),
+                steps,
+                resume: None,
+            },
             status: Status::Running,
             interval_ms: 500,
             version: steps + 1,
@@ -967,10 +970,8 @@ mod tests {
             writers.push(tokio::spawn(async move {
                 let mut largest = 0;
                 for steps in 0..5_000u64 {
-                    let saved = Saved {
-                        start: Some(big.clone()),
-                        ..saved(steps)
-                    };
+                    let mut saved = saved(steps);
+                    saved.run.start = Some(big.clone());
                     store.save(SessionId::random(), saved).await.unwrap();
                     largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
                 }
@@ -1061,11 +1062,11 @@ mod tests {
                 .unwrap()
         };
         store.limit_pages(pages).await.unwrap();
-        let big = Saved {
-            start: Some("7".repeat(900)),
+        let mut big = Saved {
             status: Status::Paused,
             ..saved(2)
         };
+        big.run.start = Some("7".repeat(900));
         let filler: Vec<_> = (0..50).map(|_| SessionId::random()).collect();
         for other in &filler {
             // Waited for: the failure is reported, nothing is retried.

@@ -274,7 +274,7 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
         };
         // Counted before it is announced, so `/metrics` never lags behind
         // what subscribers were told.
-        metrics.steps.inc_by(delta.appended.len() as u64);
+        metrics.steps.inc_by(delta.change.appended.len() as u64);
         let running = delta.status == Status::Running;
         // Each announcement wakes the threads that serve streams; as fast as
         // possible, a batch can come every few microseconds.

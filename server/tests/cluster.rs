@@ -77,9 +77,9 @@ impl Page {
                 );
                 if delta.restart {
                     self.first = 0;
-                    self.values = delta.appended;
+                    self.values = delta.change.appended;
                 } else {
-                    self.values.extend(delta.appended);
+                    self.values.extend(delta.change.appended);
                 }
                 self.version = delta.version;
                 self.status = delta.status;
@@ -184,7 +184,10 @@ async fn a_command_on_one_node_shows_on_anothers_stream_and_streams_resume_on_an
         panic!("a resumed stream gets a delta, not {update:?}");
     };
     assert_eq!(delta.base, missed_from);
-    assert!(!delta.appended.is_empty(), "steps were taken meanwhile");
+    assert!(
+        !delta.change.appended.is_empty(),
+        "steps were taken meanwhile"
+    );
     page.apply(id, update);
     page.follow(&mut resumed, |page| page.steps() >= 30).await;
     page.assert_exact(27);
@@ -412,7 +415,7 @@ async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
         panic!("a delta from the page's last event, not {update:?}");
     };
     assert!(delta.restart, "a new run: {delta:?}");
-    assert_eq!(delta.appended, ["97"]);
+    assert_eq!(delta.change.appended, ["97"]);
 }
 
 /// A node at its cap lets go of its copy of an idle session. It deletes

@@ -131,10 +131,8 @@ async fn a_session_that_cannot_be_rebuilt_is_told_so_lastingly_and_kept_as_it_is
         SessionId::random(),
     );
     // Sound bytes, but a start that is not a number.
-    let broken = Saved {
-        start: Some("abc".into()),
-        ..paused_run(27)
-    };
+    let mut broken = paused_run(27);
+    broken.run.start = Some("abc".into());
     store_sessions(
         &path,
         &[
@@ -246,7 +244,7 @@ async fn ask_all(server: &Server, sessions: &[(SessionId, Saved)]) -> usize {
             200 => {
                 let page: app::api::Page = serde_json::from_str(&body).unwrap();
                 let run = page.snapshot.run.expect("never an empty page in its place");
-                assert_eq!(Some(run.start), saved.start, "never another run");
+                assert_eq!(Some(run.start), saved.run.start, "never another run");
                 assert_eq!(page.snapshot.status, Status::Paused);
             }
             500 => {

@@ -138,8 +138,8 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
         if let Update::Delta(delta) = update {
             record(
                 &mut seen,
-                delta.steps + 1 - delta.appended.len() as u64,
-                &delta.appended,
+                delta.change.steps + 1 - delta.change.appended.len() as u64,
+                &delta.change.appended,
             );
         }
         last_version = id;
@@ -168,7 +168,7 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
         }
         Update::Delta(delta) => {
             assert!(delta.restart, "the list starts again");
-            (delta.status, delta.steps, 0, delta.appended)
+            (delta.status, delta.change.steps, 0, delta.change.appended)
         }
     };
     assert_eq!(status, Status::Running, "the run resumed");
@@ -184,8 +184,8 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
         assert!(!delta.restart);
         record(
             &mut seen,
-            delta.steps + 1 - delta.appended.len() as u64,
-            &delta.appended,
+            delta.change.steps + 1 - delta.change.appended.len() as u64,
+            &delta.change.appended,
         );
         status = delta.status;
     }
@@ -450,8 +450,8 @@ fn collect(seen: &mut BTreeMap<u64, String>, update: &Update) {
             }
             record(
                 seen,
-                delta.steps + 1 - delta.appended.len() as u64,
-                &delta.appended,
+                delta.change.steps + 1 - delta.change.appended.len() as u64,
+                &delta.change.appended,
             );
         }
     }

@@ -47,7 +47,7 @@ async fn values_until_finished(
                 if delta.restart {
                     values.clear();
                 }
-                values.extend(delta.appended.iter().cloned());
+                values.extend(delta.change.appended.iter().cloned());
                 client
                     .as_mut()
                     .expect("a snapshot first")
@@ -102,7 +102,7 @@ async fn a_reconnect_gets_exactly_the_missed_deltas() {
         let (id, update) = events.next().await.unwrap();
         match update {
             Update::Snapshot(snapshot) => values.extend(snapshot.run.unwrap().recent),
-            Update::Delta(delta) => values.extend(delta.appended),
+            Update::Delta(delta) => values.extend(delta.change.appended),
         }
         last_id = Some(id);
     }
@@ -120,11 +120,11 @@ async fn a_reconnect_gets_exactly_the_missed_deltas() {
         "exactly from where it left"
     );
     assert!(
-        delta.appended.len() > 1,
+        delta.change.appended.len() > 1,
         "the missed values, merged into one event"
     );
     assert_eq!(id.cursor.version, delta.version);
-    values.extend(delta.appended);
+    values.extend(delta.change.appended);
     let expected = trajectory(27);
     assert_eq!(values[..], expected[..values.len()], "no gap, no duplicate");
     server.stop().await;
@@ -527,7 +527,7 @@ async fn a_stream_ended_by_the_server_resumes_without_loss() {
                 if delta.restart {
                     values.clear();
                 }
-                values.extend(delta.appended.iter().cloned());
+                values.extend(delta.change.appended.iter().cloned());
                 client.apply(&delta, usize::MAX).unwrap();
                 last_id = id;
             }
@@ -728,7 +728,7 @@ async fn an_open_stream_is_not_idle() {
     let mut deltas = 0;
     while deltas < 3 {
         if let Some((_, Update::Delta(delta))) = events.next().await {
-            deltas += delta.appended.len();
+            deltas += delta.change.appended.len();
         }
     }
     server.stop().await;

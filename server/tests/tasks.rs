@@ -379,7 +379,7 @@ async fn a_failed_checkpoint_pauses_the_run_and_the_pause_is_kept() {
     let kept = store.kept.lock().unwrap().clone();
     assert_eq!(kept.len(), 1, "the pause is kept for a retry");
     assert_eq!(kept[0].status, Status::Paused);
-    assert_eq!(kept[0].steps, steps);
+    assert_eq!(kept[0].run.steps, steps);
     runtime.stop().await;
 }
 

@@ -5,17 +5,21 @@
 //!
 //! - [`Number`]: exact positive integers of any size, and the Collatz step.
 //! - [`input`]: the one validation of what a user types.
-//! - [`Collatz`]: one session's state machine (status, run, generation, version).
+//! - [`task`]: what a kind of background task is ([`task::Task`]), and the
+//!   machine that runs any kind (status, generation, version, saving).
+//! - [`collatz`]: the Collatz kind; [`Collatz`] is a session's machine for it.
 //! - [`wire`]: the commands and updates that travel as JSON.
 //! - [`trajectory`]: any page of a run, recomputed exactly from bounded marks.
 
+pub mod collatz;
 pub mod input;
-mod machine;
 mod number;
 mod profile;
+pub mod task;
 pub mod trajectory;
 pub mod wire;
 
-pub use machine::{Collatz, Outcome, Refused, Resume, Saved, Settings, Unrestorable};
+pub use collatz::{Collatz, Outcome, Resume, Saved, SavedRun, Settings};
 pub use number::{group_digits, magnitude, Number};
 pub use profile::{Profile, PROFILE_POINTS};
+pub use task::{Refused, Unrestorable};

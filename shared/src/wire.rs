@@ -6,7 +6,7 @@
 
 use std::{collections::VecDeque, fmt, str::FromStr};
 
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{input::InputError, magnitude, Profile};
 
@@ -101,17 +101,50 @@ pub enum Status {
     Finished,
 }
 
-/// The whole visible state of a session at one version.
+/// The whole visible state of a session at one version, with its run as
+/// a page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct SnapshotOf<V> {
     /// The version this snapshot shows; the SSE event id.
     pub version: u64,
     /// Where the run stands.
     pub status: Status,
     /// Milliseconds between steps.
     pub interval_ms: u32,
-    /// The current run; `None` before the first number.
-    pub run: Option<RunView>,
+    /// The current run; `None` before the first one began.
+    pub run: Option<V>,
+}
+
+/// A Collatz session's whole visible state.
+pub type Snapshot = SnapshotOf<RunView>;
+/// What changed in a Collatz session between two versions.
+pub type Delta = DeltaOf<RunChange>;
+/// One message of a Collatz session's update stream.
+pub type Update = UpdateOf<RunView, RunChange>;
+
+/// What one or more changes did to a run of some task kind, as a page is
+/// sent it.
+pub trait Change:
+    Clone + fmt::Debug + PartialEq + Eq + Default + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The run's steps afterwards.
+    fn steps(&self) -> u64;
+    /// `self` then `next` (which follows it in the same run), as one.
+    fn merge(&mut self, next: Self);
+}
+
+/// A run of some task kind as a page shows it, brought up to date by the
+/// changes `C` it is sent.
+pub trait View<C>:
+    Clone + fmt::Debug + PartialEq + Eq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// Its steps.
+    fn steps(&self) -> u64;
+    /// A new run, from the change that began it, keeping what `window`
+    /// allows.
+    fn begin(change: &C, window: Window) -> Self;
+    /// Applies a change that follows it, keeping what `window` allows.
+    fn apply(&mut self, change: &C, window: Window);
 }
 
 /// A run as the page shows it.
@@ -147,9 +180,11 @@ impl RunView {
     }
 }
 
-/// What changed between two versions.
+/// What changed between two versions: the machine's state afterwards and
+/// what the run's kind says changed (its fields sit beside these in the
+/// JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delta {
+pub struct DeltaOf<C> {
     /// The version this delta applies on top of.
     pub base: u64,
     /// The version it brings the state to; the SSE event id.
@@ -158,10 +193,39 @@ pub struct Delta {
     pub status: Status,
     /// The step interval afterwards.
     pub interval_ms: u32,
-    /// A new run began: the list restarts with `appended[0]` as its start.
+    /// A new run began: the page's run is replaced by the one `change`
+    /// begins.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart: bool,
-    /// Values added to the list, in order.
+    /// What changed in the run.
+    #[serde(flatten)]
+    pub change: C,
+}
+
+impl<C: Change> DeltaOf<C> {
+    /// One delta with the effect of `self` then `next` (which must follow
+    /// it): how a slow subscriber's backlog becomes one message.
+    pub fn merge(mut self, next: DeltaOf<C>) -> DeltaOf<C> {
+        debug_assert_eq!(self.version, next.base, "deltas merge in order");
+        if next.restart {
+            return DeltaOf {
+                base: self.base,
+                ..next
+            };
+        }
+        self.version = next.version;
+        self.status = next.status;
+        self.interval_ms = next.interval_ms;
+        self.change.merge(next.change);
+        self
+    }
+}
+
+/// What changed in a Collatz run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunChange {
+    /// Values added to the list, in order (after a restart, the first is
+    /// the new run's start).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub appended: Vec<String>,
     /// Steps taken in the run afterwards.
@@ -174,27 +238,66 @@ pub struct Delta {
     pub peak_step: Option<u64>,
 }
 
-impl Delta {
-    /// One delta with the effect of `self` then `next` (which must follow
-    /// it): how a slow subscriber's backlog becomes one message.
-    pub fn merge(mut self, next: Delta) -> Delta {
-        debug_assert_eq!(self.version, next.base, "deltas merge in order");
-        if next.restart {
-            return Delta {
-                base: self.base,
-                ..next
-            };
-        }
-        self.version = next.version;
-        self.status = next.status;
-        self.interval_ms = next.interval_ms;
+impl Change for RunChange {
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn merge(&mut self, next: RunChange) {
         self.appended.extend(next.appended);
         self.steps = next.steps;
         if next.peak.is_some() {
             self.peak = next.peak;
             self.peak_step = next.peak_step;
         }
-        self
+    }
+}
+
+impl View<RunChange> for RunView {
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn begin(change: &RunChange, window: Window) -> RunView {
+        let start = change.appended.first().cloned().unwrap_or_default();
+        let mut profile = Profile::new();
+        profile.push(magnitude(&start));
+        let mut run = RunView {
+            peak: start.clone(),
+            peak_step: 0,
+            steps: 0,
+            recent: VecDeque::from([start.clone()]),
+            profile,
+            start,
+        };
+        run.extend(change.appended.iter().skip(1), change, window);
+        run
+    }
+
+    fn apply(&mut self, change: &RunChange, window: Window) {
+        self.extend(change.appended.iter(), change, window);
+    }
+}
+
+impl RunView {
+    /// Adds `values` and takes the rest of `change`.
+    fn extend<'a>(
+        &mut self,
+        values: impl Iterator<Item = &'a String>,
+        change: &RunChange,
+        window: Window,
+    ) {
+        for value in values {
+            self.profile.push(magnitude(value));
+            self.recent.push_back(value.clone());
+        }
+        let mut held = self.recent.iter().map(String::len).sum();
+        window.trim(&mut self.recent, &mut held);
+        self.steps = change.steps;
+        if let Some(peak) = &change.peak {
+            self.peak.clone_from(peak);
+            self.peak_step = change.peak_step.unwrap_or(self.peak_step);
+        }
     }
 }
 
@@ -269,17 +372,17 @@ impl FromStr for EventId {
     }
 }
 
-impl Update {
+impl<V: View<C>, C: Change> UpdateOf<V, C> {
     /// Where a client stands after applying this update.
     pub fn cursor(&self) -> Cursor {
         match self {
-            Update::Snapshot(snapshot) => Cursor {
+            UpdateOf::Snapshot(snapshot) => Cursor {
                 version: snapshot.version,
-                steps: snapshot.run.as_ref().map_or(0, |run| run.steps),
+                steps: snapshot.run.as_ref().map_or(0, V::steps),
             },
-            Update::Delta(delta) => Cursor {
+            UpdateOf::Delta(delta) => Cursor {
                 version: delta.version,
-                steps: delta.steps,
+                steps: delta.change.steps(),
             },
         }
     }
@@ -288,11 +391,11 @@ impl Update {
 /// One message of the update stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Update {
+pub enum UpdateOf<V, C> {
     /// The whole state: the first message, and after a gap.
-    Snapshot(Snapshot),
+    Snapshot(SnapshotOf<V>),
     /// What changed since the previous message.
-    Delta(Delta),
+    Delta(DeltaOf<C>),
 }
 
 /// How many recent values are kept: at most `values` of them, and at most
@@ -338,11 +441,18 @@ pub struct Gap {
     pub base: u64,
 }
 
-impl Snapshot {
+impl<V> SnapshotOf<V> {
     /// Applies a delta, keeping the recent values `window` allows. A delta
     /// for a version already seen is ignored; one that skips versions is a
     /// [`Gap`].
-    pub fn apply(&mut self, delta: &Delta, window: impl Into<Window>) -> Result<(), Gap> {
+    pub fn apply<C: Change>(
+        &mut self,
+        delta: &DeltaOf<C>,
+        window: impl Into<Window>,
+    ) -> Result<(), Gap>
+    where
+        V: View<C>,
+    {
         let window = window.into();
         if delta.version <= self.version {
             return Ok(());
@@ -353,32 +463,10 @@ impl Snapshot {
                 base: delta.base,
             });
         }
-        let mut values = delta.appended.iter();
         if delta.restart {
-            let start = values.next().cloned().unwrap_or_default();
-            let mut profile = Profile::new();
-            profile.push(magnitude(&start));
-            self.run = Some(RunView {
-                peak: start.clone(),
-                peak_step: 0,
-                steps: 0,
-                recent: VecDeque::from([start.clone()]),
-                profile,
-                start,
-            });
-        }
-        if let Some(run) = &mut self.run {
-            for value in values {
-                run.profile.push(magnitude(value));
-                run.recent.push_back(value.clone());
-            }
-            let mut held = run.recent.iter().map(String::len).sum();
-            window.trim(&mut run.recent, &mut held);
-            run.steps = delta.steps;
-            if let Some(peak) = &delta.peak {
-                run.peak.clone_from(peak);
-                run.peak_step = delta.peak_step.unwrap_or(run.peak_step);
-            }
+            self.run = Some(V::begin(&delta.change, window));
+        } else if let Some(run) = &mut self.run {
+            run.apply(&delta.change, window);
         }
         self.version = delta.version;
         self.status = delta.status;

@@ -17,10 +17,10 @@ fn run(start: &str) -> (u64, String, Vec<String>) {
     let outcome = machine
         .apply(&Command::SetNumber { text: start.into() })
         .unwrap();
-    let mut values = outcome.delta.unwrap().appended;
+    let mut values = outcome.delta.unwrap().change.appended;
     if let Some(generation) = outcome.start_task {
         while machine.status() == Status::Running {
-            values.extend(machine.step(generation).unwrap().appended);
+            values.extend(machine.step(generation).unwrap().change.appended);
         }
     }
     assert_eq!(machine.status(), Status::Finished);

@@ -103,7 +103,7 @@ fn snapshots_and_deltas_round_trip_exactly() {
     let (m, deltas) = busy_machine();
     let snapshot = m.snapshot();
     assert_eq!(round_trip(&snapshot), snapshot);
-    let update = Update::Snapshot(snapshot);
+    let update: Update = Update::Snapshot(snapshot);
     assert_eq!(round_trip(&update), update);
     for delta in deltas {
         assert_eq!(round_trip(&delta), delta);
@@ -166,7 +166,7 @@ fn merged_deltas_rebuild_the_same_state() {
 #[test]
 fn a_gap_is_detected_and_an_old_delta_ignored() {
     let (_, deltas) = busy_machine();
-    let mut client = Snapshot {
+    let mut client: Snapshot = Snapshot {
         version: 0,
         status: Status::Idle,
         interval_ms: 500,

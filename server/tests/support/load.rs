@@ -125,12 +125,16 @@ impl Seen {
                     "a delta follows the version before"
                 );
                 if delta.restart {
-                    let start = delta.appended[0].clone();
-                    self.values(&start, 0, &delta.appended, known);
-                } else if !delta.appended.is_empty() {
+                    let start = delta.change.appended[0].clone();
+                    self.values(&start, 0, &delta.change.appended, known);
+                } else if !delta.change.appended.is_empty() {
                     let (start, steps) = self.run.clone().expect("a run before its steps");
-                    assert_eq!(delta.steps - delta.appended.len() as u64, steps, "no gap");
-                    self.values(&start, steps + 1, &delta.appended, known);
+                    assert_eq!(
+                        delta.change.steps - delta.change.appended.len() as u64,
+                        steps,
+                        "no gap"
+                    );
+                    self.values(&start, steps + 1, &delta.change.appended, known);
                 }
                 self.version = delta.version;
             }
