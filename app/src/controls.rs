@@ -145,10 +145,29 @@ pub fn RunningSwitch() -> impl IntoView {
                 Status::Running => "running",
                 Status::Paused => "paused",
                 Status::Finished => "finished",
+                Status::Cancelled => "cancelled",
             }>
                 {move || describe(status(), steps())}
             </p>
         </div>
+    }
+}
+
+/// "Cancel run": ends a running or paused run for good (the switch only
+/// pauses it). Its values stay; a new number starts a new run.
+#[component]
+pub fn CancelButton() -> impl IntoView {
+    let state = expect_context::<PageState>();
+    let cancellable = move || {
+        state
+            .snapshot
+            .with(|s| matches!(s.status, Status::Running | Status::Paused))
+    };
+    let cancel = move |_| state.send.run((Command::Cancel, Callback::new(|_| {})));
+    view! {
+        <button type="button" class="cancel" disabled=move || !cancellable() on:click=cancel>
+            "Cancel run"
+        </button>
     }
 }
 

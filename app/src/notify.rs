@@ -246,6 +246,7 @@ mod browser {
             Status::Running => "running",
             Status::Paused => "paused",
             Status::Finished => "finished",
+            Status::Cancelled => "cancelled",
         }
     }
 

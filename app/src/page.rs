@@ -6,7 +6,7 @@ use leptos::{either::Either, prelude::*};
 use crate::{
     api::{load_page, Page},
     chart::Chart,
-    controls::{IntervalPicker, NumberInput, RunningSwitch},
+    controls::{CancelButton, IntervalPicker, NumberInput, RunningSwitch},
     notify::{AwayNotice, NotifySwitch},
     results::{ResultList, Stats},
     state::{Link, PageState},
@@ -68,6 +68,7 @@ fn Collatz(page: Page) -> impl IntoView {
             <NumberInput/>
             <div class="row">
                 <RunningSwitch/>
+                <CancelButton/>
                 <IntervalPicker/>
                 <LinkIndicator/>
             </div>

@@ -50,5 +50,9 @@ pub fn describe(status: Status, steps: u64) -> String {
             "Reached 1 in {} steps.",
             shared::group_digits(&steps.to_string())
         ),
+        Status::Cancelled => format!(
+            "Cancelled after {} steps.",
+            shared::group_digits(&steps.to_string())
+        ),
     }
 }

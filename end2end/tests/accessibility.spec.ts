@@ -19,7 +19,7 @@ for (const [width, height] of [
   test.describe(`at ${width} px`, () => {
     test.use({ viewport: { width, height } });
 
-    test("axe finds no violation idle, running, paused, with an error, and after a long run", async ({ page }) => {
+    test("axe finds no violation idle, running, paused, with an error, after a long run, and cancelled", async ({ page }) => {
       test.setTimeout(120_000);
       await open(page);
       await expectNoViolations(page, "idle");
@@ -49,6 +49,13 @@ for (const [width, height] of [
       await page.keyboard.press("End");
       await expect(page.getByRole("slider")).toHaveAttribute("aria-valuetext", /^Step [\d,]+: 1$/);
       await expectNoViolations(page, "with a step chosen on the chart");
+
+      await page.getByLabel("Step every").selectOption("100");
+      await enter(page, "27");
+      await waitForValues(page, 3);
+      await page.getByRole("button", { name: "Cancel run" }).click();
+      await expect(runStatus(page)).toHaveText(/^Cancelled after/);
+      await expectNoViolations(page, "cancelled");
     });
   });
 }

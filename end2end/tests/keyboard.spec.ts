@@ -21,6 +21,8 @@ test("the page works with the keyboard alone", async ({ page }) => {
   await expect(runningSwitch(page)).toHaveAttribute("aria-checked", "true");
 
   await page.keyboard.press("Tab");
+  await expect(page.getByRole("button", { name: "Cancel run" })).toBeFocused();
+  await page.keyboard.press("Tab");
   const interval = page.getByLabel("Step every");
   await expect(interval).toBeFocused();
   await interval.selectOption("250");

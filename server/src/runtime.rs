@@ -554,5 +554,6 @@ fn command_kind(command: &Command) -> &'static str {
         Command::SetRunning { running: true } => "set_running_on",
         Command::SetRunning { running: false } => "set_running_off",
         Command::SetInterval { .. } => "set_interval",
+        Command::Cancel => "cancel",
     }
 }

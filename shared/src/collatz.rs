@@ -252,6 +252,7 @@ impl Task for Run {
             Command::SetNumber { text } => Control::Begin(text),
             Command::SetRunning { running } => Control::Running(*running),
             Command::SetInterval { ms } => Control::Interval(*ms),
+            Command::Cancel => Control::Cancel,
         }
     }
 

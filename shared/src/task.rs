@@ -4,7 +4,7 @@
 //! how a command begins one (and validates its input), one step, when it is
 //! done, what the page is shown of it and what changed, and what a store
 //! keeps. [`Machine`] is everything else, the same for every kind: the
-//! status (idle, running, paused, finished), the step interval, the
+//! status (idle, running, paused, finished, cancelled), the step interval, the
 //! generation that fences its one stepper, the version of every change, the
 //! incarnation, and saving and rebuilding with versions that never go back.
 //! Nothing here names a task kind.
@@ -24,6 +24,8 @@ pub enum Control<'a, I: ?Sized> {
     Running(bool),
     /// Milliseconds between two steps.
     Interval(u32),
+    /// End the run where it is (running or paused), for good.
+    Cancel,
 }
 
 /// A kind of background task: one run's own state and rules. Pure and
@@ -324,9 +326,11 @@ impl<T: Task> Machine<T> {
                     _ if done => Status::Finished,
                     // The user's pause is respected: the new run waits.
                     Status::Paused => Status::Paused,
-                    // Idle, finished or running: the run (re)starts running;
+                    // Idle, ended or running: the run (re)starts running;
                     // a running task carries on with the new run.
-                    Status::Idle | Status::Finished | Status::Running => Status::Running,
+                    Status::Idle | Status::Finished | Status::Cancelled | Status::Running => {
+                        Status::Running
+                    }
                 };
                 start_task = self.enter(status);
             }
@@ -338,6 +342,11 @@ impl<T: Task> Machine<T> {
             Control::Running(false) => {
                 if self.status == Status::Running {
                     self.enter(Status::Paused);
+                }
+            }
+            Control::Cancel => {
+                if matches!(self.status, Status::Running | Status::Paused) {
+                    self.enter(Status::Cancelled);
                 }
             }
             Control::Interval(ms) => {

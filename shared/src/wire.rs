@@ -32,6 +32,8 @@ pub enum Command {
         /// The new interval.
         ms: u32,
     },
+    /// "Cancel run": the run ends where it is, kept but never stepped again.
+    Cancel,
 }
 
 /// Why a command was refused; the state is unchanged.
@@ -99,6 +101,9 @@ pub enum Status {
     Paused,
     /// The run reached 1.
     Finished,
+    /// The user cancelled the run: it is kept as it was, and never steps
+    /// again (a new number starts a new run).
+    Cancelled,
 }
 
 /// The whole visible state of a session at one version, with its run as

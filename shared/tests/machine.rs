@@ -651,3 +651,36 @@ fn a_saved_record_keeps_its_json_shape_and_old_records_are_read() {
     );
     assert_eq!(current(&restored), "124");
 }
+
+#[test]
+fn cancel_ends_a_run_for_good_and_a_new_number_starts_another() {
+    let mut m = machine();
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    m.step(generation).unwrap();
+    let delta = m.apply(&Command::Cancel).unwrap().delta.unwrap();
+    assert_eq!((delta.status, delta.change.steps), (Status::Cancelled, 1));
+    assert_eq!(m.step(generation), Err(Refused::Stale), "its task stops");
+    // Neither the switch nor a second cancel changes it.
+    assert_eq!(m.apply(&set_running(true)).unwrap(), Default::default());
+    assert_eq!(m.apply(&Command::Cancel).unwrap(), Default::default());
+    assert_eq!(
+        (m.status(), current(&m)),
+        (Status::Cancelled, "82".to_owned())
+    );
+    // It is kept across a restart as it was.
+    let restored = Collatz::restore(Settings::default(), &m.saved(), 10, 3).unwrap();
+    assert_eq!(restored.status(), Status::Cancelled);
+    // A new number starts a new run, running.
+    let outcome = m.apply(&set_number("6")).unwrap();
+    assert!(outcome.start_task.is_some());
+    assert_eq!(m.status(), Status::Running);
+    // A paused run is cancelled too; an idle or finished one is not.
+    m.apply(&set_running(false)).unwrap();
+    m.apply(&Command::Cancel).unwrap();
+    assert_eq!(m.status(), Status::Cancelled);
+    let mut idle = machine();
+    assert_eq!(idle.apply(&Command::Cancel).unwrap(), Default::default());
+    idle.apply(&set_number("1")).unwrap();
+    assert_eq!(idle.apply(&Command::Cancel).unwrap(), Default::default());
+    assert_eq!(idle.status(), Status::Finished);
+}

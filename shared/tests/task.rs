@@ -26,6 +26,7 @@ enum CountCommand {
     Begin { from: u32 },
     Running { on: bool },
     Interval { ms: u32 },
+    Cancel,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +105,7 @@ impl Task for Countdown {
             CountCommand::Begin { from } => Control::Begin(from),
             CountCommand::Running { on } => Control::Running(*on),
             CountCommand::Interval { ms } => Control::Interval(*ms),
+            CountCommand::Cancel => Control::Cancel,
         }
     }
     fn begin(_: &u32, from: &u32) -> Result<Countdown, CommandError> {
@@ -232,6 +234,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => (0u32..12).prop_map(|from| Act::Command(CountCommand::Begin { from })),
         1 => any::<bool>().prop_map(|on| Act::Command(CountCommand::Running { on })),
         1 => (0u32..3).prop_map(|ms| Act::Command(CountCommand::Interval { ms })),
+        1 => Just(Act::Command(CountCommand::Cancel)),
         4 => (0usize..3).prop_map(Act::Step),
         1 => (0usize..3).prop_map(Act::Halt),
         1 => Just(Act::SaveAndReload),
@@ -271,7 +274,19 @@ proptest! {
             let version = m.version();
             match act {
                 Act::Command(command) => {
+                    let before = m.status();
                     let outcome = m.apply(&command).unwrap();
+                    if command == CountCommand::Cancel {
+                        // Only a running or paused run is cancelled, for
+                        // good: no task, and (below) no step until a new one.
+                        let cancellable = matches!(before, Status::Running | Status::Paused);
+                        let expected = if cancellable { Status::Cancelled } else { before };
+                        prop_assert_eq!(m.status(), expected);
+                        prop_assert_eq!(outcome.start_task, None);
+                    }
+                    if before == Status::Cancelled && matches!(command, CountCommand::Running { .. }) {
+                        prop_assert_eq!(m.status(), Status::Cancelled, "a cancelled run does not resume");
+                    }
                     if let Some(generation) = outcome.start_task {
                         prop_assert_eq!(generation, m.generation());
                         generations.push(generation);
