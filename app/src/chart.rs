@@ -286,6 +286,7 @@ mod tests {
             version: 0,
             status: shared::wire::Status::Idle,
             interval_ms: 0,
+            failure: None,
             run: None,
         };
         let all = ["6", "3", "10", "5", "16", "8", "4", "2", "1"];
@@ -294,6 +295,7 @@ mod tests {
             version: 1,
             status: shared::wire::Status::Finished,
             interval_ms: 0,
+            failure: None,
             restart: true,
             change: shared::wire::RunChange {
                 appended: all.iter().map(|v| v.to_string()).collect(),

@@ -121,11 +121,6 @@ pub fn RunningSwitch() -> impl IntoView {
         };
         state.send.run((command, Callback::new(|_| {})));
     };
-    let steps = move || {
-        state
-            .snapshot
-            .with(|s| s.run.as_ref().map_or(0, |run| run.steps))
-    };
     view! {
         <div class="switch-field">
             <button
@@ -146,22 +141,23 @@ pub fn RunningSwitch() -> impl IntoView {
                 Status::Paused => "paused",
                 Status::Finished => "finished",
                 Status::Cancelled => "cancelled",
+                Status::Failed => "failed",
             }>
-                {move || describe(status(), steps())}
+                {move || state.snapshot.with(describe)}
             </p>
         </div>
     }
 }
 
-/// "Cancel run": ends a running or paused run for good (the switch only
-/// pauses it). Its values stay; a new number starts a new run.
+/// "Cancel run": ends a running, paused or failed run for good (the switch
+/// only pauses it). Its values stay; a new number starts a new run.
 #[component]
 pub fn CancelButton() -> impl IntoView {
     let state = expect_context::<PageState>();
     let cancellable = move || {
         state
             .snapshot
-            .with(|s| matches!(s.status, Status::Running | Status::Paused))
+            .with(|s| matches!(s.status, Status::Running | Status::Paused | Status::Failed))
     };
     let cancel = move |_| state.send.run((Command::Cancel, Callback::new(|_| {})));
     view! {

@@ -247,6 +247,7 @@ mod browser {
             Status::Paused => "paused",
             Status::Finished => "finished",
             Status::Cancelled => "cancelled",
+            Status::Failed => "failed",
         }
     }
 

@@ -41,18 +41,42 @@ pub struct PageState {
 }
 
 /// The status line under the switch.
-pub fn describe(status: Status, steps: u64) -> String {
-    match status {
+pub fn describe(snapshot: &Snapshot) -> String {
+    let steps = snapshot.run.as_ref().map_or(0, |run| run.steps);
+    let steps_text = shared::group_digits(&steps.to_string());
+    match snapshot.status {
         Status::Idle => "Enter a number to start.".to_owned(),
-        Status::Running => format!("{} steps so far", shared::group_digits(&steps.to_string())),
+        Status::Running => format!("{steps_text} steps so far"),
         Status::Paused => "Paused".to_owned(),
-        Status::Finished => format!(
-            "Reached 1 in {} steps.",
-            shared::group_digits(&steps.to_string())
+        Status::Finished => format!("Reached 1 in {steps_text} steps."),
+        Status::Cancelled => format!("Cancelled after {steps_text} steps."),
+        Status::Failed => format!(
+            "Stopped after {steps_text} steps: {}. Switch it on to try again.",
+            snapshot.failure.unwrap_or_default()
         ),
-        Status::Cancelled => format!(
-            "Cancelled after {} steps.",
-            shared::group_digits(&steps.to_string())
-        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::wire::Failure;
+
+    #[test]
+    fn a_failed_run_says_why_and_what_to_do() {
+        let mut machine = shared::Collatz::new(shared::Settings::default());
+        // A hundred nines take thousands of steps to reach 1.
+        let set = shared::wire::Command::SetNumber {
+            text: "9".repeat(100),
+        };
+        let generation = machine.apply(&set).unwrap().start_task.unwrap();
+        for _ in 0..1234 {
+            machine.step(generation).unwrap();
+        }
+        machine.halt(generation, Failure::StoreRefused).unwrap();
+        assert_eq!(
+            describe(&machine.snapshot()),
+            "Stopped after 1,234 steps: the server could not save its steps. Switch it on to try again."
+        );
     }
 }

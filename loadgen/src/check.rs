@@ -154,6 +154,7 @@ mod tests {
             version: 1,
             status: Status::Running,
             interval_ms: 0,
+            failure: None,
             restart,
             change: RunChange {
                 appended: values.iter().map(|v| v.to_string()).collect(),
@@ -204,6 +205,7 @@ mod tests {
             version: 9,
             status: Status::Finished,
             interval_ms: 0,
+            failure: None,
             run: Some(RunView {
                 start: "6".into(),
                 steps: 8,

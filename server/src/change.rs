@@ -2,7 +2,10 @@
 //! the change handed to a ledger, and why a ledger may refuse it.
 
 use serde::{Deserialize, Serialize};
-use shared::{wire::Command, Collatz};
+use shared::{
+    wire::{Command, Failure},
+    Collatz,
+};
 
 use crate::store::StoreError;
 
@@ -25,10 +28,13 @@ pub enum Op {
         /// How many steps (the version grows by as many).
         count: u64,
     },
-    /// The task of `generation` died: the run paused.
+    /// The task of `generation` stopped: the run failed.
     Halt {
         /// The task's generation.
         generation: u64,
+        /// Why (absent in entries from before it was kept).
+        #[serde(default)]
+        failure: Failure,
     },
 }
 
@@ -41,7 +47,10 @@ impl Op {
             Op::Steps { generation, count } => {
                 (0..*count).all(|_| machine.step(*generation).is_ok())
             }
-            Op::Halt { generation } => machine.halt(*generation).is_some(),
+            Op::Halt {
+                generation,
+                failure,
+            } => machine.halt(*generation, *failure).is_some(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{
 
 use shared::{
     trajectory::{Marks, Page, PageError},
-    wire::{Command, CommandError, Delta, EventId, Snapshot, Status, Update},
+    wire::{Command, CommandError, Delta, EventId, Failure, Snapshot, Status, Update},
     Collatz, Number, Outcome, Refused,
 };
 use tokio::sync::{watch, Mutex};
@@ -372,15 +372,19 @@ impl Session {
     }
 
     /// The task of `generation` died, or its checkpoint could not be
-    /// stored: pause its run, so the switch never says running while
-    /// nothing runs. One process saves the pause without waiting (and keeps
-    /// trying); a node commits it while it still owns the run.
-    pub async fn halt(&self, generation: u64) {
+    /// stored (`failure`): its run is failed, so the switch never says
+    /// running while nothing runs and the page says why. One process saves
+    /// it without waiting (and keeps trying); a node commits it while it
+    /// still owns the run.
+    pub async fn halt(&self, generation: u64, failure: Failure) {
         let mut state = self.state.lock().await;
         let base = state.machine.version();
         let mut next = state.machine.clone();
-        if next.halt(generation).is_some() {
-            let op = Op::Halt { generation };
+        if next.halt(generation, failure).is_some() {
+            let op = Op::Halt {
+                generation,
+                failure,
+            };
             let change = Change {
                 base,
                 after: &next,
@@ -390,7 +394,7 @@ impl Session {
                 Ok(_) => state.machine = next,
                 Err(error) => {
                     self.refused(&mut state, &error);
-                    tracing::error!(%error, session = %self.id.short(), "could not pause the run of a failed task");
+                    tracing::error!(%error, session = %self.id.short(), "could not record the failure of a task");
                 }
             }
         }

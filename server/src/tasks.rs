@@ -14,7 +14,7 @@ use std::{
 };
 
 use futures::FutureExt;
-use shared::wire::Status;
+use shared::wire::{Failure, Status};
 use tokio::{
     runtime::{Handle, Runtime},
     time::{sleep_until, Instant},
@@ -93,7 +93,7 @@ impl Tasks {
     }
 
     /// Spawns the stepper a command started. If it panics, its run is
-    /// paused, so the switch never says running while nothing runs.
+    /// failed, so the switch never says running while nothing runs.
     pub fn spawn(&self, session: Arc<Session>, started: Started) {
         let span = tracing::info_span!(
             "task",
@@ -107,8 +107,8 @@ impl Tasks {
                 let generation = started.generation;
                 let stepping = step_until_stopped(&session, started, &metrics);
                 if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
-                    tracing::error!("task panicked; its run is paused");
-                    session.halt(generation).await;
+                    tracing::error!("task panicked; its run is failed");
+                    session.halt(generation, Failure::Crashed).await;
                 }
                 metrics.running_tasks.dec();
             }
@@ -292,12 +292,12 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
         }
         // The checkpoint is awaited outside the lock section: a command never
         // waits for the disk behind a step. If it cannot be stored, the run
-        // is paused, so the page never says running past what is stored.
+        // is failed, so the page never says running past what is stored.
         if let Some(checkpoint) = checkpoint {
             if checkpoint.await.is_err() {
-                tracing::error!("checkpoint failed; the run is paused");
+                tracing::error!("checkpoint failed; the run is failed");
                 announce_last(session, unannounced.take());
-                session.halt(generation).await;
+                session.halt(generation, Failure::StoreRefused).await;
                 break;
             }
         }

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use proptest::prelude::*;
 use server::{session::Session, store::Store, Runtime};
-use shared::wire::{Command, Snapshot, Status};
+use shared::wire::{Command, Failure, Snapshot, Status};
 
 fn runtime(interval_ms: u64) -> Arc<Runtime> {
     let mut config = support::config();
@@ -354,7 +354,7 @@ async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failed_checkpoint_pauses_the_run_and_the_pause_is_kept() {
+async fn a_failed_checkpoint_fails_the_run_with_its_reason_and_that_is_kept() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 10;
     // Room for the command only: the first checkpoint fails.
@@ -368,7 +368,11 @@ async fn a_failed_checkpoint_pauses_the_run_and_the_pause_is_kept() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle().await;
     let snapshot = session.snapshot().await;
-    assert_eq!(snapshot.status, Status::Paused, "paused, not running");
+    assert_eq!(
+        (snapshot.status, snapshot.failure),
+        (Status::Failed, Some(Failure::StoreRefused)),
+        "failed, not running, and why"
+    );
     // The first checkpoint is due after 32 versions and a second.
     let steps = snapshot.run.unwrap().steps;
     assert!(
@@ -377,14 +381,17 @@ async fn a_failed_checkpoint_pauses_the_run_and_the_pause_is_kept() {
     );
     assert_eq!(runtime.tasks.len(), 0, "its task ended");
     let kept = store.kept.lock().unwrap().clone();
-    assert_eq!(kept.len(), 1, "the pause is kept for a retry");
-    assert_eq!(kept[0].status, Status::Paused);
+    assert_eq!(kept.len(), 1, "the failure is kept for a retry");
+    assert_eq!(
+        (kept[0].status, kept[0].failure),
+        (Status::Failed, Some(Failure::StoreRefused))
+    );
     assert_eq!(kept[0].run.steps, steps);
     runtime.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_task_halts_its_run() {
+async fn a_panicking_task_fails_its_run() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 10;
     // The command is stored; the next save (the first checkpoint, made in
@@ -401,13 +408,13 @@ async fn a_panicking_task_halts_its_run() {
     settle().await;
     let snapshot = session.snapshot().await;
     assert_eq!(
-        snapshot.status,
-        Status::Paused,
+        (snapshot.status, snapshot.failure),
+        (Status::Failed, Some(Failure::Crashed)),
         "the switch is not left on with nothing running"
     );
     assert_eq!(runtime.tasks.len(), 0);
     let kept = store.kept.lock().unwrap().clone();
-    assert_eq!(kept.last().map(|saved| saved.status), Some(Status::Paused));
+    assert_eq!(kept.last().map(|saved| saved.status), Some(Status::Failed));
     runtime.stop().await;
 }
 

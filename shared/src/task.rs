@@ -4,7 +4,7 @@
 //! how a command begins one (and validates its input), one step, when it is
 //! done, what the page is shown of it and what changed, and what a store
 //! keeps. [`Machine`] is everything else, the same for every kind: the
-//! status (idle, running, paused, finished, cancelled), the step interval, the
+//! status (idle, running, paused, finished, cancelled, failed), the step interval, the
 //! generation that fences its one stepper, the version of every change, the
 //! incarnation, and saving and rebuilding with versions that never go back.
 //! Nothing here names a task kind.
@@ -13,7 +13,9 @@ use std::fmt;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::wire::{self, CommandError, Cursor, DeltaOf, SnapshotOf, Status, MAX_INTERVAL_MS};
+use crate::wire::{
+    self, CommandError, Cursor, DeltaOf, Failure, SnapshotOf, Status, MAX_INTERVAL_MS,
+};
 
 /// What a command asks of a run, as the machine sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,9 @@ pub struct Saved<R> {
     /// was published after this save. 0 in records from before it was kept.
     #[serde(default)]
     pub reserved: u64,
+    /// Why the run failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
 }
 
 /// What [`Machine::apply`] did.
@@ -156,6 +161,8 @@ pub struct Machine<T: Task> {
     /// The version at which the run was first published: a client at this
     /// version or later has this run; an older one has another.
     began: u64,
+    /// Why the run failed, while it is [`Status::Failed`].
+    failure: Option<Failure>,
 }
 
 impl<T: Task> Machine<T> {
@@ -170,6 +177,7 @@ impl<T: Task> Machine<T> {
             incarnation: 0,
             run: None,
             began: 0,
+            failure: None,
         }
     }
 
@@ -196,6 +204,7 @@ impl<T: Task> Machine<T> {
             generation: self.generation,
             incarnation: self.incarnation,
             reserved: self.version,
+            failure: self.failure,
         }
     }
 
@@ -246,6 +255,7 @@ impl<T: Task> Machine<T> {
             }
             (status, Some(_)) => status,
         };
+        let failure = (status == Status::Failed).then(|| saved.failure.unwrap_or_default());
         if saved.interval_ms > MAX_INTERVAL_MS {
             return Err(Unrestorable("interval out of range"));
         }
@@ -267,6 +277,7 @@ impl<T: Task> Machine<T> {
             // Clients from before the restart may hold an older run under
             // the same versions: they are treated as having another run.
             began: version,
+            failure,
         };
         Ok((machine, began))
     }
@@ -307,6 +318,7 @@ impl<T: Task> Machine<T> {
             version: self.version,
             status: self.status,
             interval_ms: self.interval_ms,
+            failure: self.failure,
             run: self.run.as_ref().map(T::view),
         }
     }
@@ -328,14 +340,17 @@ impl<T: Task> Machine<T> {
                     Status::Paused => Status::Paused,
                     // Idle, ended or running: the run (re)starts running;
                     // a running task carries on with the new run.
-                    Status::Idle | Status::Finished | Status::Cancelled | Status::Running => {
-                        Status::Running
-                    }
+                    Status::Idle
+                    | Status::Finished
+                    | Status::Cancelled
+                    | Status::Failed
+                    | Status::Running => Status::Running,
                 };
                 start_task = self.enter(status);
             }
             Control::Running(true) => {
-                if self.status == Status::Paused {
+                // A failed run is tried again.
+                if matches!(self.status, Status::Paused | Status::Failed) {
                     start_task = self.enter(Status::Running);
                 }
             }
@@ -345,7 +360,10 @@ impl<T: Task> Machine<T> {
                 }
             }
             Control::Cancel => {
-                if matches!(self.status, Status::Running | Status::Paused) {
+                if matches!(
+                    self.status,
+                    Status::Running | Status::Paused | Status::Failed
+                ) {
                     self.enter(Status::Cancelled);
                 }
             }
@@ -418,14 +436,16 @@ impl<T: Task> Machine<T> {
         Ok(self.publish(false, change))
     }
 
-    /// The task of `generation` died without finishing: pause the run, so
-    /// the switch never says running while nothing runs. Nothing happens if
-    /// that task was already stale.
-    pub fn halt(&mut self, generation: u64) -> Option<DeltaOf<T::Change>> {
+    /// The task of `generation` stopped without finishing, for `failure`:
+    /// the run is failed, so the switch never says running while nothing
+    /// runs, and the page says why. Nothing happens if that task was
+    /// already stale.
+    pub fn halt(&mut self, generation: u64, failure: Failure) -> Option<DeltaOf<T::Change>> {
         if generation != self.generation || self.status != Status::Running {
             return None;
         }
-        self.enter(Status::Paused);
+        self.enter(Status::Failed);
+        self.failure = Some(failure);
         let change = self.unchanged();
         Some(self.publish(false, change))
     }
@@ -452,6 +472,7 @@ impl<T: Task> Machine<T> {
             version: self.version,
             status: self.status,
             interval_ms: self.interval_ms,
+            failure: self.failure,
             restart,
             change,
         }
@@ -466,6 +487,7 @@ impl<T: Task> Machine<T> {
         }
         let was_running = self.status == Status::Running;
         self.status = status;
+        self.failure = None; // set again by `halt` when it fails the run
         if was_running || status == Status::Running {
             self.generation += 1;
         }

@@ -104,6 +104,35 @@ pub enum Status {
     /// The user cancelled the run: it is kept as it was, and never steps
     /// again (a new number starts a new run).
     Cancelled,
+    /// Its task stopped for a reason of the server's (the [`Failure`]): the
+    /// run is kept as it was; the Running switch tries again.
+    Failed,
+}
+
+/// Why a run failed, in words its user can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// The store refused its steps: they could not be saved.
+    StoreRefused,
+    /// Its task stopped on an error of the server's own.
+    Crashed,
+}
+
+impl Default for Failure {
+    /// What a failed run saved without its reason (none is) failed of.
+    fn default() -> Self {
+        Failure::Crashed
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Failure::StoreRefused => "the server could not save its steps",
+            Failure::Crashed => "the server stopped its task on an internal error",
+        })
+    }
 }
 
 /// The whole visible state of a session at one version, with its run as
@@ -116,6 +145,9 @@ pub struct SnapshotOf<V> {
     pub status: Status,
     /// Milliseconds between steps.
     pub interval_ms: u32,
+    /// Why the run failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
     /// The current run; `None` before the first one began.
     pub run: Option<V>,
 }
@@ -198,6 +230,9 @@ pub struct DeltaOf<C> {
     pub status: Status,
     /// The step interval afterwards.
     pub interval_ms: u32,
+    /// Why the run failed, when it is failed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
     /// A new run began: the page's run is replaced by the one `change`
     /// begins.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -221,6 +256,7 @@ impl<C: Change> DeltaOf<C> {
         self.version = next.version;
         self.status = next.status;
         self.interval_ms = next.interval_ms;
+        self.failure = next.failure;
         self.change.merge(next.change);
         self
     }
@@ -476,6 +512,7 @@ impl<V> SnapshotOf<V> {
         self.version = delta.version;
         self.status = delta.status;
         self.interval_ms = delta.interval_ms;
+        self.failure = delta.failure;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use shared::{
     input::InputError,
-    wire::{Command, CommandError, Cursor, Snapshot, Status},
+    wire::{Command, CommandError, Cursor, Failure, Snapshot, Status},
     Collatz, Refused, Settings,
 };
 
@@ -385,18 +385,43 @@ proptest! {
 }
 
 #[test]
-fn a_dead_task_leaves_the_switch_off() {
+fn a_dead_task_fails_its_run_with_its_reason_and_the_switch_tries_again() {
     let mut m = machine();
     let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
-    let delta = m.halt(generation).unwrap();
-    assert_eq!(delta.status, Status::Paused);
-    assert_eq!(m.status(), Status::Paused);
+    let delta = m.halt(generation, Failure::StoreRefused).unwrap();
+    assert_eq!(
+        (delta.status, delta.failure),
+        (Status::Failed, Some(Failure::StoreRefused))
+    );
+    assert_eq!(m.status(), Status::Failed, "the switch is off");
+    assert_eq!(m.snapshot().failure, Some(Failure::StoreRefused));
     assert!(m.step(generation).is_err());
-    // A stale task's death changes nothing.
+    // Kept across a restart, with its reason.
+    let restored = Collatz::restore(Settings::default(), &m.saved(), 10, 3).unwrap();
+    assert_eq!(
+        (restored.status(), restored.snapshot().failure),
+        (Status::Failed, Some(Failure::StoreRefused))
+    );
+    // The switch tries again; the reason goes with the failure. A stale
+    // task's death changes nothing.
     let resumed = m.apply(&set_running(true)).unwrap().start_task.unwrap();
-    assert_eq!(m.halt(generation), None);
+    assert_eq!((m.status(), m.snapshot().failure), (Status::Running, None));
+    assert_eq!(m.halt(generation, Failure::Crashed), None);
     assert_eq!(m.status(), Status::Running);
     assert!(m.step(resumed).is_ok());
+    // A failed run can be cancelled, and a new number starts a new one.
+    m.halt(resumed, Failure::Crashed).unwrap();
+    m.apply(&Command::Cancel).unwrap();
+    assert_eq!(
+        (m.status(), m.snapshot().failure),
+        (Status::Cancelled, None)
+    );
+    m.halt(resumed, Failure::Crashed);
+    let mut failed = machine();
+    let generation = failed.apply(&set_number("27")).unwrap().start_task.unwrap();
+    failed.halt(generation, Failure::Crashed).unwrap();
+    assert!(failed.apply(&set_number("6")).unwrap().start_task.is_some());
+    assert_eq!(failed.status(), Status::Running);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use shared::{
     task::{Control, Machine, Refused, Saved, Task, Unrestorable},
-    wire::{self, CommandError, Cursor, DeltaOf, SnapshotOf, Status, Window},
+    wire::{self, CommandError, Cursor, DeltaOf, Failure, SnapshotOf, Status, Window},
 };
 
 /// How many values a countdown keeps for pages that fall behind.
@@ -277,9 +277,10 @@ proptest! {
                     let before = m.status();
                     let outcome = m.apply(&command).unwrap();
                     if command == CountCommand::Cancel {
-                        // Only a running or paused run is cancelled, for
+                        // Only a running, paused or failed run is cancelled, for
                         // good: no task, and (below) no step until a new one.
-                        let cancellable = matches!(before, Status::Running | Status::Paused);
+                        let cancellable =
+                            matches!(before, Status::Running | Status::Paused | Status::Failed);
                         let expected = if cancellable { Status::Cancelled } else { before };
                         prop_assert_eq!(m.status(), expected);
                         prop_assert_eq!(outcome.start_task, None);
@@ -317,8 +318,9 @@ proptest! {
                 }
                 Act::Halt(ago) => {
                     let generation = generations[generations.len() - 1 - ago];
-                    if let Some(delta) = m.halt(generation) {
-                        prop_assert_eq!(m.status(), Status::Paused);
+                    if let Some(delta) = m.halt(generation, Failure::StoreRefused) {
+                        prop_assert_eq!(m.status(), Status::Failed);
+                        prop_assert_eq!(delta.failure, Some(Failure::StoreRefused));
                         page.take(&delta, &m);
                     }
                 }
@@ -350,6 +352,7 @@ proptest! {
                 }
             }
             prop_assert!(m.version() >= version);
+            prop_assert_eq!(m.snapshot().failure.is_some(), m.status() == Status::Failed);
             prop_assert_eq!(&page.shown, &m.snapshot(), "the page folds to the machine's state");
             // A page that reads now and then catches up from its cursor.
             if let Some(cursor) = behind {

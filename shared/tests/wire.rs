@@ -138,6 +138,7 @@ fn merged_deltas_rebuild_the_same_state() {
         version: 0,
         status: Status::Idle,
         interval_ms: 500,
+        failure: None,
         run: None,
     };
     // One at a time.
@@ -170,6 +171,7 @@ fn a_gap_is_detected_and_an_old_delta_ignored() {
         version: 0,
         status: Status::Idle,
         interval_ms: 500,
+        failure: None,
         run: None,
     };
     let gap = client.apply(&deltas[1], 256).unwrap_err();
