@@ -135,14 +135,7 @@ pub fn RunningSwitch() -> impl IntoView {
                 <span class="track" aria-hidden="true"><span class="thumb"></span></span>
                 <span class="switch-label">"Running"</span>
             </button>
-            <p id="run-status" class="run-status" data-status=move || match status() {
-                Status::Idle => "idle",
-                Status::Running => "running",
-                Status::Paused => "paused",
-                Status::Finished => "finished",
-                Status::Cancelled => "cancelled",
-                Status::Failed => "failed",
-            }>
+            <p id="run-status" class="run-status" data-status=move || status().name()>
                 {move || state.snapshot.with(describe)}
             </p>
         </div>

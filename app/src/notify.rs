@@ -193,7 +193,7 @@ mod browser {
             let before = previous.flatten();
             if before.as_ref().map(|(s, _)| *s) != Some(status) {
                 if let Some(storage) = storage() {
-                    let _ = storage.set_item(LAST_SEEN, &format!("{}:{start}", name(status)));
+                    let _ = storage.set_item(LAST_SEEN, &format!("{}:{start}", status.name()));
                 }
             }
             let just_finished = status == Status::Finished
@@ -237,17 +237,6 @@ mod browser {
         let title = document().title();
         if let Some(rest) = title.strip_prefix(MARK) {
             document().set_title(rest);
-        }
-    }
-
-    fn name(status: Status) -> &'static str {
-        match status {
-            Status::Idle => "idle",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Finished => "finished",
-            Status::Cancelled => "cancelled",
-            Status::Failed => "failed",
         }
     }
 

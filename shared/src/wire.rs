@@ -109,6 +109,20 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// Its name, as it travels (`"running"`): for attributes and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Finished => "finished",
+            Status::Cancelled => "cancelled",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// Why a run failed, in words its user can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -181,3 +181,17 @@ fn a_gap_is_detected_and_an_old_delta_ignored() {
     client.apply(&deltas[0], 256).unwrap();
     assert_eq!(client, seen, "a repeated delta changes nothing");
 }
+
+#[test]
+fn a_status_is_named_as_it_travels() {
+    for status in [
+        Status::Idle,
+        Status::Running,
+        Status::Paused,
+        Status::Finished,
+        Status::Cancelled,
+        Status::Failed,
+    ] {
+        assert_eq!(serde_json::to_value(status).unwrap(), status.name());
+    }
+}
