@@ -299,6 +299,6 @@ fi
 # Size of what a browser downloads (the names carry their content's hash;
 # the build's own compressed copies are what the server sends).
 size() { wc -c <"$(ls target/site/pkg/hailstone.*."$1$2")"; }
-echo "gzip -9 bytes: wasm $(size wasm .gz), js $(size js .gz), css $(size css .gz);" \
+echo "gzip bytes (the build's copies): wasm $(size wasm .gz), js $(size js .gz), css $(size css .gz);" \
   "brotli bytes: wasm $(size wasm .br), js $(size js .br), css $(size css .br);" \
   "wasm+js gzip $(($(size wasm .gz) + $(size js .gz))), brotli $(($(size wasm .br) + $(size js .br)))" | tee "$out/size.txt"

@@ -147,11 +147,7 @@ pub fn RunningSwitch() -> impl IntoView {
 #[component]
 pub fn CancelButton() -> impl IntoView {
     let state = expect_context::<PageState>();
-    let cancellable = move || {
-        state
-            .snapshot
-            .with(|s| matches!(s.status, Status::Running | Status::Paused | Status::Failed))
-    };
+    let cancellable = move || state.snapshot.with(|s| s.status.cancellable());
     let cancel = move |_| state.send.run((Command::Cancel, Callback::new(|_| {})));
     view! {
         <button type="button" class="cancel" disabled=move || !cancellable() on:click=cancel>

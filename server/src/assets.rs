@@ -4,7 +4,7 @@
 //! for good when their names carry their content's hash (`hash-files` in
 //! the workspace's Leptos metadata), so a deploy never serves an old copy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::{
     http::{header, HeaderValue, StatusCode},
@@ -22,18 +22,14 @@ const FOR_GOOD: HeaderValue = HeaderValue::from_static("public, max-age=31536000
 /// For any other file: kept, but checked again (`Last-Modified`) before use.
 const REVALIDATE: HeaderValue = HeaderValue::from_static("no-cache");
 
-/// The file cargo-leptos writes beside the server binary when it hashes
-/// the site's file names (Leptos reads the same).
-pub const HASH_FILE: &str = "hash.txt";
-
-/// Whether the build hashed the site's file names: its hash file is beside
-/// the running binary (Leptos then links the hashed names).
-pub fn hashed() -> bool {
-    beside_binary(HASH_FILE).is_some_and(|path| path.is_file())
-}
-
-fn beside_binary(name: &str) -> Option<PathBuf> {
-    Some(std::env::current_exe().ok()?.parent()?.join(name))
+/// Whether the build hashed the site's file names: its hash file
+/// (`hash_file`, as Leptos names it) is beside the running binary, where
+/// cargo-leptos writes it and Leptos reads it to link the hashed names.
+pub fn hashed(hash_file: &str) -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(hash_file)))
+        .is_some_and(|path| path.is_file())
 }
 
 /// The site's files under `root`, `/pkg/` cached for good when `hashed`.

@@ -678,17 +678,10 @@ pub fn is_handover(push: &PushInfo) -> bool {
             .is_some_and(|channel| channel == HANDOVER)
 }
 
-/// Answers of a read, as the types they are read as.
-trait Answers {
-    /// The answers as `T` (a tuple of one type per answer).
-    fn into_tuple<T: redis::FromRedisValue>(self) -> Result<T, CommitError>;
-}
-
-impl Answers for Vec<redis::Value> {
-    fn into_tuple<T: redis::FromRedisValue>(self) -> Result<T, CommitError> {
-        redis::from_redis_value(redis::Value::Array(self))
-            .map_err(|error| CommitError::Unavailable(error.to_string()))
-    }
+/// The answers of a read as `T` (a tuple of one type per answer).
+fn read_as<T: redis::FromRedisValue>(answers: Vec<redis::Value>) -> Result<T, CommitError> {
+    redis::from_redis_value(redis::Value::Array(answers))
+        .map_err(|error| CommitError::Unavailable(error.to_string()))
 }
 
 /// Redis cannot be reached, or failed: `message` says how.
@@ -899,11 +892,8 @@ impl ClusterLedger {
             redis::Cmd::hget(&self.keys.state, "ver"),
             redis::Cmd::xrange(&self.keys.log, format!("{}-0", machine.version() + 1), "+"),
         ];
-        let (version, entries): (Option<u64>, StreamRangeReply) = self
-            .cluster
-            .read_replicated(read, &self.keys)
-            .await?
-            .into_tuple()?;
+        let (version, entries): (Option<u64>, StreamRangeReply) =
+            read_as(self.cluster.read_replicated(read, &self.keys).await?)?;
         let Some(version) = version else {
             return Err(CommitError::Gone);
         };
@@ -940,11 +930,8 @@ impl ClusterLedger {
     /// the incarnation of this Redis process.
     async fn reload(&mut self, settings: Settings) -> Result<Collatz, CommitError> {
         let read = vec![redis::Cmd::hgetall(&self.keys.state)];
-        let (fields,): (HashMap<String, String>,) = self
-            .cluster
-            .read_replicated(read, &self.keys)
-            .await?
-            .into_tuple()?;
+        let (fields,): (HashMap<String, String>,) =
+            read_as(self.cluster.read_replicated(read, &self.keys).await?)?;
         let Some(saved) = fields.get("saved") else {
             return Err(CommitError::Gone);
         };

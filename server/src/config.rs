@@ -509,15 +509,17 @@ impl Config {
     }
 
     /// The options Leptos renders with (script and style paths, reload port).
+    /// Hashed file names are used when the build made them.
     pub fn leptos_options(&self) -> LeptosOptions {
-        LeptosOptions::builder()
+        let mut options = LeptosOptions::builder()
             .output_name(self.site.output_name.as_str())
             .site_root(self.site.root.as_str())
             .site_pkg_dir(self.site.pkg_dir.as_str())
             .site_addr(self.site.addr)
             .reload_port(self.site.reload_port)
-            .hash_files(crate::assets::hashed())
-            .build()
+            .build();
+        options.hash_files = crate::assets::hashed(&options.hash_file);
+        options
     }
 }
 

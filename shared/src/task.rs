@@ -360,10 +360,7 @@ impl<T: Task> Machine<T> {
                 }
             }
             Control::Cancel => {
-                if matches!(
-                    self.status,
-                    Status::Running | Status::Paused | Status::Failed
-                ) {
+                if self.status.cancellable() {
                     self.enter(Status::Cancelled);
                 }
             }

@@ -110,6 +110,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether "Cancel run" ends a run in this state: a run not yet ended.
+    pub fn cancellable(self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Failed)
+    }
+
     /// Its name, as it travels (`"running"`): for attributes and records.
     pub fn name(self) -> &'static str {
         match self {
