@@ -11,7 +11,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use shared::{Collatz, Settings};
+use shared::task::{Machine, Task};
 
 pub use crate::change::{Change, CommitError, Heard, Op};
 use crate::{
@@ -22,32 +22,40 @@ use crate::{
 };
 
 /// Where sessions are kept, and how changes to them are committed.
-#[derive(Clone)]
-pub enum Backend {
+pub enum Backend<T: Task> {
     /// One process: memory, saved to SQLite.
-    Local(Arc<Local>),
+    Local(Arc<Local<T>>),
     /// A node of a cluster: Redis.
     Cluster(Arc<Cluster>),
 }
 
-impl From<Arc<dyn crate::store::Store>> for Backend {
+impl<T: Task> Clone for Backend<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Backend::Local(local) => Backend::Local(local.clone()),
+            Backend::Cluster(cluster) => Backend::Cluster(cluster.clone()),
+        }
+    }
+}
+
+impl<T: Task> From<Arc<dyn crate::store::Store<T::Saved>>> for Backend<T> {
     /// One process, saving to `store`.
-    fn from(store: Arc<dyn crate::store::Store>) -> Backend {
+    fn from(store: Arc<dyn crate::store::Store<T::Saved>>) -> Backend<T> {
         Backend::Local(Arc::new(Local::new(store)))
     }
 }
 
 /// A stored session, loaded: its state and its ledger.
-pub struct Loaded {
+pub struct Loaded<T: Task> {
     /// The state.
-    pub machine: Collatz,
+    pub machine: Machine<T>,
     /// Where its changes go.
-    pub ledger: Ledger,
+    pub ledger: Ledger<T>,
 }
 
-impl Backend {
+impl<T: Task> Backend<T> {
     /// The ledger of a new session.
-    pub fn ledger(&self, id: SessionId, machine: &Collatz) -> Ledger {
+    pub fn ledger(&self, id: SessionId, machine: &Machine<T>) -> Ledger<T> {
         match self {
             Backend::Local(local) => Ledger::Local(local.ledger(id, machine)),
             Backend::Cluster(cluster) => Ledger::Cluster(cluster.ledger(id)),
@@ -66,9 +74,9 @@ impl Backend {
     /// A stored session, ready to serve; `None` if there is none.
     pub async fn load(
         &self,
-        settings: Settings,
+        settings: T::Settings,
         id: SessionId,
-    ) -> Result<Option<Loaded>, StoreError> {
+    ) -> Result<Option<Loaded<T>>, StoreError> {
         Ok(match self {
             Backend::Local(local) => {
                 local
@@ -93,7 +101,7 @@ impl Backend {
 
     /// Stores a new session where every node finds it (a cluster); one
     /// process stores it with its first change.
-    pub async fn create(&self, id: SessionId, machine: &Collatz) -> Result<(), StoreError> {
+    pub async fn create(&self, id: SessionId, machine: &Machine<T>) -> Result<(), StoreError> {
         match self {
             Backend::Local(_) => Ok(()),
             Backend::Cluster(cluster) => cluster.create(id, machine).await,
@@ -162,18 +170,21 @@ impl Backend {
 }
 
 /// One session's way to commit: held in its lock section.
-pub enum Ledger {
+pub enum Ledger<T: Task> {
     /// One process.
-    Local(LocalLedger),
+    Local(LocalLedger<T>),
     /// A node of a cluster.
     Cluster(ClusterLedger),
 }
 
-impl Ledger {
+impl<T: Task> Ledger<T> {
     /// Commits `change`. `Ok` with a receipt when the change may be
     /// published now and its write is awaited after the lock section (one
     /// process's checkpoints); `Ok(None)` when it is stored already.
-    pub async fn commit(&mut self, change: Change<'_>) -> Result<Option<Receipt<()>>, CommitError> {
+    pub async fn commit(
+        &mut self,
+        change: Change<'_, T>,
+    ) -> Result<Option<Receipt<()>>, CommitError> {
         match self {
             Ledger::Local(ledger) => ledger.commit(change).await,
             Ledger::Cluster(ledger) => bounded(ledger.commit(change)).await.map(|()| None),
@@ -188,7 +199,10 @@ impl Ledger {
     }
 
     /// The state others committed after `machine`, if any.
-    pub async fn catch_up(&mut self, machine: &Collatz) -> Result<Option<Collatz>, CommitError> {
+    pub async fn catch_up(
+        &mut self,
+        machine: &Machine<T>,
+    ) -> Result<Option<Machine<T>>, CommitError> {
         match self {
             Ledger::Local(_) => Ok(None),
             Ledger::Cluster(ledger) => bounded(ledger.catch_up(machine)).await,

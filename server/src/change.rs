@@ -3,21 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 use shared::{
-    wire::{Command, Failure},
-    Collatz,
+    task::{Machine, Task},
+    wire::Failure,
 };
 
 use crate::store::StoreError;
 
-/// What a change in the lock section did, as the ledger records it. In a
-/// cluster it is the entry of the session's log that other nodes replay.
+/// What a change in the lock section did, as the ledger records it, for a
+/// task kind whose commands are `C`. In a cluster it is the entry of the
+/// session's log that other nodes replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
+pub enum Op<C> {
     /// A user's command; `takes_task` when it started a run here.
     Command {
         /// The command.
-        command: Command,
+        command: C,
         /// It started a task on the node that applied it.
         takes_task: bool,
     },
@@ -38,10 +39,10 @@ pub enum Op {
     },
 }
 
-impl Op {
+impl<C> Op<C> {
     /// Does to `machine` what the op did where it was committed; false
     /// when it does not apply (the machine is not where the op was made).
-    pub fn replay(&self, machine: &mut Collatz) -> bool {
+    pub fn replay<T: Task<Command = C>>(&self, machine: &mut Machine<T>) -> bool {
         match self {
             Op::Command { command, .. } => machine.apply(command).is_ok(),
             Op::Steps { generation, count } => {
@@ -58,23 +59,23 @@ impl Op {
 /// A change another node committed, as its bell told it: applied to a copy
 /// only when `base` is the copy's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heard {
+pub struct Heard<C> {
     /// The version it was made on.
     pub base: u64,
     /// The version it brought the session to.
     pub version: u64,
     /// What it did.
-    pub op: Op,
+    pub op: Op<C>,
 }
 
 /// One change, made on `after` from version `base`.
-pub struct Change<'a> {
+pub struct Change<'a, T: Task> {
     /// The version the change was made on.
     pub base: u64,
     /// The state with the change.
-    pub after: &'a Collatz,
+    pub after: &'a Machine<T>,
     /// What the change was.
-    pub op: &'a Op,
+    pub op: &'a Op<T::Command>,
 }
 
 /// Why a change was not committed; the state must stay as it was.

@@ -33,7 +33,11 @@ use std::{
 };
 
 use redis::{streams::StreamRangeReply, PushInfo, Script};
-use shared::{wire::Status, Collatz, Saved, Settings};
+use serde::de::DeserializeOwned;
+use shared::{
+    task::{Machine, Saved, Task},
+    wire::Status,
+};
 use tokio::sync::watch;
 
 use crate::{
@@ -499,11 +503,11 @@ impl Cluster {
     /// A session as Redis holds it, with its ledger; `None` if there is none.
     /// It is noted as used by this node at once, so a node that evicts it
     /// meanwhile leaves it in Redis.
-    pub async fn load(
+    pub async fn load<T: Task>(
         self: &Arc<Self>,
-        settings: Settings,
+        settings: T::Settings,
         id: SessionId,
-    ) -> Result<Option<(Collatz, ClusterLedger)>, StoreError> {
+    ) -> Result<Option<(Machine<T>, ClusterLedger)>, StoreError> {
         let mut ledger = self.ledger(id);
         match ledger.reload(settings).await {
             Ok(machine) => {
@@ -522,7 +526,11 @@ impl Cluster {
     }
 
     /// Stores a new session, and listens for others' changes to it.
-    pub async fn create(&self, id: SessionId, machine: &Collatz) -> Result<(), StoreError> {
+    pub async fn create<T: Task>(
+        &self,
+        id: SessionId,
+        machine: &Machine<T>,
+    ) -> Result<(), StoreError> {
         let mut saved = machine.saved();
         saved.incarnation ^= self.instance.load(Ordering::Acquire);
         let saved = serde_json::to_string(&saved).expect("a saved state serialises");
@@ -693,7 +701,7 @@ fn unavailable(message: impl std::fmt::Display) -> StoreError {
 
 /// A bell from a push: the session, the node that committed, and the log
 /// entry its commit appended.
-pub fn bell(push: &PushInfo) -> Option<(SessionId, String, Heard)> {
+pub fn bell<C: DeserializeOwned>(push: &PushInfo) -> Option<(SessionId, String, Heard<C>)> {
     if push.kind != redis::PushKind::Message {
         return None;
     }
@@ -744,7 +752,7 @@ impl ClusterLedger {
     /// Commits a change: one script that checks the version it was made on
     /// (and, for a task's change, this node's lease and epoch), stores the
     /// state, appends the op to the log and rings the bell.
-    pub async fn commit(&mut self, change: Change<'_>) -> Result<(), CommitError> {
+    pub async fn commit<T: Task>(&mut self, change: Change<'_, T>) -> Result<(), CommitError> {
         let cluster = &self.cluster;
         let (takes_task, epoch) = match change.op {
             Op::Command { takes_task, .. } => (*takes_task, None),
@@ -883,7 +891,10 @@ impl ClusterLedger {
     /// What others committed after `machine`: its log replayed on a copy,
     /// or the whole state reloaded when the log no longer reaches back to
     /// it (or Redis restarted). `None` when nothing changed.
-    pub async fn catch_up(&mut self, machine: &Collatz) -> Result<Option<Collatz>, CommitError> {
+    pub async fn catch_up<T: Task>(
+        &mut self,
+        machine: &Machine<T>,
+    ) -> Result<Option<Machine<T>>, CommitError> {
         let settings = machine.settings();
         if self.cluster.instance.load(Ordering::Acquire) != self.instance {
             return self.reload(settings).await.map(Some);
@@ -904,7 +915,7 @@ impl ClusterLedger {
         for entry in &entries.ids {
             let base: Option<u64> = entry.get("base");
             let op: Option<String> = entry.get("op");
-            let op: Option<Op> = op.and_then(|op| serde_json::from_str(&op).ok());
+            let op: Option<Op<T::Command>> = op.and_then(|op| serde_json::from_str(&op).ok());
             let version = entry
                 .id
                 .strip_suffix("-0")
@@ -928,18 +939,18 @@ impl ClusterLedger {
 
     /// The state as Redis holds it now, exactly (same version and run), in
     /// the incarnation of this Redis process.
-    async fn reload(&mut self, settings: Settings) -> Result<Collatz, CommitError> {
+    async fn reload<T: Task>(&mut self, settings: T::Settings) -> Result<Machine<T>, CommitError> {
         let read = vec![redis::Cmd::hgetall(&self.keys.state)];
         let (fields,): (HashMap<String, String>,) =
             read_as(self.cluster.read_replicated(read, &self.keys).await?)?;
         let Some(saved) = fields.get("saved") else {
             return Err(CommitError::Gone);
         };
-        let mut saved: Saved = serde_json::from_str(saved)
+        let mut saved: Saved<T::Saved> = serde_json::from_str(saved)
             .map_err(|error| CommitError::Damaged(format!("its state does not parse: {error}")))?;
         let instance = self.cluster.instance.load(Ordering::Acquire);
         saved.incarnation ^= instance;
-        let machine = Collatz::reload(settings, &saved)
+        let machine = Machine::reload(settings, &saved)
             .map_err(|why| CommitError::Damaged(why.0.to_owned()))?;
         self.instance = instance;
         let epoch: Option<u64> = fields.get("epoch").and_then(|e| e.parse().ok());

@@ -4,7 +4,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use app::api::{AppError, CurrentSession, SessionApi};
+use app::api::AppError;
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -14,8 +14,8 @@ use axum::{
 };
 use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use shared::{
-    wire::{Command, CommandError, Snapshot},
-    Collatz,
+    task::{Machine, Task},
+    wire::{CommandError, SnapshotOf},
 };
 
 pub use crate::{
@@ -30,9 +30,10 @@ use crate::{
 
 /// Finds the request's session by its cookie. Nothing is created here:
 /// looking costs the server no session. A server function's first command
-/// creates one (see [`SessionHandle`]), and the cookie is set on its answer.
-pub async fn session_layer(
-    State(runtime): State<Arc<Runtime>>,
+/// creates one (see [`SessionHandle`], which the request's extensions
+/// carry), and the cookie is set on its answer.
+pub async fn session_layer<T: Task>(
+    State(runtime): State<Arc<Runtime<T>>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -58,9 +59,7 @@ pub async fn session_layer(
         client,
         runtime: runtime.clone(),
     });
-    request
-        .extensions_mut()
-        .insert(CurrentSession(handle.clone()));
+    request.extensions_mut().insert(handle.clone());
     let mut response = next.run(request).await;
     let fresh = handle
         .fresh
@@ -91,10 +90,10 @@ pub async fn session_layer(
 /// The session the request's cookies name, if any, or why the one they
 /// name cannot be served (it is damaged: a lasting error); a response at
 /// once when the store cannot be asked now.
-async fn named_session(
-    runtime: &Runtime,
+async fn named_session<T: Task>(
+    runtime: &Runtime<T>,
     headers: &HeaderMap,
-) -> Result<(Option<Arc<Session>>, Option<AppError>), Response> {
+) -> Result<(Option<Arc<Session<T>>>, Option<AppError>), Response> {
     // A browser may send two cookies of that name (one set for another
     // path, say): the one that names a live session wins.
     let ids: Vec<SessionId> = cookies(headers, runtime.http.cookie_name)
@@ -138,8 +137,8 @@ fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'
 /// site (`Origin` not this site, or `Sec-Fetch-Site: cross-site`). This site
 /// is the configured public origin, or else the request's own host.
 /// Requests without those headers are not from a browser page and pass.
-pub async fn same_origin(
-    State(runtime): State<Arc<Runtime>>,
+pub async fn same_origin<T: Task>(
+    State(runtime): State<Arc<Runtime<T>>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -255,89 +254,70 @@ fn is_json(content_type: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-/// A request's session as `app`'s server functions reach it: the one its
-/// cookie names, or none until its first command creates one.
-struct SessionHandle {
+/// A request's session as a task kind's server functions reach it: the one
+/// its cookie names, or none until its first command creates one.
+pub struct SessionHandle<T: Task> {
     /// The session the request's cookie names, if any.
-    session: Option<Arc<Session>>,
+    session: Option<Arc<Session<T>>>,
     /// Why the session the cookie names cannot be served, lastingly (it is
     /// damaged): every server function answers this.
     refused: Option<AppError>,
     /// The session this request created, if it did: the answer sets its
     /// cookie.
-    fresh: std::sync::Mutex<Option<Arc<Session>>>,
+    fresh: std::sync::Mutex<Option<Arc<Session<T>>>>,
     /// How long the client must wait to start a session, when it started
     /// too many lately: the answer's `Retry-After`.
     retry_after: std::sync::Mutex<Option<std::time::Duration>>,
     /// Who asked, for the per-address limit on new sessions.
     client: IpAddr,
     /// Where commands are applied and tasks spawned.
-    runtime: Arc<Runtime>,
+    runtime: Arc<Runtime<T>>,
 }
 
-impl SessionApi for SessionHandle {
-    fn command(&self, command: Command) -> app::api::BoxFuture<'_, Result<u64, AppError>> {
-        Box::pin(async move {
-            if let Some(refused) = &self.refused {
-                return Err(refused.clone());
+impl<T: Task> SessionHandle<T> {
+    /// Applies a command while holding the session's lock; returns the
+    /// version that shows its effect. The first command of a visitor
+    /// without a session creates one (nothing else does).
+    pub async fn command(&self, command: T::Command) -> Result<u64, AppError> {
+        if let Some(session) = self.session()? {
+            match self.runtime.command(session, command.clone()).await {
+                // It ended on the way (expired or evicted): the command
+                // goes to a new session, as for a visitor without one.
+                Err(CommandError::Ended) => {}
+                answer => return Ok(answer?),
             }
-            if let Some(session) = &self.session {
-                match self.runtime.command(session, command.clone()).await {
-                    // It ended on the way (expired or evicted): the command
-                    // goes to a new session, as for a visitor without one.
-                    Err(CommandError::Ended) => {}
-                    answer => return Ok(answer?),
-                }
-            }
-            let (session, version) = self
-                .runtime
-                .start_session(self.client, command)
-                .await
-                .map_err(|refused| self.refusal(refused))?;
-            *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
-            Ok(version)
+        }
+        let (session, version) = self
+            .runtime
+            .start_session(self.client, command)
+            .await
+            .map_err(|refused| self.refusal(refused))?;
+        *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+        Ok(version)
+    }
+
+    /// The session's state now; a fresh idle state when there is no
+    /// session; an error when it cannot be shown.
+    pub async fn snapshot(&self) -> Result<SnapshotOf<T::View>, AppError> {
+        Ok(match self.session()? {
+            Some(session) => session.snapshot().await,
+            None => Machine::<T>::new(self.runtime.sessions.settings()).snapshot(),
         })
     }
 
-    fn snapshot(&self) -> app::api::BoxFuture<'_, Result<Snapshot, AppError>> {
-        Box::pin(async move {
-            if let Some(refused) = &self.refused {
-                return Err(refused.clone());
-            }
-            Ok(match &self.session {
-                Some(session) => session.snapshot().await,
-                None => Collatz::new(self.runtime.sessions.settings()).snapshot(),
-            })
-        })
+    /// The session the cookie names, if any, or why it cannot be served.
+    pub fn session(&self) -> Result<Option<&Arc<Session<T>>>, AppError> {
+        match &self.refused {
+            Some(refused) => Err(refused.clone()),
+            None => Ok(self.session.as_ref()),
+        }
     }
 
-    fn max_digits(&self) -> usize {
-        self.runtime.sessions.settings().max_digits
+    /// The runtime the session lives in.
+    pub fn runtime(&self) -> &Runtime<T> {
+        &self.runtime
     }
 
-    fn window(&self) -> shared::wire::Window {
-        self.runtime.sessions.settings().window()
-    }
-
-    fn values(
-        &self,
-        from: u64,
-        count: u64,
-    ) -> app::api::BoxFuture<'_, Result<shared::trajectory::Page, AppError>> {
-        Box::pin(async move {
-            if let Some(refused) = &self.refused {
-                return Err(refused.clone());
-            }
-            match &self.session {
-                Some(session) => session.values(from, count).await,
-                None => Err(shared::trajectory::PageError::NoRun),
-            }
-            .map_err(AppError::Values)
-        })
-    }
-}
-
-impl SessionHandle {
     /// What a visitor is told when its first command started no session.
     fn refusal(&self, refused: StartError) -> AppError {
         match refused {

@@ -3,15 +3,19 @@
 //! [`run`] serves until told to stop, then cancels and waits for every task
 //! and stream. `main.rs` only reads the configuration, binds the socket and
 //! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
+//!
+//! The runtime (every module but [`collatz`]) is generic over the task kind
+//! (`shared::task::Task`) and names none; this file wires it to the one
+//! kind the product serves today, Collatz, and its page.
 
 pub mod address;
 pub mod assets;
 pub mod backend;
 pub mod change;
 pub mod cluster;
+pub mod collatz;
 pub mod config;
 pub mod connections;
-pub mod download;
 pub mod http;
 pub mod id;
 pub mod local;
@@ -38,6 +42,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
+use shared::collatz::{Run, SavedRun};
 use tokio::net::TcpListener;
 use tower_http::{
     compression::{CompressionLayer, CompressionLevel},
@@ -50,9 +55,12 @@ pub use runtime::{NoRoom, Runtime};
 
 use crate::{backend::Backend, cluster::Cluster, store::Store};
 
+/// The runtime of the kind the product serves.
+pub type Hailstone = Runtime<Run>;
+
 /// The whole HTTP surface. The page, server functions and `/events` get the
 /// request's session; `/healthz`, `/metrics` and static files do not.
-pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
+pub fn app(runtime: Arc<Hailstone>, config: &Config) -> Router {
     // Leptos spawns its rendering futures on tokio; an error only means a
     // previous call (another router in the same process) did this already.
     let _ = any_spawner::Executor::init_tokio();
@@ -84,14 +92,18 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
                 Duration::from_secs(config.limits.request_timeout_secs),
             )),
         )
-        .route("/events", get(sse::events))
-        .route("/trajectory.csv", get(download::csv))
+        .route("/events", get(sse::events::<Run>))
+        .route("/trajectory.csv", get(collatz::download::csv))
+        .route_layer(from_fn(collatz::current_session))
         .route_layer(from_fn_with_state(runtime.clone(), http::session_layer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(move |request: axum::extract::Request| assets.clone().serve(request))
         .layer(from_fn(http::server_fn_status))
-        .layer(from_fn_with_state(runtime.clone(), http::same_origin))
+        .layer(from_fn_with_state(
+            runtime.clone(),
+            http::same_origin::<Run>,
+        ))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
         .with_state(runtime);
     match node {
@@ -112,7 +124,7 @@ pub fn app(runtime: Arc<Runtime>, config: &Config) -> Router {
 
 /// A server function (Leptos decodes, calls and encodes), timed.
 async fn server_fn(
-    State(runtime): State<Arc<Runtime>>,
+    State(runtime): State<Arc<Hailstone>>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
@@ -133,7 +145,7 @@ async fn healthz() -> &'static str {
 
 /// Live counts in Prometheus text format, for whoever has the token.
 async fn metrics(
-    State(runtime): State<Arc<Runtime>>,
+    State(runtime): State<Arc<Hailstone>>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     if runtime.http.metrics_token.is_none() {
@@ -165,7 +177,7 @@ const HANDOVER_WITHIN: Duration = Duration::from_secs(5);
 /// Where a server keeps its sessions.
 pub enum Mode {
     /// One process, sessions saved in this store.
-    Local(Arc<dyn Store>),
+    Local(Arc<dyn Store<SavedRun>>),
     /// A node of a cluster, with the pushes of its bells' connection.
     Cluster(Arc<Cluster>, cluster::Pushes),
 }
@@ -176,7 +188,7 @@ pub enum Mode {
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Store<SavedRun>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     run_in(listener, config, Mode::Local(store), shutdown).await
@@ -193,7 +205,8 @@ pub async fn run_in(
         Mode::Local(store) => (Backend::from(store), None),
         Mode::Cluster(cluster, pushes) => (Backend::Cluster(cluster), Some(pushes)),
     };
-    let runtime = Runtime::with_tasks_on_own_threads(&config, backend)?;
+    let runtime =
+        Hailstone::with_tasks_on_own_threads(&config, config.session_settings(), backend)?;
     let cluster_loops = match (runtime.cluster(), pushes) {
         (Some(cluster), Some(pushes)) => vec![
             tokio::spawn(runtime.clone().listen_for_bells(pushes)),

@@ -5,7 +5,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use shared::{wire::Status, Collatz, Settings, Unrestorable};
+use shared::{
+    task::{Machine, Saved, Task},
+    wire::Status,
+    Unrestorable,
+};
 use tokio::time::Instant;
 
 use crate::{
@@ -36,32 +40,32 @@ pub const VERSION_RESERVE: u64 = 1 << 20;
 pub const RESTORE_VERSION_GAP: u64 = 2 * CHECKPOINT_EVERY + 1;
 
 /// What the store keeps of `machine`, with its reservation of versions.
-pub fn record(machine: &Collatz) -> shared::Saved {
-    shared::Saved {
+pub fn record<T: Task>(machine: &Machine<T>) -> Saved<T::Saved> {
+    Saved {
         reserved: machine.version() + VERSION_RESERVE,
         ..machine.saved()
     }
 }
 
 /// Sessions of one process, saved in a store.
-pub struct Local {
+pub struct Local<T: Task> {
     /// Where every session is saved.
-    store: Arc<dyn Store>,
+    store: Arc<dyn Store<T::Saved>>,
 }
 
-impl Local {
+impl<T: Task> Local<T> {
     /// Sessions saved in `store`.
-    pub fn new(store: Arc<dyn Store>) -> Local {
+    pub fn new(store: Arc<dyn Store<T::Saved>>) -> Local<T> {
         Local { store }
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn Store<T::Saved>> {
         &self.store
     }
 
     /// The ledger of a session whose state is `machine`, saved as it is.
-    pub fn ledger(&self, id: SessionId, machine: &Collatz) -> LocalLedger {
+    pub fn ledger(&self, id: SessionId, machine: &Machine<T>) -> LocalLedger<T> {
         LocalLedger {
             store: self.store.clone(),
             id,
@@ -75,13 +79,13 @@ impl Local {
     /// second crash right after can never bring back a lower version.
     pub async fn load(
         &self,
-        settings: Settings,
+        settings: T::Settings,
         id: SessionId,
-    ) -> Result<Option<(Collatz, LocalLedger)>, StoreError> {
+    ) -> Result<Option<(Machine<T>, LocalLedger<T>)>, StoreError> {
         let Some(saved) = self.store.get(id).await? else {
             return Ok(None);
         };
-        let machine = Collatz::restore(settings, &saved, RESTORE_VERSION_GAP, rand::random())
+        let machine = Machine::restore(settings, &saved, RESTORE_VERSION_GAP, rand::random())
             .map_err(|Unrestorable(why)| StoreError::Damaged {
                 store: self.store.name(),
                 session: id.to_string(),
@@ -94,9 +98,9 @@ impl Local {
 }
 
 /// How one session of one process is saved.
-pub struct LocalLedger {
+pub struct LocalLedger<T: Task> {
     /// Where it is saved.
-    store: Arc<dyn Store>,
+    store: Arc<dyn Store<T::Saved>>,
     /// Its key there.
     id: SessionId,
     /// The version saved last.
@@ -105,12 +109,15 @@ pub struct LocalLedger {
     saved_at: Instant,
 }
 
-impl LocalLedger {
+impl<T: Task> LocalLedger<T> {
     /// Commands are saved before they are kept; steps are kept at once and
     /// checkpointed every [`CHECKPOINT_EVERY`] versions and when the run
     /// ends (the receipt is awaited after the lock section); a halted run's
     /// pause is saved without waiting, and retried until stored.
-    pub async fn commit(&mut self, change: Change<'_>) -> Result<Option<Receipt<()>>, CommitError> {
+    pub async fn commit(
+        &mut self,
+        change: Change<'_, T>,
+    ) -> Result<Option<Receipt<()>>, CommitError> {
         let after = change.after;
         match change.op {
             Op::Command { .. } => {
@@ -142,7 +149,7 @@ impl LocalLedger {
         }
     }
 
-    fn saved(&mut self, machine: &Collatz) {
+    fn saved(&mut self, machine: &Machine<T>) {
         self.saved_version = machine.version();
         self.saved_at = Instant::now();
     }

@@ -26,7 +26,7 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Event streams refused (too many for the session or the address).
     pub streams_refused: Counter,
-    /// Collatz steps committed.
+    /// Steps committed, of every run.
     pub steps: Counter,
     /// Values sent to subscribers (a value sent to two counts twice).
     pub values_streamed: Counter,
@@ -109,7 +109,7 @@ impl Metrics {
             "Event streams refused",
             metrics.streams_refused.clone(),
         );
-        registry.register("steps", "Collatz steps committed", metrics.steps.clone());
+        registry.register("steps", "Steps committed", metrics.steps.clone());
         registry.register(
             "values_streamed",
             "Values sent to subscribers",

@@ -10,8 +10,8 @@ use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
 };
 use shared::{
-    wire::{Command, CommandError},
-    Collatz,
+    task::{Control, Machine, Task},
+    wire::CommandError,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -30,10 +30,11 @@ use crate::{
     tasks::Tasks,
 };
 
-/// The server's runtime: one owner per concern.
-pub struct Runtime {
+/// The server's runtime, for sessions running tasks of kind `T`: one
+/// owner per concern. It names no task kind.
+pub struct Runtime<T: Task> {
     /// Every live session.
-    pub sessions: Sessions,
+    pub sessions: Sessions<T>,
     /// Every background task.
     pub tasks: Tasks,
     /// Live counts for `/metrics`.
@@ -53,7 +54,7 @@ pub struct Runtime {
     /// The origin, cookie and `/metrics` rules.
     pub http: Policy,
     /// Where sessions are kept (what expires or is evicted here is let go of).
-    backend: Backend,
+    backend: Backend<T>,
     /// How many sessions each client address may start, per minute, here.
     new_sessions: DefaultKeyedRateLimiter<IpAddr>,
     /// The same limit, counted across a cluster (in Redis).
@@ -86,13 +87,18 @@ pub enum StartError {
     Refused(CommandError),
 }
 
-impl Runtime {
-    /// A runtime for `config`, saving sessions in `store`, its tasks on the
-    /// caller's tokio runtime. Call [`Runtime::restore`] to bring back the
-    /// stored sessions.
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Arc<Runtime> {
+impl<T: Task> Runtime<T> {
+    /// A runtime for `config` whose runs have `settings`, saving sessions
+    /// in `store`, its tasks on the caller's tokio runtime. Call
+    /// [`Runtime::restore`] to bring back the stored sessions.
+    pub fn new(
+        config: &Config,
+        settings: T::Settings,
+        store: Arc<dyn Store<T::Saved>>,
+    ) -> Arc<Runtime<T>> {
         let metrics = Arc::new(Metrics::new(""));
-        Runtime::with_tasks(config, store.into(), Tasks::new(metrics.clone()), metrics)
+        let tasks = Tasks::new(metrics.clone());
+        Runtime::with_tasks(config, settings, store.into(), tasks, metrics)
     }
 
     /// A runtime for `config` whose sessions are kept by `backend`, with
@@ -100,25 +106,29 @@ impl Runtime {
     /// (see [`tasks`]). What [`run`] uses.
     pub fn with_tasks_on_own_threads(
         config: &Config,
-        backend: impl Into<Backend>,
-    ) -> std::io::Result<Arc<Runtime>> {
+        settings: T::Settings,
+        backend: impl Into<Backend<T>>,
+    ) -> std::io::Result<Arc<Runtime<T>>> {
         let backend = backend.into();
         let node = backend.cluster().map_or("", |cluster| cluster.node());
         let metrics = Arc::new(Metrics::new(node));
         let tasks = Tasks::on_own_threads(metrics.clone())?;
-        Ok(Runtime::with_tasks(config, backend, tasks, metrics))
+        Ok(Runtime::with_tasks(
+            config, settings, backend, tasks, metrics,
+        ))
     }
 
     fn with_tasks(
         config: &Config,
-        backend: Backend,
+        settings: T::Settings,
+        backend: Backend<T>,
         tasks: Tasks,
         metrics: Arc<Metrics>,
-    ) -> Arc<Runtime> {
+    ) -> Arc<Runtime<T>> {
         let shutdown = CancellationToken::new();
         Arc::new(Runtime {
             sessions: Sessions::new(
-                config.session_settings(),
+                settings,
                 config.sessions.max,
                 config.idle_timeout(),
                 backend.clone(),
@@ -147,13 +157,13 @@ impl Runtime {
     /// the task it starts, if any. Returns the version showing its effect.
     pub async fn command(
         &self,
-        session: &Arc<Session>,
-        command: Command,
+        session: &Arc<Session<T>>,
+        command: T::Command,
     ) -> Result<u64, CommandError> {
         let span = tracing::info_span!(
             "command",
             session = %session.id().short(),
-            kind = command_kind(&command)
+            kind = command_kind::<T>(&command)
         );
         let arrived = std::time::Instant::now();
         self.metrics.commands.inc();
@@ -185,7 +195,7 @@ impl Runtime {
 
     /// The session named `id`, rebuilt from the store if it was not yet (and
     /// its task resumed if it was running); `None` if there is none.
-    pub async fn session(&self, id: SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+    pub async fn session(&self, id: SessionId) -> Result<Option<Arc<Session<T>>>, StoreError> {
         let Some(found) = self.sessions.get(id).await? else {
             return Ok(None);
         };
@@ -205,9 +215,9 @@ impl Runtime {
     pub async fn start_session(
         &self,
         client: IpAddr,
-        command: Command,
-    ) -> Result<(Arc<Session>, u64), StartError> {
-        Collatz::new(self.sessions.settings())
+        command: T::Command,
+    ) -> Result<(Arc<Session<T>>, u64), StartError> {
+        Machine::<T>::new(self.sessions.settings())
             .apply(&command)
             .map_err(StartError::Refused)?;
         let session = self
@@ -233,7 +243,7 @@ impl Runtime {
     /// Starts a new session for a visitor at `client`, pinned until its
     /// first command is answered: at the cap, the longest-untouched session
     /// that may give way is evicted in the same step.
-    async fn create_session(&self, client: IpAddr) -> Result<Arc<Session>, NoRoom> {
+    async fn create_session(&self, client: IpAddr) -> Result<Arc<Session<T>>, NoRoom> {
         self.may_start_session(client).await?;
         self.sessions.ready().await;
         let Created { session, evicted } = self.sessions.create().map_err(|Full| {
@@ -280,7 +290,7 @@ impl Runtime {
     }
 
     /// Stops the task of a session evicted at the cap and deletes it.
-    async fn let_go(&self, evicted: Evicted) {
+    async fn let_go(&self, evicted: Evicted<T>) {
         if let Some(session) = &evicted.session {
             session.retire().await;
         }
@@ -292,7 +302,7 @@ impl Runtime {
     }
 
     /// Spawns the task of a rebuilt session that was running.
-    async fn resume(&self, session: &Arc<Session>) {
+    async fn resume(&self, session: &Arc<Session<T>>) {
         if let Some(started) = session.update(|state| state.resume()).await {
             self.tasks.spawn(session.clone(), started);
         }
@@ -357,7 +367,7 @@ impl Runtime {
                 }
             } else if cluster::is_handover(&push) {
                 self.handed_over.notify_one();
-            } else if let Some((id, node, heard)) = cluster::bell(&push) {
+            } else if let Some((id, node, heard)) = cluster::bell::<T::Command>(&push) {
                 // This node's own commits are in its copies already (one
                 // whose answer was lost makes the copy read the store).
                 let own = self
@@ -548,12 +558,13 @@ const HANDOVER_PARALLELISM: usize = 64;
 /// two, which go to Redis together in rounds (a scan's whole pass).
 const TAKEOVER_PARALLELISM: usize = 256;
 
-fn command_kind(command: &Command) -> &'static str {
-    match command {
-        Command::SetNumber { .. } => "set_number",
-        Command::SetRunning { running: true } => "set_running_on",
-        Command::SetRunning { running: false } => "set_running_off",
-        Command::SetInterval { .. } => "set_interval",
-        Command::Cancel => "cancel",
+/// What a command does, as logs name it: the same words for every kind.
+fn command_kind<T: Task>(command: &T::Command) -> &'static str {
+    match T::control(command) {
+        Control::Begin(_) => "begin",
+        Control::Running(true) => "running_on",
+        Control::Running(false) => "running_off",
+        Control::Interval(_) => "interval",
+        Control::Cancel => "cancel",
     }
 }

@@ -1,15 +1,14 @@
 //! One browser's session: its state behind a `tokio::sync::Mutex` and the
 //! lock section every change goes through.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    Arc,
+use std::{
+    any::Any,
+    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
 };
 
 use shared::{
-    trajectory::{Marks, Page, PageError},
-    wire::{Command, CommandError, Delta, EventId, Failure, Snapshot, Status, Update},
-    Collatz, Number, Outcome, Refused,
+    task::{Machine, Outcome, Refused, Task},
+    wire::{CommandError, DeltaOf, EventId, Failure, SnapshotOf, Status, UpdateOf},
 };
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -20,12 +19,15 @@ use crate::{
     store::Receipt,
 };
 
-/// One browser's session.
-pub struct Session {
+/// What a page of a session of kind `T` is sent.
+pub type Update<T> = UpdateOf<<T as Task>::View, <T as Task>::Change>;
+
+/// One browser's session, running tasks of kind `T`.
+pub struct Session<T: Task> {
     /// Its identifier, also the cookie's value.
     id: SessionId,
     /// The state; changed only through [`Session::update`].
-    state: Mutex<State>,
+    state: Mutex<State<T>>,
     /// Holds the latest published version; subscribers wait on it. Only a
     /// doorbell: the data is in the state.
     doorbell: watch::Sender<u64>,
@@ -52,29 +54,29 @@ pub struct Session {
     /// Changes other nodes committed, as their bells told, not applied yet
     /// (at most [`INBOX`]; beyond, the store is read instead). Applied in
     /// the lock section when they follow the copy exactly.
-    inbox: std::sync::Mutex<std::collections::VecDeque<Heard>>,
+    inbox: std::sync::Mutex<std::collections::VecDeque<Heard<T::Command>>>,
     /// When a request last touched the session, in the registry's clock
     /// (milliseconds).
     last_seen: AtomicU64,
-    /// Marks of the run's trajectory that older values are recomputed
-    /// from: made on the first request for them, at most
-    /// [`shared::trajectory::MARKS`] values, replaced when the run changes.
-    /// Outside the lock, so paging never holds up a step.
-    marks: Arc<std::sync::Mutex<Option<Marks>>>,
+    /// What the task kind's own routes keep beside the state, outside the
+    /// lock, so they never hold up a step (Collatz: the marks its pages of
+    /// older values are recomputed from). Made on first use.
+    aside: std::sync::OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 /// What the lock guards: the state machine, the token of the one task
 /// allowed to run, and the ledger its changes are committed through.
-pub struct State {
-    /// The session's Collatz state machine. Its window of recent values is
-    /// also what a slow or reconnecting subscriber is brought up to date
-    /// from: there is no separate log of updates.
-    machine: Collatz,
+pub struct State<T: Task> {
+    /// The session's state machine. What its run keeps of recent changes
+    /// (Collatz: a window of values) is also what a slow or reconnecting
+    /// subscriber is brought up to date from: there is no separate log of
+    /// updates.
+    machine: Machine<T>,
     /// The live task's generation and its cancellation token.
     task: Option<(u64, CancellationToken)>,
     /// Where changes are committed: one process's store, or the cluster's
     /// Redis. The code of this file does not depend on which.
-    ledger: Ledger,
+    ledger: Ledger<T>,
     /// Cancelled on shutdown; each task's token is a child of it.
     shutdown: CancellationToken,
 }
@@ -92,9 +94,9 @@ pub struct Started {
 }
 
 /// What a task's batch of steps did.
-pub struct Stepped {
+pub struct Stepped<C> {
     /// The change published.
-    pub delta: Delta,
+    pub delta: DeltaOf<C>,
     /// One process's checkpoint, to await after the lock section: no lock
     /// is held while the disk works.
     pub checkpoint: Option<Receipt<()>>,
@@ -109,7 +111,7 @@ pub enum StepError {
     Commit(CommitError),
 }
 
-impl State {
+impl<T: Task> State<T> {
     /// A rebuilt session that was running and has no task yet: the task to
     /// spawn for it.
     pub fn resume(&mut self) -> Option<Started> {
@@ -132,7 +134,7 @@ impl State {
     /// it to: nothing when it is up to date, one delta with everything it
     /// missed when the window still holds it, and a snapshot otherwise (and
     /// always when `last` names another incarnation).
-    pub fn since(&self, last: Option<EventId>) -> Option<(EventId, Update)> {
+    pub fn since(&self, last: Option<EventId>) -> Option<(EventId, Update<T>)> {
         let incarnation = self.machine.incarnation();
         let cursor = last
             .filter(|last| last.incarnation == incarnation)
@@ -140,10 +142,10 @@ impl State {
         let update = match cursor {
             Some(cursor) if cursor == self.machine.cursor() => return None,
             Some(cursor) => match self.machine.delta_since(cursor) {
-                Some(delta) => Update::Delta(delta),
-                None => Update::Snapshot(self.machine.snapshot()),
+                Some(delta) => UpdateOf::Delta(delta),
+                None => UpdateOf::Snapshot(self.machine.snapshot()),
             },
-            None => Update::Snapshot(self.machine.snapshot()),
+            None => UpdateOf::Snapshot(self.machine.snapshot()),
         };
         let id = EventId {
             incarnation,
@@ -181,15 +183,15 @@ const COMMAND_TRIES: usize = 8;
 /// a session further behind reads the store.
 const INBOX: usize = 64;
 
-impl Session {
+impl<T: Task> Session<T> {
     /// A session with the given state (fresh, or loaded) and its ledger.
     pub fn new(
         id: SessionId,
-        machine: Collatz,
-        ledger: Ledger,
+        machine: Machine<T>,
+        ledger: Ledger<T>,
         now: u64,
         shutdown: CancellationToken,
-    ) -> Session {
+    ) -> Session<T> {
         let version = machine.version();
         let interval_ms = machine.interval_ms();
         let running = machine.status() == Status::Running;
@@ -210,7 +212,7 @@ impl Session {
             behind: AtomicBool::new(false),
             inbox: Default::default(),
             last_seen: AtomicU64::new(now),
-            marks: Arc::default(),
+            aside: std::sync::OnceLock::new(),
         }
     }
 
@@ -230,7 +232,7 @@ impl Session {
     /// command's effect.
     pub async fn command(
         &self,
-        command: &Command,
+        command: &T::Command,
         spawn: impl FnOnce(Started),
     ) -> Result<u64, CommandError> {
         let mut state = self.state.lock().await;
@@ -298,7 +300,7 @@ impl Session {
 
     /// In the lock section: what a change the ledger refused means for this
     /// copy, whichever change it was.
-    fn refused(&self, state: &mut State, error: &CommitError) {
+    fn refused(&self, state: &mut State<T>, error: &CommitError) {
         match error {
             // Another node committed first, or an answer lost on the way
             // may hide a commit that was made: the store is read before the
@@ -329,7 +331,7 @@ impl Session {
     /// so a refused commit leaves the state as it was. The caller announces
     /// the new version ([`Session::announce`]): as fast as possible, a task
     /// tells subscribers at most once a millisecond.
-    pub async fn step(&self, generation: u64, max: usize) -> Result<Stepped, StepError> {
+    pub async fn step(&self, generation: u64, max: usize) -> Result<Stepped<T::Change>, StepError> {
         let mut guard = self.state.lock().await;
         // Only the live task steps: one stopped or handed over meanwhile
         // (its token cancelled while it waited for the lock) does not.
@@ -477,7 +479,7 @@ impl Session {
     /// Another node committed a change (its bell rang). Newer than what this
     /// copy published, it is kept for the next lock section, and the
     /// session's streams are woken to apply it.
-    pub fn notice(&self, heard: Heard) {
+    pub fn notice(&self, heard: Heard<T::Command>) {
         if heard.version <= *self.doorbell.borrow() {
             return;
         }
@@ -521,8 +523,8 @@ impl Session {
     /// committed, and announces it. Changes heard from bells are applied when
     /// they follow the copy exactly; the store is read when one does not, or
     /// when the copy must be read again ([`Session::distrust`], a conflict).
-    async fn catch_up(&self, state: &mut State) -> Result<(), CommitError> {
-        let heard: Vec<Heard> = self
+    async fn catch_up(&self, state: &mut State<T>) -> Result<(), CommitError> {
+        let heard: Vec<Heard<T::Command>> = self
             .inbox
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -530,7 +532,7 @@ impl Session {
             .collect();
         // Cleared before reading: a bell that rings meanwhile sets it again.
         let mut read = self.behind.swap(false, Ordering::AcqRel);
-        let mut next: Option<Collatz> = None;
+        let mut next: Option<Machine<T>> = None;
         for change in heard {
             let copy = next.as_ref().unwrap_or(&state.machine);
             if change.version <= copy.version() {
@@ -575,10 +577,10 @@ impl Session {
     /// request was cut off) after bells were taken from the inbox, or with
     /// a commit sent but not answered: then the copy is read again before
     /// its next use, as after a lost connection.
-    async fn read_again_if_dropped<T>(&self, store: impl std::future::Future<Output = T>) -> T {
+    async fn read_again_if_dropped<A>(&self, store: impl std::future::Future<Output = A>) -> A {
         /// Distrusts the copy when dropped armed.
-        struct Armed<'a>(Option<&'a Session>);
-        impl Drop for Armed<'_> {
+        struct Armed<'a, T: Task>(Option<&'a Session<T>>);
+        impl<T: Task> Drop for Armed<'_, T> {
             fn drop(&mut self) {
                 if let Some(session) = self.0 {
                     session.distrust();
@@ -594,7 +596,7 @@ impl Session {
     /// What a subscriber at `last` needs next (see [`State::since`]), read
     /// after catching up with other nodes. A copy that cannot catch up
     /// (Redis is down) answers from what it has.
-    pub async fn since(&self, last: Option<EventId>) -> Option<(EventId, Update)> {
+    pub async fn since(&self, last: Option<EventId>) -> Option<(EventId, Update<T>)> {
         let mut state = self.state.lock().await;
         let _ = self.catch_up(&mut state).await;
         if state.is_behind(last) {
@@ -612,7 +614,7 @@ impl Session {
     /// state with every other handler excluded. The closure is synchronous,
     /// so the lock is never held across an `.await`. After the lock is
     /// released, subscribers are told of the new version, if there is one.
-    pub async fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+    pub async fn update<R>(&self, change: impl FnOnce(&mut State<T>) -> R) -> R {
         let mut state = self.state.lock().await;
         let before = state.machine.version();
         let result = change(&mut state);
@@ -627,7 +629,7 @@ impl Session {
 
     /// Wakes the task if the interval changed, and notes whether the run is
     /// running (called in the lock section).
-    fn note_change(&self, state: &State) {
+    fn note_change(&self, state: &State<T>) {
         self.running
             .store(state.machine.status() == Status::Running, Ordering::Relaxed);
         let interval_ms = state.machine.interval_ms();
@@ -653,47 +655,31 @@ impl Session {
     }
 
     /// A copy of the state machine (what a new session is stored as).
-    pub async fn machine(&self) -> Collatz {
+    pub async fn machine(&self) -> Machine<T> {
         self.state.lock().await.machine.clone()
     }
 
     /// The state now.
-    pub async fn snapshot(&self) -> Snapshot {
-        let mut state = self.state.lock().await;
-        let _ = self.catch_up(&mut state).await;
-        state.machine.snapshot()
+    pub async fn snapshot(&self) -> SnapshotOf<T::View> {
+        self.read(Machine::snapshot).await
     }
 
-    /// The run's start and the steps taken from it, once there is a run.
-    pub async fn trajectory(&self) -> Option<(Number, u64)> {
+    /// What `read` finds in the state now, caught up with other nodes (a
+    /// copy that cannot catch up answers from what it has). A short lock
+    /// section: `read` is synchronous.
+    pub async fn read<R>(&self, read: impl FnOnce(&Machine<T>) -> R) -> R {
         let mut state = self.state.lock().await;
         let _ = self.catch_up(&mut state).await;
-        let (start, steps) = state.machine.trajectory()?;
-        Some((start.clone(), steps))
+        read(&state.machine)
     }
 
-    /// `count` values of the run from step `from`, recomputed exactly from
-    /// the run's marks on the blocking pool (a page far into a long run of
-    /// big numbers walks up to a stride of steps).
-    pub async fn values(&self, from: u64, count: u64) -> Result<Page, PageError> {
-        let (start, steps) = self.trajectory().await.ok_or(PageError::NoRun)?;
-        let marks = self.marks.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            let mut marks = marks.lock().unwrap_or_else(|p| p.into_inner());
-            let marks = match &mut *marks {
-                Some(kept) if *kept.start() == start => kept,
-                other => other.insert(Marks::new(start)),
-            };
-            let values = marks.page(from, count, steps)?;
-            Ok(Page {
-                start: marks.start().to_string(),
-                from,
-                values,
-            })
-        })
-        .await;
-        // The closure does not panic; a cancelled pool (shutdown) has no run.
-        answer.unwrap_or(Err(PageError::NoRun))
+    /// What the task kind's routes keep beside this session (see the
+    /// field), made on first use. A session holds one type of it.
+    pub fn aside<A: Default + Send + Sync + 'static>(&self) -> &A {
+        self.aside
+            .get_or_init(|| Box::new(A::default()))
+            .downcast_ref()
+            .expect("a session's kind keeps one type beside it")
     }
 
     /// A receiver that wakes on every published version.

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use shared::{Collatz, Settings};
+use shared::task::{Machine, Task};
 use tokio::{
     sync::{watch, OnceCell},
     time::Instant,
@@ -25,12 +25,12 @@ use crate::{
 };
 
 /// Every session, live or stored.
-pub struct Sessions {
+pub struct Sessions<T: Task> {
     /// The sessions by id. A std mutex: every use is a short map operation,
     /// never held across an `.await`.
-    map: Mutex<HashMap<SessionId, Entry>>,
+    map: Mutex<HashMap<SessionId, Entry<T>>>,
     /// The fixed choices of each new session.
-    settings: Settings,
+    settings: T::Settings,
     /// The most sessions, live and stored.
     max: usize,
     /// A run nobody has watched for this long may be evicted at the cap.
@@ -38,7 +38,7 @@ pub struct Sessions {
     /// The registry's clock starts here; sessions keep milliseconds since.
     epoch: Instant,
     /// Where every session is kept.
-    backend: Backend,
+    backend: Backend<T>,
     /// Cancelled on shutdown; passed to every session.
     shutdown: CancellationToken,
     /// Set once the store's index is read: from then on an id that is not
@@ -51,9 +51,9 @@ pub struct Sessions {
 }
 
 /// One session in the registry.
-enum Entry {
+enum Entry<T: Task> {
     /// In memory.
-    Live(Arc<Session>),
+    Live(Arc<Session<T>>),
     /// Its record cannot be rebuilt (it, or the store's file, is damaged):
     /// every request for it gets this error, the record is kept as it is
     /// (never rebuilt, expired or evicted) until an operator acts and the
@@ -62,7 +62,7 @@ enum Entry {
     /// Only in the store (from before a restart) until first asked for.
     Stored {
         /// Shared by concurrent requests, so the session is rebuilt once.
-        cell: Arc<OnceCell<Arc<Session>>>,
+        cell: Arc<OnceCell<Arc<Session<T>>>>,
         /// When it was last seen, in the registry's clock (ms).
         last_seen: u64,
         /// Whether it was running when saved (then it is being resumed).
@@ -76,40 +76,40 @@ enum Entry {
 pub struct Full;
 
 /// A new session, and the one that gave way to it at the cap, if any.
-pub struct Created {
+pub struct Created<T: Task> {
     /// The new session, pinned until its first command is answered.
-    pub session: Arc<Session>,
+    pub session: Arc<Session<T>>,
     /// The session taken out to make room: the caller stops its task and
     /// deletes it from the store.
-    pub evicted: Option<Evicted>,
+    pub evicted: Option<Evicted<T>>,
 }
 
 /// A session taken out of the registry to make room.
-pub struct Evicted {
+pub struct Evicted<T: Task> {
     /// Its id, to delete from the store.
     pub id: SessionId,
     /// The session, if it was in memory (its task must be stopped).
-    pub session: Option<Arc<Session>>,
+    pub session: Option<Arc<Session<T>>>,
 }
 
 /// A session found by [`Sessions::get`].
-pub struct Found {
+pub struct Found<T: Task> {
     /// The session.
-    pub session: Arc<Session>,
+    pub session: Arc<Session<T>>,
     /// It was just rebuilt from the store: if it was running, its task must
     /// be resumed.
     pub rebuilt: bool,
 }
 
-impl Sessions {
+impl<T: Task> Sessions<T> {
     /// An empty registry.
     pub fn new(
-        settings: Settings,
+        settings: T::Settings,
         max: usize,
         idle_timeout: Duration,
-        backend: Backend,
+        backend: Backend<T>,
         shutdown: CancellationToken,
-    ) -> Sessions {
+    ) -> Sessions<T> {
         Sessions {
             map: Mutex::new(HashMap::new()),
             settings,
@@ -168,13 +168,13 @@ impl Sessions {
         Ok(running)
     }
 
-    fn session(&self, id: SessionId, machine: Collatz, ledger: Ledger) -> Session {
+    fn session(&self, id: SessionId, machine: Machine<T>, ledger: Ledger<T>) -> Session<T> {
         Session::new(id, machine, ledger, self.now(), self.shutdown.clone())
     }
 
     /// The session named by `id` if it is in memory, untouched (for news
     /// from other nodes).
-    pub fn live(&self, id: SessionId) -> Option<Arc<Session>> {
+    pub fn live(&self, id: SessionId) -> Option<Arc<Session<T>>> {
         match self.lock().get(&id) {
             Some(Entry::Live(session)) => Some(session.clone()),
             _ => None,
@@ -182,7 +182,7 @@ impl Sessions {
     }
 
     /// Every session in memory.
-    pub fn all_live(&self) -> Vec<Arc<Session>> {
+    pub fn all_live(&self) -> Vec<Arc<Session<T>>> {
         self.lock()
             .values()
             .filter_map(|entry| match entry {
@@ -214,7 +214,7 @@ impl Sessions {
 
     /// The session named by `id`, rebuilt from the store if it was not yet;
     /// `None` if there is none.
-    pub async fn get(&self, id: SessionId) -> Result<Option<Found>, StoreError> {
+    pub async fn get(&self, id: SessionId) -> Result<Option<Found<T>>, StoreError> {
         let cell = {
             let mut map = self.lock();
             match map.get(&id) {
@@ -261,7 +261,7 @@ impl Sessions {
             Err(Some(error)) => Err(error),
             Err(None) => Ok(None),
         };
-        let ours = |entry: Option<&Entry>| matches!(entry, Some(Entry::Stored { cell: c, .. }) if Arc::ptr_eq(c, &cell));
+        let ours = |entry: Option<&Entry<T>>| matches!(entry, Some(Entry::Stored { cell: c, .. }) if Arc::ptr_eq(c, &cell));
         let session = match result {
             Ok(Some(session)) => session,
             Ok(None) | Err(_) => {
@@ -307,7 +307,7 @@ impl Sessions {
 
     /// Loads a stored session. `Err(None)`: there is none (a cell's
     /// initialisation fails, so the next request asks again).
-    async fn rebuild(&self, id: SessionId) -> Result<Arc<Session>, Option<StoreError>> {
+    async fn rebuild(&self, id: SessionId) -> Result<Arc<Session<T>>, Option<StoreError>> {
         match self.backend.load(self.settings, id).await {
             Ok(Some(Loaded { machine, ledger })) => Ok(Arc::new(self.session(id, machine, ledger))),
             Ok(None) => Err(None),
@@ -320,7 +320,7 @@ impl Sessions {
     /// step (so no other creation can take the room made), and returned to
     /// be retired; [`Full`] when none may. The new session is pinned (it
     /// never gives way) until its first command is answered.
-    pub fn create(&self) -> Result<Created, Full> {
+    pub fn create(&self) -> Result<Created<T>, Full> {
         let now = self.now();
         let mut map = self.lock();
         let evicted = if map.len() >= self.max {
@@ -342,7 +342,7 @@ impl Sessions {
                 break id;
             }
         };
-        let machine = Collatz::new(self.settings).with_incarnation(rand::random());
+        let machine = Machine::new(self.settings).with_incarnation(rand::random());
         let ledger = self.backend.ledger(id, &machine);
         let session = Arc::new(self.session(id, machine, ledger));
         session.pin();
@@ -353,7 +353,7 @@ impl Sessions {
     /// The longest-untouched session that may give way at the cap: one with
     /// no page open, not pinned, and either nothing running or a run nobody
     /// has touched for the idle timeout. Ties go to the lower id.
-    fn victim(&self, map: &HashMap<SessionId, Entry>, now: u64) -> Option<SessionId> {
+    fn victim(&self, map: &HashMap<SessionId, Entry<T>>, now: u64) -> Option<SessionId> {
         let idle = millis(self.idle_timeout);
         // Checked, not saturating: in the first idle timeout after a start,
         // no run has been untouched that long.
@@ -387,17 +387,17 @@ impl Sessions {
     }
 
     /// Notes that `session` was just used (in the registry's clock).
-    pub fn touch(&self, session: &Session) {
+    pub fn touch(&self, session: &Session<T>) {
         session.touch(self.now());
     }
 
     /// `session`'s first command was answered: it is unpinned and touched.
-    pub fn unpin(&self, session: &Session) {
+    pub fn unpin(&self, session: &Session<T>) {
         session.unpin(self.now());
     }
 
     /// The fixed choices of every session.
-    pub fn settings(&self) -> Settings {
+    pub fn settings(&self) -> T::Settings {
         self.settings
     }
 
@@ -448,7 +448,7 @@ impl Sessions {
         millis(self.epoch.elapsed())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry<T>>> {
         // A panic while holding this lock leaves a consistent map (every
         // operation on it is a single std call), so poisoning is ignored.
         self.map

@@ -23,12 +23,16 @@ use axum::{
 };
 use futures::{stream, StreamExt};
 use shared::{
-    wire::{EventId, Update},
-    Collatz,
+    task::{Machine, Task},
+    wire::{EventId, UpdateOf},
 };
 use tokio::{sync::watch, time::Instant};
 
-use crate::{http::client_address, runtime::Runtime, session::Session};
+use crate::{
+    http::client_address,
+    runtime::Runtime,
+    session::{Session, Update},
+};
 
 /// How soon a stream whose session could not catch up with the store tries
 /// again.
@@ -41,9 +45,9 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// session gets the idle state once (with incarnation 0) and then only
 /// keep-alives: its page reopens the stream once its first command has
 /// created a session.
-pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Response {
+pub async fn events<T: Task>(State(runtime): State<Arc<Runtime<T>>>, request: Request) -> Response {
     let client = client_address(&request, runtime.http.client_address_header.as_ref());
-    let session = request.extensions().get::<Arc<Session>>().cloned();
+    let session = request.extensions().get::<Arc<Session<T>>>().cloned();
     let too_many = |message: &'static str| {
         runtime.metrics.streams_refused.inc();
         (
@@ -94,15 +98,11 @@ pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Re
             .left_stream()
         }
         None => {
-            let idle = Collatz::new(runtime.sessions.settings());
-            let id = EventId {
-                incarnation: 0,
-                cursor: idle.cursor(),
-            };
+            let (id, idle) = no_session::<T>(&runtime);
             let first = Event::default()
                 .id(id.to_string())
                 .retry(RECONNECT_AFTER)
-                .json_data(Update::Snapshot(idle.snapshot()))
+                .json_data(idle)
                 .expect("updates serialise to JSON");
             // A stopping server's streams end first: their pages resume on
             // another node while this one hands its runs over.
@@ -131,10 +131,21 @@ pub async fn events(State(runtime): State<Arc<Runtime>>, request: Request) -> Re
         .into_response()
 }
 
+/// The state of no session, as a visitor without one (or whose session is
+/// gone) is sent it, with incarnation 0.
+fn no_session<T: Task>(runtime: &Runtime<T>) -> (EventId, Update<T>) {
+    let idle = Machine::<T>::new(runtime.sessions.settings());
+    let id = EventId {
+        incarnation: 0,
+        cursor: idle.cursor(),
+    };
+    (id, UpdateOf::Snapshot(idle.snapshot()))
+}
+
 /// One open stream: where its client is, and how to wait for more.
-struct Subscriber {
+struct Subscriber<T: Task> {
     /// The session watched.
-    session: Arc<Session>,
+    session: Arc<Session<T>>,
     /// Where the client is; `None` before its first snapshot.
     last: Option<EventId>,
     /// Rings on every new version.
@@ -142,18 +153,18 @@ struct Subscriber {
     /// When the stream ends by itself (the client reconnects and resumes).
     deadline: Option<Instant>,
     /// Shutdown (which ends the stream), metrics, the registry's clock.
-    runtime: Arc<Runtime>,
+    runtime: Arc<Runtime<T>>,
     /// Cluster mode: whether Redis answers (the stream ends when not).
     store_up: Option<watch::Receiver<bool>>,
 }
 
-impl Subscriber {
+impl<T: Task> Subscriber<T> {
     fn new(
-        session: Arc<Session>,
+        session: Arc<Session<T>>,
         last: Option<EventId>,
         deadline: Option<Instant>,
-        runtime: Arc<Runtime>,
-    ) -> Subscriber {
+        runtime: Arc<Runtime<T>>,
+    ) -> Subscriber<T> {
         session.subscribers().fetch_add(1, Ordering::Relaxed);
         runtime.metrics.subscribers.inc();
         Subscriber {
@@ -168,7 +179,7 @@ impl Subscriber {
 
     /// The next update and its event id, waiting until there is one;
     /// `None` once the server is stopping (it drains).
-    async fn next(&mut self) -> Option<(EventId, Update)> {
+    async fn next(&mut self) -> Option<(EventId, Update<T>)> {
         loop {
             // Mark the doorbell seen *before* reading, so a version
             // published after the read still wakes the wait below.
@@ -181,13 +192,9 @@ impl Subscriber {
                 if self.last.is_some_and(|last| last.incarnation == 0) {
                     return None;
                 }
-                let idle = Collatz::new(self.runtime.sessions.settings());
-                let id = EventId {
-                    incarnation: 0,
-                    cursor: idle.cursor(),
-                };
+                let (id, idle) = no_session(&self.runtime);
                 self.last = Some(id);
-                return Some((id, Update::Snapshot(idle.snapshot())));
+                return Some((id, idle));
             }
             // The lock is taken only when there is something to read: a new
             // version here, or one another node committed.
@@ -225,12 +232,11 @@ impl Subscriber {
     }
 
     /// The SSE event carrying `update`.
-    fn event(&self, id: EventId, update: &Update) -> Event {
-        let values = match update {
-            Update::Snapshot(snapshot) => snapshot.run.as_ref().map_or(0, |run| run.recent.len()),
-            Update::Delta(delta) => delta.change.appended.len(),
-        };
-        self.runtime.metrics.values_streamed.inc_by(values as u64);
+    fn event(&self, id: EventId, update: &Update<T>) -> Event {
+        self.runtime
+            .metrics
+            .values_streamed
+            .inc_by(update.values() as u64);
         Event::default()
             .id(id.to_string())
             .retry(RECONNECT_AFTER)
@@ -239,7 +245,7 @@ impl Subscriber {
     }
 }
 
-impl Drop for Subscriber {
+impl<T: Task> Drop for Subscriber<T> {
     fn drop(&mut self) {
         self.session.subscribers().fetch_sub(1, Ordering::Relaxed);
         self.runtime.metrics.subscribers.dec();

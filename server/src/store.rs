@@ -1,10 +1,11 @@
 //! Durable sessions: the one narrow interface the runtime saves through, and
 //! its embedded SQLite implementation.
 //!
-//! A session is stored as its [`Saved`] state: the run's start, steps,
-//! status, interval, version, generation, incarnation, and what makes
-//! rebuilding it short (the window's first value, the peak, the chart's
-//! profile), so a restart never replays whole runs.
+//! A session is stored as its [`Saved`] state: the machine's status,
+//! interval, version, generation and incarnation, beside its task kind's
+//! saved form of the run (whatever makes rebuilding it short: Collatz keeps
+//! the window's first value, the peak and the chart's profile), so a
+//! restart never replays whole runs. The store knows no task kind.
 
 use std::{
     future::Future,
@@ -16,7 +17,8 @@ use std::{
 };
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
-use shared::{wire::Status, Saved};
+use serde::{de::DeserializeOwned, Serialize};
+use shared::{task::Saved, wire::Status};
 use tokio::sync::oneshot;
 
 use crate::id::SessionId;
@@ -30,20 +32,26 @@ pub type Receipt<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>
 /// after another (in a session's lock section) are carried out in that
 /// order; the returned [`Receipt`] resolves once the request is done. No
 /// method blocks the caller's thread.
-pub trait Store: Send + Sync + 'static {
+/// What a store keeps of a session's run: a task kind's saved form (the
+/// store itself knows no kind).
+pub trait Kept: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Kept for S {}
+
+pub trait Store<S: Kept>: Send + Sync + 'static {
     /// The id and status of every stored session, and when each was last
     /// seen: read at start, so a restart never loads whole sessions.
     fn index(&self) -> Receipt<Vec<Stored>>;
     /// One session's saved state, if stored.
-    fn get(&self, id: SessionId) -> Receipt<Option<Saved>>;
+    fn get(&self, id: SessionId) -> Receipt<Option<Saved<S>>>;
     /// Inserts or replaces one session's state; resolves once committed.
     /// A failure is reported and nothing is retried.
-    fn save(&self, id: SessionId, saved: Saved) -> Receipt<()>;
+    fn save(&self, id: SessionId, saved: Saved<S>) -> Receipt<()>;
     /// Inserts or replaces one session's state with nobody waiting: if it
     /// cannot be stored now, it is tried again until it, or a newer save of
     /// the session, is stored (a run paused because its checkpoint failed
     /// must not come back running after a restart).
-    fn keep(&self, id: SessionId, saved: Saved);
+    fn keep(&self, id: SessionId, saved: Saved<S>);
     /// Forgets sessions.
     fn delete(&self, ids: Vec<SessionId>) -> Receipt<()>;
     /// What the store is, for messages: its file, or `:memory:`.
@@ -131,7 +139,7 @@ pub enum StoreError {
 
 /// Opens the store at `path`: [`MemoryStore`] for `:memory:`, else
 /// [`SqliteStore`].
-pub fn open(path: &Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub fn open<S: Kept>(path: &Path) -> Result<std::sync::Arc<dyn Store<S>>, StoreError> {
     Ok(if path == Path::new(":memory:") {
         std::sync::Arc::new(MemoryStore::default())
     } else {
@@ -142,21 +150,28 @@ pub fn open(path: &Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
 /// Sessions in memory only: kept until the process ends. Every request is
 /// answered before its method returns (tests under a paused clock rely on
 /// that).
-#[derive(Default)]
-pub struct MemoryStore {
+pub struct MemoryStore<S> {
     /// The sessions and when each was saved.
-    sessions: std::sync::Mutex<std::collections::HashMap<SessionId, (Saved, u64)>>,
+    sessions: std::sync::Mutex<std::collections::HashMap<SessionId, (Saved<S>, u64)>>,
 }
 
-impl MemoryStore {
+impl<S> Default for MemoryStore<S> {
+    fn default() -> Self {
+        MemoryStore {
+            sessions: Default::default(),
+        }
+    }
+}
+
+impl<S> MemoryStore<S> {
     fn sessions(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, (Saved, u64)>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, (Saved<S>, u64)>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl Store for MemoryStore {
+impl<S: Kept> Store<S> for MemoryStore<S> {
     fn index(&self) -> Receipt<Vec<Stored>> {
         let index = self
             .sessions()
@@ -170,17 +185,17 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(index)))
     }
 
-    fn get(&self, id: SessionId) -> Receipt<Option<Saved>> {
+    fn get(&self, id: SessionId) -> Receipt<Option<Saved<S>>> {
         let saved = self.sessions().get(&id).map(|(saved, _)| saved.clone());
         Box::pin(std::future::ready(Ok(saved)))
     }
 
-    fn save(&self, id: SessionId, saved: Saved) -> Receipt<()> {
+    fn save(&self, id: SessionId, saved: Saved<S>) -> Receipt<()> {
         self.keep(id, saved);
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn keep(&self, id: SessionId, saved: Saved) {
+    fn keep(&self, id: SessionId, saved: Saved<S>) {
         let seen = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -242,11 +257,11 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// A [`Store::keep`] that fails (the pause that follows a failed
 /// checkpoint) is tried again every second until it, or a newer save of the
 /// same session, is stored.
-pub struct SqliteStore {
+pub struct SqliteStore<S> {
     /// The file, for messages.
     path: PathBuf,
     /// Requests to the store's thread.
-    requests: mpsc::Sender<Request>,
+    requests: mpsc::Sender<Request<S>>,
     /// The store's thread, joined on drop after the last request.
     thread: Option<JoinHandle<()>>,
 }
@@ -254,30 +269,34 @@ pub struct SqliteStore {
 /// Where the store's thread sends a write's outcome.
 type Answer = oneshot::Sender<Result<(), StoreError>>;
 
+/// A save on the store's thread: the session, its record, and who waits
+/// for it (nobody, for a [`Store::keep`]).
+type Write<S> = (SessionId, Box<Saved<S>>, Option<Answer>);
+
 /// One request to the store's thread, with where to send its answer.
-enum Request {
+enum Request<S> {
     Index(oneshot::Sender<Result<Vec<Stored>, StoreError>>),
     Get(
         SessionId,
-        oneshot::Sender<Result<Option<Saved>, StoreError>>,
+        oneshot::Sender<Result<Option<Saved<S>>, StoreError>>,
     ),
     Save(
         SessionId,
-        Box<Saved>,
+        Box<Saved<S>>,
         oneshot::Sender<Result<(), StoreError>>,
     ),
-    Keep(SessionId, Box<Saved>),
+    Keep(SessionId, Box<Saved<S>>),
     Delete(Vec<SessionId>, oneshot::Sender<Result<(), StoreError>>),
     /// Test support: the most pages the database may grow to (0: no limit).
     #[doc(hidden)]
     MaxPages(u64, oneshot::Sender<Result<(), StoreError>>),
 }
 
-impl SqliteStore {
+impl<S: Kept> SqliteStore<S> {
     /// Opens (or creates) the store at `path`; `:memory:` keeps nothing.
     /// Refuses a file it cannot write (naming the permission problem) and a
     /// damaged file (which it never wipes).
-    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteStore<S>, StoreError> {
         let connection = open_connection(path)?;
         let (requests, queue) = mpsc::channel();
         let in_memory = path == Path::new(":memory:");
@@ -313,7 +332,7 @@ impl SqliteStore {
 
     fn ask<T: Send + 'static>(
         &self,
-        request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+        request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request<S>,
     ) -> Receipt<T> {
         let (answer, answered) = oneshot::channel();
         let sent = self.requests.send(request(answer));
@@ -332,20 +351,20 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl<S: Kept> Store<S> for SqliteStore<S> {
     fn index(&self) -> Receipt<Vec<Stored>> {
         self.ask(Request::Index)
     }
 
-    fn get(&self, id: SessionId) -> Receipt<Option<Saved>> {
+    fn get(&self, id: SessionId) -> Receipt<Option<Saved<S>>> {
         self.ask(|answer| Request::Get(id, answer))
     }
 
-    fn save(&self, id: SessionId, saved: Saved) -> Receipt<()> {
+    fn save(&self, id: SessionId, saved: Saved<S>) -> Receipt<()> {
         self.ask(|answer| Request::Save(id, Box::new(saved), answer))
     }
 
-    fn keep(&self, id: SessionId, saved: Saved) {
+    fn keep(&self, id: SessionId, saved: Saved<S>) {
         // Only fails once the store's thread has ended (at shutdown).
         let _ = self.requests.send(Request::Keep(id, Box::new(saved)));
     }
@@ -359,7 +378,7 @@ impl Store for SqliteStore {
     }
 }
 
-impl Drop for SqliteStore {
+impl<S> Drop for SqliteStore<S> {
     fn drop(&mut self) {
         // Closing the channel ends the thread after the queued requests.
         let (closed, _) = mpsc::channel();
@@ -490,13 +509,13 @@ fn classify(
 }
 
 /// The store's thread: the connection and what it still has to retry.
-struct Writer {
+struct Writer<S> {
     connection: Connection,
     path: PathBuf,
     /// Copies the log into the database beside the writer; none in memory.
     checkpointer: Option<Checkpointer>,
     /// Saves that failed with nobody waiting, newest per session.
-    retry: std::collections::HashMap<SessionId, Box<Saved>>,
+    retry: std::collections::HashMap<SessionId, Box<Saved<S>>>,
     /// When the last checkpoint was started.
     last_checkpoint: Instant,
     /// Set once SQLite found the file damaged: from then on nothing is
@@ -505,15 +524,15 @@ struct Writer {
     damaged: Option<String>,
 }
 
-impl Writer {
-    fn run(mut self, queue: mpsc::Receiver<Request>) {
+impl<S: Kept> Writer<S> {
+    fn run(mut self, queue: mpsc::Receiver<Request<S>>) {
         loop {
             let first = match queue.recv_timeout(RETRY_PERIOD.min(CHECKPOINT_PERIOD)) {
                 Ok(request) => Some(request),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch: Vec<Request> = first.into_iter().collect();
+            let mut batch: Vec<Request<S>> = first.into_iter().collect();
             while batch.len() < BATCH {
                 match queue.try_recv() {
                     Ok(request) => batch.push(request),
@@ -540,7 +559,7 @@ impl Writer {
     /// Commits the writes of `batch` (and any saves waiting for a retry) in
     /// one transaction, then answers the reads, which so see every write
     /// queued with them.
-    fn serve(&mut self, batch: Vec<Request>) {
+    fn serve(&mut self, batch: Vec<Request<S>>) {
         let mut saves = Vec::new();
         let mut deletes = Vec::new();
         let mut reads = Vec::new();
@@ -585,11 +604,7 @@ impl Writer {
 
     /// Writes `saves` and `deletes`, with the pending retries first, and
     /// answers each; on failure keeps the saves nobody waits for.
-    fn commit(
-        &mut self,
-        saves: Vec<(SessionId, Box<Saved>, Option<Answer>)>,
-        deletes: Vec<(Vec<SessionId>, Answer)>,
-    ) {
+    fn commit(&mut self, saves: Vec<Write<S>>, deletes: Vec<(Vec<SessionId>, Answer)>) {
         let retries: Vec<_> = self.retry.drain().collect();
         let result = match &self.damaged {
             Some(message) => Err(StoreError::Corrupt {
@@ -630,8 +645,8 @@ impl Writer {
 
     fn write(
         &mut self,
-        retries: &[(SessionId, Box<Saved>)],
-        saves: &[(SessionId, Box<Saved>, Option<Answer>)],
+        retries: &[(SessionId, Box<Saved<S>>)],
+        saves: &[Write<S>],
         deletes: &[(Vec<SessionId>, Answer)],
     ) -> Result<(), StoreError> {
         let seen = SystemTime::now()
@@ -706,7 +721,7 @@ impl Writer {
         Ok(index)
     }
 
-    fn get(&self, id: SessionId) -> Result<Option<Saved>, StoreError> {
+    fn get(&self, id: SessionId) -> Result<Option<Saved<S>>, StoreError> {
         let state: Option<String> = self
             .connection
             .prepare_cached("SELECT state FROM sessions WHERE id = ?1")
@@ -915,18 +930,29 @@ fn io(path: &Path, error: impl std::fmt::Display) -> StoreError {
 mod tests {
     use super::*;
 
+    /// What these tests' records keep of a run: the store knows no kind.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    struct Note {
+        text: String,
+        steps: u64,
+    }
+
+    type Saved = super::Saved<Note>;
+    type SqliteStore = super::SqliteStore<Note>;
+
     fn saved(steps: u64) -> Saved {
         Saved {
-            run: shared::SavedRun {
-                start: Some("27".into()),
+            run: Note {
+                text: "27".into(),
                 steps,
-                resume: None,
             },
             status: Status::Running,
             interval_ms: 500,
             version: steps + 1,
             generation: 1,
-            ..Saved::default()
+            incarnation: 0,
+            reserved: 0,
+            failure: None,
         }
     }
 
@@ -971,7 +997,7 @@ mod tests {
                 let mut largest = 0;
                 for steps in 0..5_000u64 {
                     let mut saved = saved(steps);
-                    saved.run.start = Some(big.clone());
+                    saved.run.text = big.clone();
                     store.save(SessionId::random(), saved).await.unwrap();
                     largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
                 }
@@ -1066,7 +1092,7 @@ mod tests {
             status: Status::Paused,
             ..saved(2)
         };
-        big.run.start = Some("7".repeat(900));
+        big.run.text = "7".repeat(900);
         let filler: Vec<_> = (0..50).map(|_| SessionId::random()).collect();
         for other in &filler {
             // Waited for: the failure is reported, nothing is retried.

@@ -1,4 +1,4 @@
-//! The background tasks: one Collatz stepper per running session, tracked
+//! The background tasks: one stepper per running session, tracked
 //! so shutdown can cancel and wait for every one.
 //!
 //! In the server the steppers run on a runtime of their own, whose threads
@@ -14,7 +14,10 @@ use std::{
 };
 
 use futures::FutureExt;
-use shared::wire::{Failure, Status};
+use shared::{
+    task::Task,
+    wire::{Failure, Status},
+};
 use tokio::{
     runtime::{Handle, Runtime},
     time::{sleep_until, Instant},
@@ -94,7 +97,7 @@ impl Tasks {
 
     /// Spawns the stepper a command started. If it panics, its run is
     /// failed, so the switch never says running while nothing runs.
-    pub fn spawn(&self, session: Arc<Session>, started: Started) {
+    pub fn spawn<T: Task>(&self, session: Arc<Session<T>>, started: Started) {
         let span = tracing::info_span!(
             "task",
             session = %session.id().short(),
@@ -167,7 +170,7 @@ fn lower_priority() {
 /// section take the steps if this task's generation is still the current one
 /// and they are committed. Ends when refused (stopped, superseded, finished,
 /// fenced by another node) or cancelled.
-async fn step_until_stopped(session: &Session, started: Started, metrics: &Metrics) {
+async fn step_until_stopped<T: Task>(session: &Session<T>, started: Started, metrics: &Metrics) {
     let Started {
         generation,
         cancel,
@@ -274,7 +277,7 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
         };
         // Counted before it is announced, so `/metrics` never lags behind
         // what subscribers were told.
-        metrics.steps.inc_by(delta.change.appended.len() as u64);
+        metrics.steps.inc_by(delta.version - delta.base);
         let running = delta.status == Status::Running;
         // Each announcement wakes the threads that serve streams; as fast as
         // possible, a batch can come every few microseconds.
@@ -309,7 +312,7 @@ async fn step_until_stopped(session: &Session, started: Started, metrics: &Metri
 }
 
 /// Announces what the task stepped and did not announce yet, as it ends.
-fn announce_last(session: &Session, unannounced: Option<(u64, u32)>) {
+fn announce_last<T: Task>(session: &Session<T>, unannounced: Option<(u64, u32)>) {
     if let Some((version, _)) = unannounced {
         session.announce(version);
     }

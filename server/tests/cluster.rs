@@ -372,7 +372,7 @@ async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
     let id = SessionId::random();
     let fresh = Collatz::new(Settings::default());
     a.create(id, &fresh).await.unwrap();
-    let copy = |backend: &Backend| {
+    let copy = |backend: &Backend<shared::collatz::Run>| {
         Session::new(
             id,
             fresh.clone(),

@@ -168,7 +168,7 @@ async fn case(cluster: &mut Cluster, actions: Vec<Action>) -> Result<(), TestCas
         let epoch: u64 = entry.get("epoch").unwrap();
         let node: String = entry.get("node").unwrap();
         let op: String = entry.get("op").unwrap();
-        let op: Op = serde_json::from_str(&op).unwrap();
+        let op: Op<shared::wire::Command> = serde_json::from_str(&op).unwrap();
         prop_assert_eq!(base, model.version(), "the log is one chain of versions");
         prop_assert!(op.replay(&mut model), "{:?} applies at {}", op, base);
         prop_assert_eq!(model.version(), version);

@@ -200,7 +200,8 @@ async fn refused_first_commands_make_no_session_and_say_when_to_try_again() {
 async fn a_new_session_never_gives_way_before_its_first_command_is_answered() {
     let mut config = support::config();
     config.sessions.max = 1;
-    let runtime = server::Runtime::new(&config, support::store(&config));
+    let runtime =
+        server::Hailstone::new(&config, config.session_settings(), support::store(&config));
     // Made, its first command not applied yet: idle, unwatched, untouched
     // since, yet it is not a candidate.
     let first = runtime.sessions.create().unwrap();

@@ -16,10 +16,13 @@ async fn get(uri: &str) -> (StatusCode, String) {
     let mut config = config();
     config.store.path = ":memory:".into();
     let store = server::store::open(&config.store.path).unwrap();
-    let response = server::app(server::Runtime::new(&config, store), &config)
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let response = server::app(
+        server::Hailstone::new(&config, config.session_settings(), store),
+        &config,
+    )
+    .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+    .await
+    .unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
@@ -46,7 +49,10 @@ async fn the_page_goes_gzipped_to_a_browser_that_takes_it() {
     let mut config = config();
     config.store.path = ":memory:".into();
     let store = server::store::open(&config.store.path).unwrap();
-    let app = server::app(server::Runtime::new(&config, store), &config);
+    let app = server::app(
+        server::Hailstone::new(&config, config.session_settings(), store),
+        &config,
+    );
     let request = Request::get("/")
         .header("accept-encoding", "gzip, deflate, br")
         .body(Body::empty())

@@ -6,13 +6,15 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use proptest::prelude::*;
-use server::{session::Session, store::Store, Runtime};
+use server::{store::Store, Hailstone as Runtime};
+
+type Session = server::session::Session<shared::collatz::Run>;
 use shared::wire::{Command, Failure, Snapshot, Status};
 
 fn runtime(interval_ms: u64) -> Arc<Runtime> {
     let mut config = support::config();
     config.collatz.step_interval_ms = interval_ms;
-    Runtime::new(&config, support::store(&config))
+    Runtime::new(&config, config.session_settings(), support::store(&config))
 }
 
 fn set_number(text: &str) -> Command {
@@ -116,7 +118,7 @@ async fn idle_sessions_expire_but_running_ones_stay() {
     let mut config = support::config();
     config.sessions.idle_timeout_secs = 60;
     let store = std::sync::Arc::new(server::store::MemoryStore::default());
-    let runtime = Runtime::new(&config, store.clone());
+    let runtime = Runtime::new(&config, config.session_settings(), store.clone());
     let visitor = std::net::IpAddr::from([127, 0, 0, 1]);
     let (idle, _) = runtime
         .start_session(visitor, Command::SetInterval { ms: 250 })
@@ -253,7 +255,11 @@ proptest! {
 #[tokio::test(start_paused = true)]
 async fn a_failed_write_refuses_the_command_and_changes_nothing() {
     let config = support::config();
-    let runtime = Runtime::new(&config, support::FaultyStore::full());
+    let runtime = Runtime::new(
+        &config,
+        config.session_settings(),
+        support::FaultyStore::full(),
+    );
     let session = runtime.sessions.create().unwrap().session;
     let before = session.snapshot().await;
     let error = runtime
@@ -293,7 +299,12 @@ fn threads_named(name: &str) -> Vec<i64> {
 async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 1;
-    let runtime = Runtime::with_tasks_on_own_threads(&config, support::store(&config)).unwrap();
+    let runtime = Runtime::with_tasks_on_own_threads(
+        &config,
+        config.session_settings(),
+        support::store(&config),
+    )
+    .unwrap();
     // The runtime starts its threads in the background, and each lowers its
     // own priority as it starts.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -362,7 +373,7 @@ async fn a_failed_checkpoint_fails_the_run_with_its_reason_and_that_is_kept() {
         0 => Ok(()),
         _ => Err(support::disk_full()),
     });
-    let runtime = Runtime::new(&config, store.clone());
+    let runtime = Runtime::new(&config, config.session_settings(), store.clone());
     let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -400,7 +411,7 @@ async fn a_panicking_task_fails_its_run() {
         assert!(before == 0, "the disk controller caught fire");
         Ok(())
     });
-    let runtime = Runtime::new(&config, store.clone());
+    let runtime = Runtime::new(&config, config.session_settings(), store.clone());
     let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
     // The task panics at its first checkpoint, 32 steps in.
@@ -423,7 +434,7 @@ async fn a_request_racing_expiry_does_not_bring_the_session_back() {
     let mut config = support::config();
     config.sessions.idle_timeout_secs = 60;
     let store = Arc::new(server::store::MemoryStore::default());
-    let runtime = Runtime::new(&config, store.clone());
+    let runtime = Runtime::new(&config, config.session_settings(), store.clone());
     let (session, _) = runtime
         .start_session(
             std::net::IpAddr::from([127, 0, 0, 1]),

@@ -185,6 +185,8 @@ pub trait Change:
 {
     /// The run's steps afterwards.
     fn steps(&self) -> u64;
+    /// How many of the run's values it carries (counted as streamed).
+    fn values(&self) -> usize;
     /// `self` then `next` (which follows it in the same run), as one.
     fn merge(&mut self, next: Self);
 }
@@ -196,6 +198,8 @@ pub trait View<C>:
 {
     /// Its steps.
     fn steps(&self) -> u64;
+    /// How many of the run's values it carries (counted as streamed).
+    fn values(&self) -> usize;
     /// A new run, from the change that began it, keeping what `window`
     /// allows.
     fn begin(change: &C, window: Window) -> Self;
@@ -303,6 +307,10 @@ impl Change for RunChange {
         self.steps
     }
 
+    fn values(&self) -> usize {
+        self.appended.len()
+    }
+
     fn merge(&mut self, next: RunChange) {
         self.appended.extend(next.appended);
         self.steps = next.steps;
@@ -316,6 +324,10 @@ impl Change for RunChange {
 impl View<RunChange> for RunView {
     fn steps(&self) -> u64 {
         self.steps
+    }
+
+    fn values(&self) -> usize {
+        self.recent.len()
     }
 
     fn begin(change: &RunChange, window: Window) -> RunView {
@@ -433,6 +445,14 @@ impl FromStr for EventId {
 }
 
 impl<V: View<C>, C: Change> UpdateOf<V, C> {
+    /// How many of the run's values it carries.
+    pub fn values(&self) -> usize {
+        match self {
+            UpdateOf::Snapshot(snapshot) => snapshot.run.as_ref().map_or(0, V::values),
+            UpdateOf::Delta(delta) => delta.change.values(),
+        }
+    }
+
     /// Where a client stands after applying this update.
     pub fn cursor(&self) -> Cursor {
         match self {

@@ -54,6 +54,9 @@ impl wire::Change for Counted {
     fn steps(&self) -> u64 {
         self.steps
     }
+    fn values(&self) -> usize {
+        self.left.len()
+    }
     fn merge(&mut self, next: Counted) {
         self.left.extend(next.left);
         self.steps = next.steps;
@@ -63,6 +66,9 @@ impl wire::Change for Counted {
 impl wire::View<Counted> for CountView {
     fn steps(&self) -> u64 {
         self.steps
+    }
+    fn values(&self) -> usize {
+        self.recent.len()
     }
     fn begin(change: &Counted, window: Window) -> CountView {
         let from = change.left[0];

@@ -60,7 +60,7 @@ pub async fn metrics(server: &TestServer) -> String {
 }
 
 /// The store `config` names.
-pub fn store(config: &Config) -> Arc<dyn Store> {
+pub fn store(config: &Config) -> Arc<dyn Store<shared::SavedRun>> {
     server::store::open(&config.store.path).unwrap()
 }
 
@@ -78,7 +78,7 @@ impl TestServer {
     }
 
     /// A server saving in `store`.
-    pub async fn start_with(config: Config, store: Arc<dyn Store>) -> TestServer {
+    pub async fn start_with(config: Config, store: Arc<dyn Store<shared::SavedRun>>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -329,7 +329,7 @@ pub fn disk_full() -> StoreError {
     }
 }
 
-impl Store for FaultyStore {
+impl Store<shared::SavedRun> for FaultyStore {
     fn index(&self) -> Receipt<Vec<Stored>> {
         Box::pin(async { Ok(Vec::new()) })
     }

@@ -10,7 +10,7 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
-use shared::{trajectory::PageError, Number};
+use shared::{collatz::Run, trajectory::PageError, Number};
 
 use crate::session::Session;
 
@@ -20,9 +20,9 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// `step,value` for every step of the session's run so far, with a file name
 /// that says the start; 404 without a run.
 pub async fn csv(request: Request) -> Response {
-    let session = request.extensions().get::<Arc<Session>>().cloned();
+    let session = request.extensions().get::<Arc<Session<Run>>>().cloned();
     let trajectory = match session {
-        Some(session) => session.trajectory().await,
+        Some(session) => super::trajectory(&session).await,
         None => None,
     };
     let Some((start, steps)) = trajectory else {
