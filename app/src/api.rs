@@ -12,7 +12,7 @@ use leptos::server_fn::{
 use serde::{Deserialize, Serialize};
 use shared::{
     trajectory::{Page as Values, PageError},
-    wire::{Command, CommandError, Snapshot, Window},
+    wire::{Command, CommandError, Listed, Snapshot, Window},
 };
 
 /// Everything a server function can answer instead of a result.
@@ -35,6 +35,25 @@ pub enum AppError {
          kept as it was for the site's operator. Nothing was changed."
     )]
     Damaged,
+    /// The run asked for is not the session's, or no longer is (removed,
+    /// or expired).
+    #[error("That run is gone (removed, or expired); pick another.")]
+    NoRun,
+    /// "New run" with as many runs not yet ended as a session may have.
+    #[error(
+        "You have {max} runs that have not ended, the most one session may have; \
+         cancel one or let it finish first."
+    )]
+    TooManyLiveRuns {
+        /// The most.
+        max: usize,
+    },
+    /// "New run" with as many runs kept as a session may have.
+    #[error("This session keeps at most {max} runs; remove one first.")]
+    TooManyKeptRuns {
+        /// The most.
+        max: usize,
+    },
     /// The request carried no session (the server answers 503 before this
     /// when it has no room for one).
     #[error("Your session could not be found; reload the page.")]
@@ -66,6 +85,8 @@ impl AppError {
             AppError::Values(PageError::NoRun | PageError::Beyond { .. }) => 404,
             AppError::BadRequest(_) => 400,
             AppError::NoSession => 401,
+            AppError::NoRun => 404,
+            AppError::TooManyLiveRuns { .. } | AppError::TooManyKeptRuns { .. } => 409,
             AppError::TooManySessions => 429,
             AppError::Unreachable(_) | AppError::Internal => 500,
         }
@@ -99,14 +120,32 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// One session, as the server functions see it.
 #[cfg(feature = "ssr")]
 pub trait SessionApi: Send + Sync + 'static {
-    /// Applies a command while holding the session's lock; returns the
-    /// version that shows its effect. The first command of a visitor without
-    /// a session creates one (nothing else does).
-    fn command(&self, command: Command) -> BoxFuture<'_, Result<u64, AppError>>;
+    /// Applies a command to run `run` (or, naming none, the session's
+    /// default run) while holding its lock; returns the version that shows
+    /// its effect. The first command of a visitor without a session creates
+    /// one (nothing else does).
+    fn command(
+        &self,
+        run: Option<String>,
+        command: Command,
+    ) -> BoxFuture<'_, Result<u64, AppError>>;
 
-    /// The session's state now; a fresh idle state when there is no
-    /// session; an error when it cannot be shown.
-    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, AppError>>;
+    /// Run `run`'s state now (or the default run's), with its id; a fresh
+    /// idle state when there is no session; an error when it cannot be
+    /// shown.
+    fn snapshot(
+        &self,
+        run: Option<String>,
+    ) -> BoxFuture<'_, Result<(Option<String>, Snapshot), AppError>>;
+
+    /// The session's runs, newest first.
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<Listed>, AppError>>;
+
+    /// Adds a run to the session; its id.
+    fn new_run(&self) -> BoxFuture<'_, Result<String, AppError>>;
+
+    /// Removes run `run` of the session.
+    fn remove_run(&self, run: String) -> BoxFuture<'_, Result<(), AppError>>;
 
     /// The most digits a typed number may have.
     fn max_digits(&self) -> usize;
@@ -114,9 +153,14 @@ pub trait SessionApi: Send + Sync + 'static {
     /// The window of recent values the server keeps, which the page follows.
     fn window(&self) -> Window;
 
-    /// `count` values of the session's run from step `from`, recomputed
-    /// exactly (off the async threads).
-    fn values(&self, from: u64, count: u64) -> BoxFuture<'_, Result<Values, AppError>>;
+    /// `count` values of run `run` (or the default run) from step `from`,
+    /// recomputed exactly (off the async threads).
+    fn values(
+        &self,
+        run: Option<String>,
+        from: u64,
+        count: u64,
+    ) -> BoxFuture<'_, Result<Values, AppError>>;
 }
 
 /// The session of the request being handled, put in its extensions by the
@@ -132,32 +176,56 @@ fn current_session() -> Result<CurrentSession, AppError> {
         .ok_or(AppError::NoSession)
 }
 
-/// Sends one command of the user's; answers the version that shows it.
-/// `POST /api/command` with `{"command": {...}}`.
+/// Sends one command of the user's to run `run` (or, naming none, the
+/// session's first run); answers the version that shows it.
+/// `POST /api/command` with `{"command": {...}, "run": "…"}`.
 #[server(endpoint = "command", input = Json)]
-pub async fn send_command(command: Command) -> Result<u64, AppError> {
-    current_session()?.0.command(command).await
+pub async fn send_command(
+    command: Command,
+    #[server(default)] run: Option<String>,
+) -> Result<u64, AppError> {
+    current_session()?.0.command(run, command).await
+}
+
+/// Adds a run to the session, beside its others; answers its id.
+/// `POST /api/new_run`.
+#[server(endpoint = "new_run", input = Json)]
+pub async fn new_run() -> Result<String, AppError> {
+    current_session()?.0.new_run().await
+}
+
+/// Removes run `run` of the session. `POST /api/remove_run`.
+#[server(endpoint = "remove_run", input = Json)]
+pub async fn remove_run(run: String) -> Result<(), AppError> {
+    current_session()?.0.remove_run(run).await
 }
 
 /// What the page needs to render: the session's state and the settings the
 /// browser validates with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
-    /// The session's state.
+    /// The id of the run shown; `None` without a session.
+    pub run: Option<String>,
+    /// The run's state.
     pub snapshot: Snapshot,
+    /// The session's runs, newest first.
+    pub runs: Vec<Listed>,
     /// The most digits a typed number may have.
     pub max_digits: usize,
     /// The window of recent values the server keeps; the page keeps the same.
     pub window: Window,
 }
 
-/// Loads the page's data; during server rendering, before any HTML is sent.
-/// `POST /api/page`.
+/// Loads the page's data for run `run` (or the session's default run);
+/// during server rendering, before any HTML is sent. `POST /api/page`.
 #[server(endpoint = "page", input = Json)]
-pub async fn load_page() -> Result<Page, AppError> {
+pub async fn load_page(#[server(default)] run: Option<String>) -> Result<Page, AppError> {
     let session = current_session()?.0;
+    let (run, snapshot) = session.snapshot(run).await?;
     Ok(Page {
-        snapshot: session.snapshot().await?,
+        run,
+        snapshot,
+        runs: session.runs().await?,
         max_digits: session.max_digits(),
         window: session.window(),
     })
@@ -167,6 +235,10 @@ pub async fn load_page() -> Result<Page, AppError> {
 /// run's last step), at most [`shared::trajectory::MAX_PAGE`]. Older values
 /// than the page holds come from here. `POST /api/values`.
 #[server(endpoint = "values", input = Json)]
-pub async fn load_values(from: u64, count: u64) -> Result<Values, AppError> {
-    current_session()?.0.values(from, count).await
+pub async fn load_values(
+    from: u64,
+    count: u64,
+    #[server(default)] run: Option<String>,
+) -> Result<Values, AppError> {
+    current_session()?.0.values(run, from, count).await
 }

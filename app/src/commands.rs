@@ -9,8 +9,9 @@ use shared::wire::Command;
 
 use crate::api::AppError;
 
-/// A command and what to do with its answer.
-pub type Queued = (Command, Callback<Result<u64, AppError>>);
+/// A command, the run it is for (its id when the command was given; `None`
+/// while the page follows no session), and what to do with its answer.
+pub type Queued = (Option<String>, Command, Callback<Result<u64, AppError>>);
 
 /// A callback that queues a command for sending. A command that succeeds
 /// while the page follows no session has started one: `rejoin` is bumped so
@@ -21,8 +22,8 @@ pub fn sender(attached: RwSignal<bool>, rejoin: RwSignal<u64>) -> Callback<Queue
         use futures::{channel::mpsc, StreamExt};
         let (queue, mut pending) = mpsc::unbounded::<Queued>();
         leptos::task::spawn_local(async move {
-            while let Some((command, reply)) = pending.next().await {
-                let answer = crate::api::send_command(command).await;
+            while let Some((run, command, reply)) = pending.next().await {
+                let answer = crate::api::send_command(command, run).await;
                 if answer.is_ok() && !attached.get_untracked() {
                     rejoin.update(|n| *n += 1);
                 }

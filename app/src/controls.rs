@@ -32,6 +32,8 @@ pub fn NumberInput() -> impl IntoView {
     let timer = StoredValue::new(None::<TimeoutHandle>);
     // Which send the shown error belongs to: only the latest counts.
     let sent = StoredValue::new(0u64);
+    // The run shown when the user typed: what is typed is for it.
+    let target = StoredValue::new(None::<String>);
 
     let cancel_timer = move || {
         if let Some(handle) = timer.get_value() {
@@ -57,9 +59,13 @@ pub fn NumberInput() -> impl IntoView {
                 error.set(answer.err().map(|e| e.to_string()));
             }
         });
-        state.send.run((Command::SetNumber { text }, reply));
+        state
+            .send
+            .run((target.get_value(), Command::SetNumber { text }, reply));
     };
     let on_input = move |event| {
+        // Sent to the run shown while typing, whatever is open by then.
+        target.set_value(state.run.get_untracked());
         draft.set(event_target_value(&event));
         dirty.set_value(true);
         error.set(None);
@@ -72,15 +78,24 @@ pub fn NumberInput() -> impl IntoView {
             commit();
         }
     };
-    // Follow a run started elsewhere (another tab), unless the user is busy here.
-    Effect::new(move |previous: Option<Option<String>>| {
-        let start = start();
-        if previous.is_some() && !focused.get_value() && !dirty.get_value() {
-            if let Some(start) = &start {
-                draft.set(start.clone());
+    // Follow a run started elsewhere (another tab), and show the start of
+    // a run opened, unless the user is busy here.
+    Effect::new(move |previous: Option<(Option<String>, Option<String>)>| {
+        let (run, start) = (state.run.get(), start());
+        let busy = focused.get_value() || dirty.get_value();
+        match previous {
+            Some((shown, _)) if shown != run && !busy => {
+                draft.set(start.clone().unwrap_or_default());
+                error.set(None);
             }
+            Some(_) if !busy => {
+                if let Some(start) = &start {
+                    draft.set(start.clone());
+                }
+            }
+            _ => {}
         }
-        start
+        (run, start)
     });
 
     view! {
@@ -119,7 +134,7 @@ pub fn RunningSwitch() -> impl IntoView {
         let command = Command::SetRunning {
             running: !running(),
         };
-        state.send.run((command, Callback::new(|_| {})));
+        state.command(command);
     };
     view! {
         <div class="switch-field">
@@ -148,7 +163,7 @@ pub fn RunningSwitch() -> impl IntoView {
 pub fn CancelButton() -> impl IntoView {
     let state = expect_context::<PageState>();
     let cancellable = move || state.snapshot.with(|s| s.status.cancellable());
-    let cancel = move |_| state.send.run((Command::Cancel, Callback::new(|_| {})));
+    let cancel = move |_| state.command(Command::Cancel);
     view! {
         <button type="button" class="cancel" disabled=move || !cancellable() on:click=cancel>
             "Cancel run"
@@ -174,9 +189,7 @@ pub fn IntervalPicker() -> impl IntoView {
     let current = move || state.snapshot.with(|s| s.interval_ms);
     let on_change = move |event| {
         if let Ok(ms) = event_target_value(&event).parse::<u32>() {
-            state
-                .send
-                .run((Command::SetInterval { ms }, Callback::new(|_| {})));
+            state.command(Command::SetInterval { ms });
         }
     };
     view! {

@@ -8,6 +8,7 @@ mod controls;
 mod notify;
 mod page;
 mod results;
+mod runs;
 mod state;
 #[cfg(feature = "hydrate")]
 mod stream;

@@ -9,6 +9,7 @@ use crate::{
     controls::{CancelButton, IntervalPicker, NumberInput, RunningSwitch},
     notify::{AwayNotice, NotifySwitch},
     results::{ResultList, Stats},
+    runs::RunList,
     state::{Link, PageState},
     values::Values,
 };
@@ -22,7 +23,7 @@ pub fn CollatzPage() -> impl IntoView {
     // hydrated the page; the end-to-end tests wait for it.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
-    let page = Resource::new(|| (), |_| load_page());
+    let page = Resource::new(|| (), |_| load_page(asked_run()));
 
     view! {
         <main class="page" data-hydrated=move || hydrated.get().to_string()>
@@ -44,6 +45,21 @@ pub fn CollatzPage() -> impl IntoView {
     }
 }
 
+/// The run the page's address names (`?run=<id>`), if any: the one opened
+/// when the page was last left (its address follows the run opened).
+fn asked_run() -> Option<String> {
+    #[cfg(feature = "ssr")]
+    let query = use_context::<http::request::Parts>()
+        .and_then(|parts| parts.uri.query().map(str::to_owned));
+    #[cfg(not(feature = "ssr"))]
+    let query = web_sys::window().and_then(|w| w.location().search().ok());
+    query?
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("run="))
+        .map(str::to_owned)
+}
+
 /// Everything below the heading, for one loaded session.
 #[component]
 fn Collatz(page: Page) -> impl IntoView {
@@ -57,6 +73,8 @@ fn Collatz(page: Page) -> impl IntoView {
         max_digits: StoredValue::new(page.max_digits),
         window: StoredValue::new(page.window),
         send: crate::commands::sender(attached, rejoin),
+        run: RwSignal::new(page.run),
+        runs: RwSignal::new(page.runs),
     };
     provide_context(state);
     provide_context(Values::new(state));
@@ -78,6 +96,7 @@ fn Collatz(page: Page) -> impl IntoView {
         <Stats/>
         <Chart/>
         <ResultList/>
+        <RunList/>
     }
 }
 

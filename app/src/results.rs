@@ -337,7 +337,10 @@ fn Navigation(
             </form>
             <button type="button" on:click=peak disabled=empty>"Go to peak"</button>
             <button type="button" on:click=newest disabled=followed>"Go to newest"</button>
-            {move || (!empty()).then(|| view! { <a class="download" href="/trajectory.csv" download>"Download CSV"</a> })}
+            {move || (!empty()).then(|| {
+                let href = state.run.get().map_or_else(|| "/trajectory.csv".to_owned(), |run| format!("/trajectory.csv?run={run}"));
+                view! { <a class="download" href=href download>"Download CSV"</a> }
+            })}
         </div>
         <p id="go-error" class="go-error" role="alert">{error}</p>
     }

@@ -2,7 +2,7 @@
 //! the one module the components share (none imports another).
 
 use leptos::prelude::*;
-use shared::wire::{Snapshot, Status};
+use shared::wire::{Command, Snapshot, Status};
 
 /// The state of the event stream, shown as a live indicator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,40 @@ pub struct PageState {
     pub window: StoredValue<shared::wire::Window>,
     /// Sends a command; commands of one page leave in the order given.
     pub send: Callback<crate::commands::Queued>,
+    /// The id of the run the page shows; `None` while it follows no
+    /// session. Set by the page (a run opened) and by the stream (the run
+    /// it follows).
+    pub run: RwSignal<Option<String>>,
+    /// The session's runs, newest first, as the stream last said.
+    pub runs: RwSignal<Vec<shared::wire::Listed>>,
+}
+
+impl PageState {
+    /// Shows run `run` (`None`: the session's default): the stream reopens
+    /// for it, and until its first snapshot the page shows no run (not the
+    /// one before).
+    pub fn open(&self, run: Option<String>) {
+        if self.run.get_untracked() == run {
+            return;
+        }
+        let interval_ms = self
+            .snapshot
+            .with_untracked(|snapshot| snapshot.interval_ms);
+        self.snapshot.set(Snapshot {
+            version: 0,
+            status: Status::Idle,
+            interval_ms,
+            failure: None,
+            run: None,
+        });
+        self.run.set(run);
+    }
+
+    /// Queues `command` for the run shown now.
+    pub fn command(&self, command: Command) {
+        self.send
+            .run((self.run.get_untracked(), command, Callback::new(|_| {})));
+    }
 }
 
 /// The status line under the switch.

@@ -1,7 +1,9 @@
-//! The browser's end of `/events`: one `EventSource` per page, opened after
-//! hydration and closed in `on_cleanup`. Updates fold into the page's
-//! snapshot signal; a gap (a delta that does not follow) reopens the stream
-//! for a fresh snapshot.
+//! The browser's end of `/events`: one `EventSource` per page, for the run
+//! it shows (`?run=`), opened after hydration, reopened when another run is
+//! opened, and closed in `on_cleanup`. Updates fold into the page's snapshot
+//! signal; a gap (a delta that does not follow) reopens the stream for a
+//! fresh snapshot. `runs` events bring the session's list of runs and the
+//! run the stream follows.
 
 use std::{cell::RefCell, rc::Rc};
 
@@ -10,7 +12,7 @@ use leptos::{
     wasm_bindgen::{closure::Closure, JsCast},
 };
 use send_wrapper::SendWrapper;
-use shared::wire::{EventId, Update as Message};
+use shared::wire::{EventId, Runs, Update as Message};
 use wasm_bindgen::JsValue;
 use web_sys::{BroadcastChannel, EventSource, MessageEvent};
 
@@ -22,7 +24,11 @@ const REOPEN_AFTER_MS: u64 = 1000;
 /// The open stream and the callbacks it holds (dropped with it).
 struct Open {
     source: EventSource,
+    /// The run it follows: the one it was opened for, or the one the server
+    /// said it follows.
+    run: Option<String>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_runs: Closure<dyn FnMut(MessageEvent)>,
     _on_open: Closure<dyn FnMut(web_sys::Event)>,
     _on_error: Closure<dyn FnMut(web_sys::Event)>,
 }
@@ -74,6 +80,29 @@ pub fn subscribe(state: PageState) {
         }
     };
     Effect::new(rejoined);
+    // Another run opened: its stream replaces this one.
+    let opened = {
+        let slot = SendWrapper::new(Rc::downgrade(&slot));
+        move |_| {
+            let run = state.run.get();
+            let Some(slot) = slot.upgrade() else { return };
+            let follows = slot.borrow().as_ref().map(|open| open.run.clone());
+            if follows.is_some_and(|follows| follows != run) {
+                reopen(state, &slot, 0);
+            }
+        }
+    };
+    Effect::new(opened);
+    // The address names the run shown, so a reload (or a bookmark) opens it.
+    Effect::new(move |_| {
+        let path = match state.run.get() {
+            Some(run) => format!("/?run={run}"),
+            None => "/".to_owned(),
+        };
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&path));
+        }
+    });
     let kept = SendWrapper::new((slot, channel, on_started));
     on_cleanup(move || {
         let (slot, channel, _on_started) = &*kept;
@@ -86,7 +115,12 @@ pub fn subscribe(state: PageState) {
 
 fn open(state: PageState, slot: &Slot) {
     state.link.set(Link::Connecting);
-    let Ok(source) = EventSource::new("/events") else {
+    let run = state.run.get_untracked();
+    let url = match &run {
+        Some(run) => format!("/events?run={run}"),
+        None => "/events".to_owned(),
+    };
+    let Ok(source) = EventSource::new(&url) else {
         state.link.set(Link::Reconnecting);
         return;
     };
@@ -107,6 +141,12 @@ fn open(state: PageState, slot: &Slot) {
             if state.attached.get_untracked() != attached {
                 state.attached.set(attached);
             }
+            if !attached && state.run.get_untracked().is_some() {
+                // The session is gone: the page follows none.
+                follow(&slot, None);
+                state.run.set(None);
+                state.runs.set(Vec::new());
+            }
             state.link.set(Link::Live);
             let in_step = match update {
                 Message::Snapshot(snapshot) => {
@@ -124,6 +164,25 @@ fn open(state: PageState, slot: &Slot) {
                     reopen(state, &slot, 0);
                 }
             }
+        })
+    };
+    let on_runs = {
+        let slot = Rc::downgrade(slot);
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(runs) = event
+                .data()
+                .as_string()
+                .and_then(|text| serde_json::from_str::<Runs>(&text).ok())
+            else {
+                return;
+            };
+            // The run the server follows (the one asked for, or, when that
+            // is gone, the session's default): the page shows it.
+            if state.run.get_untracked().as_ref() != Some(&runs.selected) {
+                follow(&slot, Some(runs.selected.clone()));
+                state.run.set(Some(runs.selected));
+            }
+            state.runs.set(runs.runs);
         })
     };
     let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| state.link.set(Link::Live));
@@ -145,14 +204,27 @@ fn open(state: PageState, slot: &Slot) {
         })
     };
     source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    let _ = source.add_event_listener_with_callback("runs", on_runs.as_ref().unchecked_ref());
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     *slot.borrow_mut() = Some(Open {
         source,
+        run,
         _on_message: on_message,
+        _on_runs: on_runs,
         _on_open: on_open,
         _on_error: on_error,
     });
+}
+
+/// Notes that the open stream follows `run` (so opening it is not asked
+/// again).
+fn follow(slot: &std::rc::Weak<RefCell<Option<Open>>>, run: Option<String>) {
+    if let Some(slot) = slot.upgrade() {
+        if let Some(open) = slot.borrow_mut().as_mut() {
+            open.run = run;
+        }
+    }
 }
 
 /// Closes the current stream and opens a fresh one after `delay_ms`.

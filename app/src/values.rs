@@ -137,9 +137,9 @@ impl Values {
     #[cfg(feature = "hydrate")]
     fn request(&self, page: u64) {
         {
-            let (cache, error) = (self.cache, self.error);
+            let (cache, error, run) = (self.cache, self.error, self.state.run);
             leptos::task::spawn_local(async move {
-                let answer = crate::api::load_values(page * PAGE, PAGE).await;
+                let answer = crate::api::load_values(page * PAGE, PAGE, run.get_untracked()).await;
                 cache.update(|cache| {
                     // A failed page stays asked for until [`Values::retry`],
                     // so a server that is down is not asked in a loop.

@@ -19,7 +19,7 @@ for (const [width, height] of [
   test.describe(`at ${width} px`, () => {
     test.use({ viewport: { width, height } });
 
-    test("axe finds no violation idle, running, paused, with an error, after a long run, and cancelled", async ({ page }) => {
+    test("axe finds no violation idle, running, paused, with an error, after a long run, cancelled, and with several runs", async ({ page }) => {
       test.setTimeout(120_000);
       await open(page);
       await expectNoViolations(page, "idle");
@@ -56,6 +56,15 @@ for (const [width, height] of [
       await page.getByRole("button", { name: "Cancel run" }).click();
       await expect(runStatus(page)).toHaveText(/^Cancelled after/);
       await expectNoViolations(page, "cancelled");
+
+      // Several runs: a new one running beside the cancelled one.
+      await page.getByRole("button", { name: "New run", exact: true }).click();
+      await expect(runStatus(page)).toHaveText("Enter a number to start.");
+      await expectNoViolations(page, "with a new run beside another");
+      await enter(page, "97");
+      await waitForValues(page, 3);
+      await expect(page.getByRole("list", { name: "Runs" }).getByRole("listitem")).toHaveCount(2);
+      await expectNoViolations(page, "with several runs");
     });
   });
 }

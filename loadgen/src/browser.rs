@@ -198,6 +198,10 @@ impl Browser {
                 None => return Err("stream ended".into()),
                 Some(Err(error)) => return Err(error.to_string()),
             };
+            if event.event == "runs" {
+                // The session's list of runs: not an update of the run.
+                continue;
+            }
             if !event.id.is_empty() {
                 last_id = Some(event.id.clone());
             }

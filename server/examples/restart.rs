@@ -23,7 +23,7 @@ use std::{
 };
 
 use server::{
-    session::SessionId,
+    session::RunId,
     store::{SqliteStore, Store},
 };
 use shared::{wire::Command as UserCommand, Collatz, Settings};
@@ -80,7 +80,7 @@ async fn main() {
         .apply(&UserCommand::SetRunning { running: false })
         .unwrap();
     let paused = machine.saved();
-    let ids: Vec<SessionId> = (0..args.sessions).map(|_| SessionId::random()).collect();
+    let ids: Vec<RunId> = (0..args.sessions).map(|_| RunId::random()).collect();
     let filled = Instant::now();
     {
         let store = SqliteStore::open(&path).unwrap();

@@ -16,7 +16,7 @@ use shared::task::{Machine, Task};
 pub use crate::change::{Change, CommitError, Heard, Op};
 use crate::{
     cluster::{Cluster, ClusterLedger},
-    id::SessionId,
+    id::RunId,
     local::{Local, LocalLedger},
     store::{Receipt, StoreError, Stored},
 };
@@ -55,7 +55,7 @@ pub struct Loaded<T: Task> {
 
 impl<T: Task> Backend<T> {
     /// The ledger of a new session.
-    pub fn ledger(&self, id: SessionId, machine: &Machine<T>) -> Ledger<T> {
+    pub fn ledger(&self, id: RunId, machine: &Machine<T>) -> Ledger<T> {
         match self {
             Backend::Local(local) => Ledger::Local(local.ledger(id, machine)),
             Backend::Cluster(cluster) => Ledger::Cluster(cluster.ledger(id)),
@@ -75,7 +75,7 @@ impl<T: Task> Backend<T> {
     pub async fn load(
         &self,
         settings: T::Settings,
-        id: SessionId,
+        id: RunId,
     ) -> Result<Option<Loaded<T>>, StoreError> {
         Ok(match self {
             Backend::Local(local) => {
@@ -99,12 +99,35 @@ impl<T: Task> Backend<T> {
         })
     }
 
-    /// Stores a new session where every node finds it (a cluster); one
-    /// process stores it with its first change.
-    pub async fn create(&self, id: SessionId, machine: &Machine<T>) -> Result<(), StoreError> {
+    /// Stores a new session's first run where every node finds it (a
+    /// cluster); one process stores it with its first change (a visitor who
+    /// only looked costs nothing). False when the id is taken (a cluster).
+    pub async fn create(&self, id: RunId, machine: &Machine<T>) -> Result<bool, StoreError> {
         match self {
-            Backend::Local(_) => Ok(()),
+            Backend::Local(_) => Ok(true),
             Backend::Cluster(cluster) => cluster.create(id, machine).await,
+        }
+    }
+
+    /// Stores a run the user added to a session, at once, so that it is
+    /// listed (and comes back after a restart) before its first command.
+    /// False when the id is taken (a cluster: another node made a run of
+    /// the same number).
+    pub async fn create_run(&self, id: RunId, machine: &Machine<T>) -> Result<bool, StoreError> {
+        match self {
+            Backend::Local(local) => {
+                let record = crate::local::record(machine);
+                local.store().save(id, record).await.map(|()| true)
+            }
+            Backend::Cluster(cluster) => cluster.create(id, machine).await,
+        }
+    }
+
+    /// Deletes a run its user removed, wherever it is used.
+    pub async fn remove(&self, id: RunId) -> Result<(), StoreError> {
+        match self {
+            Backend::Local(local) => local.store().delete(vec![id]).await,
+            Backend::Cluster(cluster) => cluster.remove(id).await,
         }
     }
 
@@ -126,7 +149,7 @@ impl<T: Task> Backend<T> {
     /// node deletes it from Redis only if no node has used it lately;
     /// otherwise it lets go of its copy alone, and the nodes that use the
     /// session keep serving it.
-    pub async fn evict(&self, id: SessionId) -> Result<(), StoreError> {
+    pub async fn evict(&self, id: RunId) -> Result<(), StoreError> {
         match self {
             Backend::Local(local) => local.store().delete(vec![id]).await,
             Backend::Cluster(cluster) => {
@@ -141,7 +164,7 @@ impl<T: Task> Backend<T> {
 
     /// Deletes a new session whose first command was refused: one process
     /// stored nothing yet; a node deletes what it stored in Redis.
-    pub async fn abandon(&self, id: SessionId) -> Result<(), StoreError> {
+    pub async fn abandon(&self, id: RunId) -> Result<(), StoreError> {
         match self {
             Backend::Local(_) => Ok(()),
             Backend::Cluster(cluster) => cluster.evict(id).await.map(|_| ()),
@@ -150,7 +173,7 @@ impl<T: Task> Backend<T> {
 
     /// Lets go of sessions that expired here. One process deletes them; a
     /// node leaves them to Redis's expiry, since others may use them.
-    pub async fn forget(&self, ids: Vec<SessionId>) -> Result<(), StoreError> {
+    pub async fn forget(&self, ids: Vec<RunId>) -> Result<(), StoreError> {
         match self {
             Backend::Local(local) => local.store().delete(ids).await,
             Backend::Cluster(cluster) => {

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 
 use crate::{
     change::{Change, CommitError, Heard, Op},
-    id::SessionId,
+    id::{RunId, SessionId},
     primary::{Lane, Primary},
     store::StoreError,
 };
@@ -101,6 +101,8 @@ const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'ver', 0, 'epoch', 0, 'run', 0, 'saved', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 ";
 
@@ -172,19 +174,22 @@ return math.max(redis.call('PTTL', KEYS[1]), 1)
 const TOUCH: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, state in ipairs(KEYS) do
+for i = 1, #KEYS, 2 do
+  local state = KEYS[i]
   if redis.call('EXISTS', state) == 1 then
     redis.call('HSET', state, 'seen:' .. ARGV[1], now)
     redis.call('PEXPIRE', state, ARGV[2])
     redis.call('PEXPIRE', state .. ':log', ARGV[2])
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[2])
   end
 end
 return 0
 ";
 
-/// Deletes a session evicted by a node, unless another node used it lately.
-/// KEYS: state, log, lease, running. ARGV: node, session id, how recent
-/// (ms) a use counts. Answers 1 when deleted, 0 when in use elsewhere.
+/// Deletes a run evicted by a node, unless another node used it lately (or
+/// removed by its user: no use counts). KEYS: state, log, lease, running,
+/// the session's runs. ARGV: node, run id, how recent (ms) a use counts,
+/// the run's number. Answers 1 when deleted, 0 when in use elsewhere.
 const EVICT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -197,6 +202,7 @@ for i = 1, #fields, 2 do
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[4])
 return 1
 ";
 
@@ -204,30 +210,38 @@ return 1
 /// serves nothing else while a script runs).
 const TOUCH_BATCH: usize = 256;
 
-/// The keys of one session.
+/// The keys of one run.
 struct Keys {
     state: String,
     log: String,
     lease: String,
     bell: String,
+    /// Its session's runs: a sorted set of their numbers.
+    runs: String,
 }
 
 impl Keys {
-    fn of(id: SessionId) -> Keys {
+    fn of(id: RunId) -> Keys {
         let state = format!("hs:{{{id}}}");
         Keys {
             log: format!("{state}:log"),
             lease: format!("{state}:lease"),
             bell: format!("{state}:bell"),
+            runs: runs_key(id.session),
             state,
         }
     }
 }
 
+/// The sorted set of `session`'s run numbers.
+fn runs_key(session: SessionId) -> String {
+    format!("hs:{{{session}}}:runs")
+}
+
 /// The session of a bell's channel name.
-fn bell_session(channel: &str) -> Option<SessionId> {
+fn bell_session(channel: &str) -> Option<RunId> {
     let id = channel.strip_prefix("hs:{")?.strip_suffix("}:bell")?;
-    SessionId::parse(id)
+    RunId::parse(id)
 }
 
 /// The scripts, loaded once (EVALSHA, with a fallback after a restart).
@@ -490,7 +504,7 @@ impl Cluster {
     }
 
     /// The ledger of session `id`, owning no run yet.
-    pub fn ledger(self: &Arc<Self>, id: SessionId) -> ClusterLedger {
+    pub fn ledger(self: &Arc<Self>, id: RunId) -> ClusterLedger {
         ClusterLedger {
             cluster: self.clone(),
             id,
@@ -506,7 +520,7 @@ impl Cluster {
     pub async fn load<T: Task>(
         self: &Arc<Self>,
         settings: T::Settings,
-        id: SessionId,
+        id: RunId,
     ) -> Result<Option<(Machine<T>, ClusterLedger)>, StoreError> {
         let mut ledger = self.ledger(id);
         match ledger.reload(settings).await {
@@ -525,27 +539,58 @@ impl Cluster {
         }
     }
 
-    /// Stores a new session, and listens for others' changes to it.
+    /// Stores a new run, listed among its session's, and listens for
+    /// others' changes to it. False when a run of that id exists already
+    /// (another node made one of the same number).
     pub async fn create<T: Task>(
         &self,
-        id: SessionId,
+        id: RunId,
         machine: &Machine<T>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut saved = machine.saved();
         saved.incarnation ^= self.instance.load(Ordering::Acquire);
         let saved = serde_json::to_string(&saved).expect("a saved state serialises");
+        let keys = Keys::of(id);
         let mut redis = self.primary.links().redis.clone();
-        let _: i64 = self
+        let created: i64 = self
             .scripts
             .create
-            .key(Keys::of(id).state)
+            .key(&keys.state)
+            .key(&keys.runs)
             .arg(saved)
             .arg(self.ttl.as_millis() as u64)
+            .arg(id.number)
             .invoke_async(&mut redis)
             .await
             .map_err(|error| self.failed(error))?;
-        self.watch(id).await;
-        Ok(())
+        if created == 1 {
+            self.watch(id).await;
+        }
+        Ok(created == 1)
+    }
+
+    /// The numbers of `session`'s runs, oldest first. A session made before
+    /// sessions had many runs has no list: its one run is the first.
+    pub async fn runs_of(&self, session: SessionId) -> Result<Vec<RunId>, StoreError> {
+        let mut redis = self.primary.links().redis.clone();
+        let numbers: Vec<u64> = redis::cmd("ZRANGE")
+            .arg(runs_key(session))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis)
+            .await
+            .map_err(|error| self.failed(error))?;
+        let numbers = if numbers.is_empty() { vec![0] } else { numbers };
+        Ok(numbers
+            .into_iter()
+            .map(|number| RunId { session, number })
+            .collect())
+    }
+
+    /// Deletes run `id` (its user removed it), whoever uses it: nodes with
+    /// a copy find it gone at their next read or commit.
+    pub async fn remove(&self, id: RunId) -> Result<(), StoreError> {
+        self.delete(id, Duration::ZERO).await.map(|_| ())
     }
 
     /// Whether `client` may start another session (`None`), or how long
@@ -575,9 +620,15 @@ impl Cluster {
     /// it from Redis unless another node used it within two sweep periods
     /// (every node notes the sessions it uses once a period). Returns
     /// whether it was deleted.
-    pub async fn evict(&self, id: SessionId) -> Result<bool, StoreError> {
+    pub async fn evict(&self, id: RunId) -> Result<bool, StoreError> {
+        self.delete(id, 2 * crate::config::sweep_period(self.ttl))
+            .await
+    }
+
+    /// Deletes run `id` unless a node other than this one used it within
+    /// `recent`; whether it did.
+    async fn delete(&self, id: RunId, recent: Duration) -> Result<bool, StoreError> {
         self.unwatch(&[id]).await;
-        let recent = 2 * crate::config::sweep_period(self.ttl);
         let keys = Keys::of(id);
         let mut redis = self.primary.links().redis.clone();
         let deleted: u8 = self
@@ -587,9 +638,11 @@ impl Cluster {
             .key(&keys.log)
             .key(&keys.lease)
             .key(RUNNING)
+            .key(&keys.runs)
             .arg(&self.node)
             .arg(id.to_string())
             .arg(recent.as_millis() as u64)
+            .arg(id.number)
             .invoke_async(&mut redis)
             .await
             .map_err(|error| self.failed(error))?;
@@ -598,14 +651,14 @@ impl Cluster {
 
     /// Listens for others' changes to session `id`. A failure is logged:
     /// the session is then brought up to date when next read.
-    pub async fn watch(&self, id: SessionId) {
+    pub async fn watch(&self, id: RunId) {
         if let Err(error) = self.primary.subscribe(Keys::of(id).bell).await {
             tracing::warn!(%error, session = %id.short(), "cannot listen for changes from other nodes");
         }
     }
 
     /// Stops listening for changes to sessions this node let go of.
-    pub async fn unwatch(&self, ids: &[SessionId]) {
+    pub async fn unwatch(&self, ids: &[RunId]) {
         if ids.is_empty() {
             return;
         }
@@ -618,12 +671,13 @@ impl Cluster {
     /// Keeps the sessions this node uses in Redis for another idle
     /// timeout, noted as used by this node (a session another node uses is
     /// not deleted when this one evicts it).
-    pub async fn touch(&self, ids: &[SessionId]) {
+    pub async fn touch(&self, ids: &[RunId]) {
         let mut redis = self.primary.links().redis.clone();
         for chunk in ids.chunks(TOUCH_BATCH) {
             let mut touch = self.scripts.touch.prepare_invoke();
             for id in chunk {
-                touch.key(Keys::of(*id).state);
+                let keys = Keys::of(*id);
+                touch.key(keys.state).key(keys.runs);
             }
             let touched = touch
                 .arg(&self.node)
@@ -655,7 +709,7 @@ impl Cluster {
             .into_iter()
             .filter_map(|(id, epoch, age_ms)| {
                 Some(Taken {
-                    id: SessionId::parse(&id)?,
+                    id: RunId::parse(&id)?,
                     epoch,
                     since_commit: Duration::from_millis(age_ms),
                 })
@@ -668,7 +722,7 @@ impl Cluster {
 #[derive(Debug, Clone, Copy)]
 pub struct Taken {
     /// Its session.
-    pub id: SessionId,
+    pub id: RunId,
     /// The epoch of the lease taken.
     pub epoch: u64,
     /// How long ago its last change was committed: its next step is due
@@ -701,7 +755,7 @@ fn unavailable(message: impl std::fmt::Display) -> StoreError {
 
 /// A bell from a push: the session, the node that committed, and the log
 /// entry its commit appended.
-pub fn bell<C: DeserializeOwned>(push: &PushInfo) -> Option<(SessionId, String, Heard<C>)> {
+pub fn bell<C: DeserializeOwned>(push: &PushInfo) -> Option<(RunId, String, Heard<C>)> {
     if push.kind != redis::PushKind::Message {
         return None;
     }
@@ -723,7 +777,7 @@ pub struct ClusterLedger {
     /// The node.
     cluster: Arc<Cluster>,
     /// The session.
-    id: SessionId,
+    id: RunId,
     /// Its keys.
     keys: Keys,
     /// The epoch of the run's lease, while this node holds it.

@@ -254,6 +254,12 @@ mod defaults {
     pub fn window_bytes() -> usize {
         16384
     }
+    pub fn live_runs() -> usize {
+        4
+    }
+    pub fn kept_runs() -> usize {
+        20
+    }
 }
 
 /// The `[sessions]` table.
@@ -275,6 +281,14 @@ pub struct Sessions {
     /// cluster, on all nodes together).
     #[serde(default = "default_new_per_minute")]
     pub new_per_minute: u32,
+    /// The most runs of one session that have not ended (idle, running or
+    /// paused): "New run" beyond it is refused.
+    #[serde(default = "defaults::live_runs")]
+    pub live_runs: usize,
+    /// The most runs one session keeps, ended ones included: "New run"
+    /// beyond it is refused until one is removed.
+    #[serde(default = "defaults::kept_runs")]
+    pub kept_runs: usize,
 }
 
 fn default_new_per_minute() -> u32 {
@@ -589,6 +603,8 @@ const OVERRIDES: &[(&str, &str, Field)] = &[
     ("HAILSTONE_WINDOW", "sessions.window", |c| &mut c.sessions.window),
     ("HAILSTONE_WINDOW_BYTES", "sessions.window-bytes", |c| &mut c.sessions.window_bytes),
     ("HAILSTONE_NEW_SESSIONS_PER_MINUTE", "sessions.new-per-minute", |c| &mut c.sessions.new_per_minute),
+    ("HAILSTONE_LIVE_RUNS", "sessions.live-runs", |c| &mut c.sessions.live_runs),
+    ("HAILSTONE_KEPT_RUNS", "sessions.kept-runs", |c| &mut c.sessions.kept_runs),
     ("HAILSTONE_STORE_PATH", "store.path", |c| &mut c.store.path),
     ("HAILSTONE_PUBLIC_ORIGIN", "http.public-origin", |c| &mut c.http.public_origin),
     ("HAILSTONE_METRICS_TOKEN", "http.metrics-token", |c| &mut c.http.metrics_token),

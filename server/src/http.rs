@@ -15,7 +15,7 @@ use axum::{
 use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use shared::{
     task::{Machine, Task},
-    wire::{CommandError, SnapshotOf},
+    wire::{CommandError, ListedOf, SnapshotOf},
 };
 
 pub use crate::{
@@ -23,8 +23,8 @@ pub use crate::{
     policy::{Policy, SECURE_SESSION_COOKIE, SESSION_COOKIE},
 };
 use crate::{
-    runtime::{NoRoom, Runtime, StartError},
-    session::{Session, SessionId},
+    runtime::{NewRunError, NoRoom, Runtime, StartError},
+    session::{RunId, Session, SessionId},
     store::StoreError,
 };
 
@@ -37,23 +37,25 @@ pub async fn session_layer<T: Task>(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let (known, refused) = match named_session(&runtime, request.headers()).await {
-        Ok(found) => found,
+    let asked = asked_run(request.uri());
+    let named = match named_session(&runtime, request.headers(), asked).await {
+        Ok(named) => named,
         Err(response) => return response,
     };
     // A damaged session is told as such by the page and the server
     // functions (typed); anything else of it gets the message alone.
     let page_or_function = request.uri().path() == "/" || request.uri().path().starts_with("/api/");
-    if let (Some(refused), false) = (&refused, page_or_function) {
+    if let (Some(refused), false) = (&named.refused, page_or_function) {
         return (StatusCode::INTERNAL_SERVER_ERROR, refused.to_string()).into_response();
     }
     let client = client_address(&request, runtime.http.client_address_header.as_ref());
-    if let Some(session) = &known {
-        request.extensions_mut().insert(session.clone());
+    if let Some(run) = &named.run {
+        request.extensions_mut().insert(run.clone());
     }
     let handle = Arc::new(SessionHandle {
-        session: known,
-        refused,
+        id: named.session,
+        session: named.run,
+        refused: named.refused,
         fresh: std::sync::Mutex::new(None),
         retry_after: std::sync::Mutex::new(None),
         client,
@@ -77,7 +79,7 @@ pub async fn session_layer<T: Task>(
         let cookie = format!(
             "{}={}; {}",
             runtime.http.cookie_name,
-            session.id(),
+            session.id().session,
             runtime.http.cookie_attributes
         );
         if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -87,13 +89,35 @@ pub async fn session_layer<T: Task>(
     response
 }
 
-/// The session the request's cookies name, if any, or why the one they
-/// name cannot be served (it is damaged: a lasting error); a response at
-/// once when the store cannot be asked now.
+/// The run a request's query names (`?run=<id>`: a page's stream, its
+/// download), if any.
+fn asked_run(uri: &axum::http::Uri) -> Option<RunId> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("run="))
+        .and_then(RunId::parse)
+}
+
+/// What a request's cookies name.
+struct Named<T: Task> {
+    /// The live session they name, if any.
+    session: Option<SessionId>,
+    /// The run the request is about: the one its query names, if it is
+    /// the session's, else the session's default run.
+    run: Option<Arc<Session<T>>>,
+    /// Why the session they name cannot be served (it is damaged).
+    refused: Option<AppError>,
+}
+
+/// The session the request's cookies name, and its run that the request
+/// asks for (else its default run), or why the one they name cannot be
+/// served (it is damaged: a lasting error); a response at once when the
+/// store cannot be asked now.
 async fn named_session<T: Task>(
     runtime: &Runtime<T>,
     headers: &HeaderMap,
-) -> Result<(Option<Arc<Session<T>>>, Option<AppError>), Response> {
+    asked: Option<RunId>,
+) -> Result<Named<T>, Response> {
     // A browser may send two cookies of that name (one set for another
     // path, say): the one that names a live session wins.
     let ids: Vec<SessionId> = cookies(headers, runtime.http.cookie_name)
@@ -101,8 +125,22 @@ async fn named_session<T: Task>(
         .collect();
     let mut refused = None;
     for id in ids {
-        match runtime.session(id).await {
-            Ok(Some(session)) => return Ok((Some(session), None)),
+        let asked = match asked.filter(|run| run.session == id) {
+            Some(run) => runtime.session(run).await,
+            None => Ok(None),
+        };
+        let found = match asked {
+            Ok(None) => runtime.default_run(id).await,
+            found => found,
+        };
+        match found {
+            Ok(Some(run)) => {
+                return Ok(Named {
+                    session: Some(id),
+                    run: Some(run),
+                    refused: None,
+                })
+            }
             Ok(None) => {}
             Err(StoreError::Damaged { .. }) => refused = Some(AppError::Damaged),
             Err(StoreError::Corrupt { .. }) => {
@@ -119,7 +157,11 @@ async fn named_session<T: Task>(
             }
         }
     }
-    Ok((None, refused))
+    Ok(Named {
+        session: None,
+        run: None,
+        refused,
+    })
 }
 
 /// The values of every cookie `name` in the request's `Cookie` headers.
@@ -131,6 +173,28 @@ fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .filter_map(move |(key, value)| (key == name).then_some(value))
+}
+
+/// `runs` as a list shows them, newest first.
+pub async fn listed<T: Task>(runs: &[Arc<Session<T>>]) -> Vec<ListedOf<T::Summary>> {
+    let mut listed = Vec::with_capacity(runs.len());
+    for run in runs.iter().rev() {
+        let id = run.id().to_string();
+        listed.push(run.read(|machine| machine.listed(id)).await);
+    }
+    listed
+}
+
+/// What a client is told when the store failed it.
+fn stored(error: StoreError) -> AppError {
+    match error {
+        StoreError::Damaged { .. } => AppError::Damaged,
+        StoreError::Corrupt { .. } => AppError::Command(CommandError::StoreDamaged),
+        error => {
+            tracing::error!(%error, "could not read a session's runs");
+            AppError::Command(CommandError::Unsaved)
+        }
+    }
 }
 
 /// Refuses a state-changing request that a browser says comes from another
@@ -255,9 +319,12 @@ fn is_json(content_type: &str) -> bool {
 }
 
 /// A request's session as a task kind's server functions reach it: the one
-/// its cookie names, or none until its first command creates one.
+/// its cookie names and the run the request is about, or none until its
+/// first command creates one.
 pub struct SessionHandle<T: Task> {
-    /// The session the request's cookie names, if any.
+    /// The session the request's cookie names, if it has a run.
+    id: Option<SessionId>,
+    /// Its run the request is about (see [`session_layer`]).
     session: Option<Arc<Session<T>>>,
     /// Why the session the cookie names cannot be served, lastingly (it is
     /// damaged): every server function answers this.
@@ -275,15 +342,21 @@ pub struct SessionHandle<T: Task> {
 }
 
 impl<T: Task> SessionHandle<T> {
-    /// Applies a command while holding the session's lock; returns the
-    /// version that shows its effect. The first command of a visitor
-    /// without a session creates one (nothing else does).
-    pub async fn command(&self, command: T::Command) -> Result<u64, AppError> {
-        if let Some(session) = self.session()? {
-            match self.runtime.command(session, command.clone()).await {
+    /// Applies a command to run `named` (or, naming none, the request's
+    /// run) while holding its lock; returns the version that shows its
+    /// effect. The first command of a visitor without a session creates
+    /// one (nothing else does); a run named that is gone is refused.
+    pub async fn command(
+        &self,
+        named: Option<RunId>,
+        command: T::Command,
+    ) -> Result<u64, AppError> {
+        if let Some(run) = self.run(named).await? {
+            match self.runtime.command(&run, command.clone()).await {
                 // It ended on the way (expired or evicted): the command
                 // goes to a new session, as for a visitor without one.
-                Err(CommandError::Ended) => {}
+                Err(CommandError::Ended) if named.is_none() => {}
+                Err(CommandError::Ended) => return Err(AppError::NoRun),
                 answer => return Ok(answer?),
             }
         }
@@ -296,21 +369,80 @@ impl<T: Task> SessionHandle<T> {
         Ok(version)
     }
 
-    /// The session's state now; a fresh idle state when there is no
+    /// Run `named`'s state now (or, naming none or one that is gone, the
+    /// request's run's), with its id; a fresh idle state when there is no
     /// session; an error when it cannot be shown.
-    pub async fn snapshot(&self) -> Result<SnapshotOf<T::View>, AppError> {
-        Ok(match self.session()? {
-            Some(session) => session.snapshot().await,
-            None => Machine::<T>::new(self.runtime.sessions.settings()).snapshot(),
+    pub async fn snapshot(
+        &self,
+        named: Option<RunId>,
+    ) -> Result<(Option<RunId>, SnapshotOf<T::View>), AppError> {
+        let run = match self.run(named).await {
+            Err(AppError::NoRun) => self.run(None).await,
+            found => found,
+        };
+        Ok(match run? {
+            Some(run) => (Some(run.id()), run.snapshot().await),
+            None => (
+                None,
+                Machine::<T>::new(self.runtime.sessions.settings()).snapshot(),
+            ),
         })
     }
 
-    /// The session the cookie names, if any, or why it cannot be served.
-    pub fn session(&self) -> Result<Option<&Arc<Session<T>>>, AppError> {
-        match &self.refused {
-            Some(refused) => Err(refused.clone()),
-            None => Ok(self.session.as_ref()),
+    /// The run `named` of the request's session, or, naming none, the
+    /// request's run; `None` without a session. A run named that is not
+    /// (or no longer) the session's is [`AppError::NoRun`].
+    pub async fn run(&self, named: Option<RunId>) -> Result<Option<Arc<Session<T>>>, AppError> {
+        if let Some(refused) = &self.refused {
+            return Err(refused.clone());
         }
+        let Some(named) = named else {
+            return Ok(self.session.clone());
+        };
+        if let Some(run) = self.session.as_ref().filter(|run| run.id() == named) {
+            return Ok(Some(run.clone()));
+        }
+        if self.id != Some(named.session) {
+            return Err(AppError::NoRun);
+        }
+        match self.runtime.session(named).await {
+            Ok(Some(run)) => Ok(Some(run)),
+            Ok(None) => Err(AppError::NoRun),
+            Err(error) => Err(stored(error)),
+        }
+    }
+
+    /// The session's runs, newest first, as its list shows them.
+    pub async fn runs(&self) -> Result<Vec<ListedOf<T::Summary>>, AppError> {
+        if let Some(refused) = &self.refused {
+            return Err(refused.clone());
+        }
+        let Some(id) = self.id else {
+            return Ok(Vec::new());
+        };
+        let (runs, _) = self.runtime.runs(id).await.map_err(stored)?;
+        Ok(listed(&runs).await)
+    }
+
+    /// Adds a run to the request's session (see [`Runtime::new_run`]); its
+    /// id. A visitor without a session has none to add to.
+    pub async fn new_run(&self) -> Result<RunId, AppError> {
+        let Some(id) = self.id else {
+            return Err(AppError::NoSession);
+        };
+        match self.runtime.new_run(id).await {
+            Ok(run) => Ok(run.id()),
+            Err(NewRunError::TooManyLive(max)) => Err(AppError::TooManyLiveRuns { max }),
+            Err(NewRunError::TooManyKept(max)) => Err(AppError::TooManyKeptRuns { max }),
+            Err(NewRunError::NoRoom(NoRoom::Full)) => Err(AppError::AtCapacity),
+            Err(NewRunError::NoRoom(_)) => Err(AppError::Command(CommandError::Unsaved)),
+        }
+    }
+
+    /// Removes run `named` of the request's session.
+    pub async fn remove_run(&self, named: RunId) -> Result<(), AppError> {
+        let run = self.run(Some(named)).await?.ok_or(AppError::NoRun)?;
+        self.runtime.remove_run(&run).await.map_err(stored)
     }
 
     /// The runtime the session lives in.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::{
     change::{Change, CommitError, Op},
-    id::SessionId,
+    id::RunId,
     store::{Receipt, Store, StoreError},
 };
 
@@ -65,7 +65,7 @@ impl<T: Task> Local<T> {
     }
 
     /// The ledger of a session whose state is `machine`, saved as it is.
-    pub fn ledger(&self, id: SessionId, machine: &Machine<T>) -> LocalLedger<T> {
+    pub fn ledger(&self, id: RunId, machine: &Machine<T>) -> LocalLedger<T> {
         LocalLedger {
             store: self.store.clone(),
             id,
@@ -80,7 +80,7 @@ impl<T: Task> Local<T> {
     pub async fn load(
         &self,
         settings: T::Settings,
-        id: SessionId,
+        id: RunId,
     ) -> Result<Option<(Machine<T>, LocalLedger<T>)>, StoreError> {
         let Some(saved) = self.store.get(id).await? else {
             return Ok(None);
@@ -102,7 +102,7 @@ pub struct LocalLedger<T: Task> {
     /// Where it is saved.
     store: Arc<dyn Store<T::Saved>>,
     /// Its key there.
-    id: SessionId,
+    id: RunId,
     /// The version saved last.
     saved_version: u64,
     /// When a checkpoint was last enqueued (tokio's clock: tests pause it).

@@ -20,7 +20,7 @@ use crate::{
     backend::Backend,
     cluster::{self, Cluster},
     config::Config,
-    id::SessionId,
+    id::{RunId, SessionId},
     metrics::Metrics,
     policy::Policy,
     session::Session,
@@ -61,6 +61,10 @@ pub struct Runtime<T: Task> {
     new_per_minute: u32,
     /// The open event streams, bounded per address and per session.
     pub streams: Arc<Streams>,
+    /// The most runs of one session that have not ended.
+    pub live_runs: usize,
+    /// The most runs one session keeps.
+    pub kept_runs: usize,
 }
 
 /// Why no session could be started.
@@ -76,6 +80,17 @@ pub enum NoRoom {
     },
     /// The store cannot be reached (a cluster's Redis is down).
     Unavailable,
+}
+
+/// Why no run was added to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewRunError {
+    /// The session has this many runs that have not ended, the most it may.
+    TooManyLive(usize),
+    /// The session keeps this many runs, the most it may.
+    TooManyKept(usize),
+    /// No room among all runs, or the store cannot be reached.
+    NoRoom(NoRoom),
 }
 
 /// Why a visitor's first command started no session.
@@ -150,6 +165,8 @@ impl<T: Task> Runtime<T> {
                 config.limits.streams_per_address,
                 config.limits.streams_per_session,
             )),
+            live_runs: config.sessions.live_runs,
+            kept_runs: config.sessions.kept_runs,
         })
     }
 
@@ -193,9 +210,130 @@ impl<T: Task> Runtime<T> {
         answer
     }
 
+    /// The ids of `session`'s runs, oldest first (a cluster asks Redis; one
+    /// process knows them all).
+    pub async fn run_ids(&self, session: SessionId) -> Result<Vec<RunId>, StoreError> {
+        match self.backend.cluster() {
+            Some(cluster) => cluster.runs_of(session).await,
+            None => Ok(self.sessions.runs_of(session)),
+        }
+    }
+
+    /// `session`'s runs, oldest first; a run that cannot be rebuilt (its
+    /// record is damaged) is left out, and is the second part.
+    pub async fn runs(
+        &self,
+        session: SessionId,
+    ) -> Result<(Vec<Arc<Session<T>>>, Option<StoreError>), StoreError> {
+        let mut runs = Vec::new();
+        let mut damaged = None;
+        for id in self.run_ids(session).await? {
+            match self.session(id).await {
+                Ok(Some(run)) => runs.push(run),
+                Ok(None) => {}
+                Err(error @ (StoreError::Damaged { .. } | StoreError::Corrupt { .. })) => {
+                    damaged = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok((runs, damaged))
+    }
+
+    /// The run a request of `session` means when it names none: its first
+    /// run, or, once that is removed, its newest. `None` when the session
+    /// has no run (it is gone).
+    pub async fn default_run(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<Arc<Session<T>>>, StoreError> {
+        if let Some(first) = self.session(RunId::first(session)).await? {
+            return Ok(Some(first));
+        }
+        let (runs, damaged) = self.runs(session).await?;
+        match (runs.into_iter().last(), damaged) {
+            (None, Some(error)) => Err(error),
+            (newest, _) => Ok(newest),
+        }
+    }
+
+    /// Adds a run to `session`, beside its others, stored at once, with no
+    /// number yet: refused when the session has as many live runs or kept
+    /// runs as it may. Numbered by the millisecond it is made (above every
+    /// run of the session so far).
+    pub async fn new_run(&self, session: SessionId) -> Result<Arc<Session<T>>, NewRunError> {
+        let (runs, damaged) = self.runs(session).await.map_err(|error| {
+            tracing::error!(%error, "could not list a session's runs");
+            NewRunError::NoRoom(NoRoom::Unavailable)
+        })?;
+        let kept = runs.len() + usize::from(damaged.is_some());
+        if kept >= self.kept_runs {
+            return Err(NewRunError::TooManyKept(self.kept_runs));
+        }
+        let mut live = 0;
+        for run in &runs {
+            live += usize::from(!run.read(|machine| machine.status().has_ended()).await);
+        }
+        if live >= self.live_runs {
+            return Err(NewRunError::TooManyLive(self.live_runs));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |since| since.as_millis() as u64);
+        let newest = runs.last().map_or(0, |run| run.id().number);
+        let mut number = now_ms.max(newest + 1);
+        self.sessions.ready().await;
+        // Another node may make a run of the same number at the same
+        // moment: the next number is tried.
+        for _ in 0..8 {
+            let Created {
+                session: run,
+                evicted,
+            } = self.sessions.create_run(session, number).map_err(|Full| {
+                self.metrics.sessions_refused.inc();
+                NewRunError::NoRoom(NoRoom::Full)
+            })?;
+            if let Some(evicted) = evicted {
+                self.let_go(evicted).await;
+            }
+            let stored = self
+                .backend
+                .create_run(run.id(), &run.machine().await)
+                .await;
+            match stored {
+                Ok(true) => {
+                    self.sessions.unpin(&run);
+                    tracing::info!(run = %run.id().short(), "a run was added to its session");
+                    return Ok(run);
+                }
+                Ok(false) => {
+                    self.sessions.remove(run.id());
+                    number = run.id().number + 1;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not store a new run");
+                    self.sessions.remove(run.id());
+                    return Err(NewRunError::NoRoom(NoRoom::Unavailable));
+                }
+            }
+        }
+        Err(NewRunError::NoRoom(NoRoom::Unavailable))
+    }
+
+    /// Removes a run at its user's word: its task stops, it is deleted from
+    /// the store (and from Redis, whichever node uses it), and its streams
+    /// end.
+    pub async fn remove_run(&self, run: &Arc<Session<T>>) -> Result<(), StoreError> {
+        self.backend.remove(run.id()).await?;
+        self.sessions.remove(run.id());
+        run.retire().await;
+        tracing::info!(run = %run.id().short(), "a run was removed by its user");
+        Ok(())
+    }
+
     /// The session named `id`, rebuilt from the store if it was not yet (and
     /// its task resumed if it was running); `None` if there is none.
-    pub async fn session(&self, id: SessionId) -> Result<Option<Arc<Session<T>>>, StoreError> {
+    pub async fn session(&self, id: RunId) -> Result<Option<Arc<Session<T>>>, StoreError> {
         let Some(found) = self.sessions.get(id).await? else {
             return Ok(None);
         };
@@ -254,16 +392,19 @@ impl<T: Task> Runtime<T> {
         if let Some(evicted) = evicted {
             self.let_go(evicted).await;
         }
-        if let Err(error) = self
+        match self
             .backend
             .create(session.id(), &session.machine().await)
             .await
         {
-            tracing::error!(%error, "could not store a new session");
-            self.sessions.remove(session.id());
-            return Err(NoRoom::Unavailable);
+            Ok(true) => Ok(session),
+            stored => {
+                // Taken (128 random bits: never seen), or not stored.
+                tracing::error!(?stored, "could not store a new session");
+                self.sessions.remove(session.id());
+                Err(NoRoom::Unavailable)
+            }
         }
-        Ok(session)
     }
 
     /// Whether `client` may start another session: this node's count first

@@ -13,7 +13,7 @@ use shared::{
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::id::SessionId;
+pub use crate::id::{RunId, SessionId};
 use crate::{
     backend::{Change, CommitError, Heard, Ledger, Op},
     store::Receipt,
@@ -25,7 +25,7 @@ pub type Update<T> = UpdateOf<<T as Task>::View, <T as Task>::Change>;
 /// One browser's session, running tasks of kind `T`.
 pub struct Session<T: Task> {
     /// Its identifier, also the cookie's value.
-    id: SessionId,
+    id: RunId,
     /// The state; changed only through [`Session::update`].
     state: Mutex<State<T>>,
     /// Holds the latest published version; subscribers wait on it. Only a
@@ -186,7 +186,7 @@ const INBOX: usize = 64;
 impl<T: Task> Session<T> {
     /// A session with the given state (fresh, or loaded) and its ledger.
     pub fn new(
-        id: SessionId,
+        id: RunId,
         machine: Machine<T>,
         ledger: Ledger<T>,
         now: u64,
@@ -217,7 +217,7 @@ impl<T: Task> Session<T> {
     }
 
     /// Its identifier.
-    pub fn id(&self) -> SessionId {
+    pub fn id(&self) -> RunId {
         self.id
     }
 

@@ -2,7 +2,7 @@
 //! stored sessions of an earlier run, rebuilt only when first asked for.
 
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -19,16 +19,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     backend::{Backend, Ledger, Loaded},
-    id::SessionId,
+    id::{RunId, SessionId},
     session::Session,
     store::StoreError,
 };
 
 /// Every session, live or stored.
 pub struct Sessions<T: Task> {
-    /// The sessions by id. A std mutex: every use is a short map operation,
-    /// never held across an `.await`.
-    map: Mutex<HashMap<SessionId, Entry<T>>>,
+    /// The runs by id, ordered so that a session's runs sit together (by
+    /// session, then number). A std mutex: every use is a short map
+    /// operation, never held across an `.await`.
+    map: Mutex<BTreeMap<RunId, Entry<T>>>,
     /// The fixed choices of each new session.
     settings: T::Settings,
     /// The most sessions, live and stored.
@@ -87,7 +88,7 @@ pub struct Created<T: Task> {
 /// A session taken out of the registry to make room.
 pub struct Evicted<T: Task> {
     /// Its id, to delete from the store.
-    pub id: SessionId,
+    pub id: RunId,
     /// The session, if it was in memory (its task must be stopped).
     pub session: Option<Arc<Session<T>>>,
 }
@@ -111,7 +112,7 @@ impl<T: Task> Sessions<T> {
         shutdown: CancellationToken,
     ) -> Sessions<T> {
         Sessions {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(BTreeMap::new()),
             settings,
             max,
             idle_timeout,
@@ -137,13 +138,13 @@ impl<T: Task> Sessions<T> {
     /// Reads the store's index: every stored session becomes known without
     /// being loaded. Returns the ids of those that were running, to resume.
     /// New sessions may be made afterwards, whether it could be read or not.
-    pub async fn load_index(&self) -> Result<Vec<SessionId>, StoreError> {
+    pub async fn load_index(&self) -> Result<Vec<RunId>, StoreError> {
         let read = self.read_index().await;
         self.ready.send_replace(true);
         read
     }
 
-    async fn read_index(&self) -> Result<Vec<SessionId>, StoreError> {
+    async fn read_index(&self) -> Result<Vec<RunId>, StoreError> {
         let Some(index) = self.backend.index().await? else {
             return Ok(Vec::new());
         };
@@ -168,13 +169,13 @@ impl<T: Task> Sessions<T> {
         Ok(running)
     }
 
-    fn session(&self, id: SessionId, machine: Machine<T>, ledger: Ledger<T>) -> Session<T> {
+    fn session(&self, id: RunId, machine: Machine<T>, ledger: Ledger<T>) -> Session<T> {
         Session::new(id, machine, ledger, self.now(), self.shutdown.clone())
     }
 
     /// The session named by `id` if it is in memory, untouched (for news
     /// from other nodes).
-    pub fn live(&self, id: SessionId) -> Option<Arc<Session<T>>> {
+    pub fn live(&self, id: RunId) -> Option<Arc<Session<T>>> {
         match self.lock().get(&id) {
             Some(Entry::Live(session)) => Some(session.clone()),
             _ => None,
@@ -195,7 +196,7 @@ impl<T: Task> Sessions<T> {
     /// The sessions in use here: watched, running, or asked for within
     /// `within`. A node keeps these alive in Redis; a copy idle here is
     /// kept alive by the node that uses it, if any.
-    pub fn in_use(&self, within: Duration) -> Vec<SessionId> {
+    pub fn in_use(&self, within: Duration) -> Vec<RunId> {
         let since = self.now().saturating_sub(millis(within));
         self.lock()
             .values()
@@ -214,7 +215,7 @@ impl<T: Task> Sessions<T> {
 
     /// The session named by `id`, rebuilt from the store if it was not yet;
     /// `None` if there is none.
-    pub async fn get(&self, id: SessionId) -> Result<Option<Found<T>>, StoreError> {
+    pub async fn get(&self, id: RunId) -> Result<Option<Found<T>>, StoreError> {
         let cell = {
             let mut map = self.lock();
             match map.get(&id) {
@@ -307,7 +308,7 @@ impl<T: Task> Sessions<T> {
 
     /// Loads a stored session. `Err(None)`: there is none (a cell's
     /// initialisation fails, so the next request asks again).
-    async fn rebuild(&self, id: SessionId) -> Result<Arc<Session<T>>, Option<StoreError>> {
+    async fn rebuild(&self, id: RunId) -> Result<Arc<Session<T>>, Option<StoreError>> {
         match self.backend.load(self.settings, id).await {
             Ok(Some(Loaded { machine, ledger })) => Ok(Arc::new(self.session(id, machine, ledger))),
             Ok(None) => Err(None),
@@ -315,12 +316,49 @@ impl<T: Task> Sessions<T> {
         }
     }
 
-    /// A new session under a fresh random id. At the cap, the
-    /// longest-untouched session that may give way is taken out in the same
+    /// A new session's first run, under a fresh random id. At the cap, the
+    /// longest-untouched run that may give way is taken out in the same
     /// step (so no other creation can take the room made), and returned to
-    /// be retired; [`Full`] when none may. The new session is pinned (it
-    /// never gives way) until its first command is answered.
+    /// be retired; [`Full`] when none may. The new run is pinned (it never
+    /// gives way) until its first command is answered.
     pub fn create(&self) -> Result<Created<T>, Full> {
+        self.insert_new(|map| loop {
+            let id = RunId::random();
+            if !map.contains_key(&id) {
+                break id;
+            }
+        })
+    }
+
+    /// A new run of `session`, numbered `number` or, if a run has that
+    /// number here, the next free one; made as [`Sessions::create`] makes
+    /// one, pinned until it is stored.
+    pub fn create_run(&self, session: SessionId, number: u64) -> Result<Created<T>, Full> {
+        self.insert_new(|map| {
+            let mut id = RunId { session, number };
+            while map.contains_key(&id) {
+                id.number += 1;
+            }
+            id
+        })
+    }
+
+    /// The ids of `session`'s runs this registry knows, oldest first: all
+    /// of them in one process (which read the store's index), the copies
+    /// it holds on a node of a cluster.
+    pub fn runs_of(&self, session: SessionId) -> Vec<RunId> {
+        let first = RunId::first(session);
+        let last = RunId {
+            session,
+            number: u64::MAX,
+        };
+        self.lock().range(first..=last).map(|(id, _)| *id).collect()
+    }
+
+    fn insert_new(
+        &self,
+        id: impl FnOnce(&BTreeMap<RunId, Entry<T>>) -> RunId,
+    ) -> Result<Created<T>, Full> {
         let now = self.now();
         let mut map = self.lock();
         let evicted = if map.len() >= self.max {
@@ -336,12 +374,7 @@ impl<T: Task> Sessions<T> {
         } else {
             None
         };
-        let id = loop {
-            let id = SessionId::random();
-            if !map.contains_key(&id) {
-                break id;
-            }
-        };
+        let id = id(&map);
         let machine = Machine::new(self.settings).with_incarnation(rand::random());
         let ledger = self.backend.ledger(id, &machine);
         let session = Arc::new(self.session(id, machine, ledger));
@@ -353,7 +386,7 @@ impl<T: Task> Sessions<T> {
     /// The longest-untouched session that may give way at the cap: one with
     /// no page open, not pinned, and either nothing running or a run nobody
     /// has touched for the idle timeout. Ties go to the lower id.
-    fn victim(&self, map: &HashMap<SessionId, Entry<T>>, now: u64) -> Option<SessionId> {
+    fn victim(&self, map: &BTreeMap<RunId, Entry<T>>, now: u64) -> Option<RunId> {
         let idle = millis(self.idle_timeout);
         // Checked, not saturating: in the first idle timeout after a start,
         // no run has been untouched that long.
@@ -382,7 +415,7 @@ impl<T: Task> Sessions<T> {
 
     /// Takes a session out of the registry (its creation could not be
     /// stored).
-    pub fn remove(&self, id: SessionId) {
+    pub fn remove(&self, id: RunId) {
         self.lock().remove(&id);
     }
 
@@ -448,7 +481,7 @@ impl<T: Task> Sessions<T> {
         millis(self.epoch.elapsed())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Entry<T>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<RunId, Entry<T>>> {
         // A panic while holding this lock leaves a consistent map (every
         // operation on it is a single std call), so poisoning is ignored.
         self.map

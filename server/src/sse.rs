@@ -24,7 +24,7 @@ use axum::{
 use futures::{stream, StreamExt};
 use shared::{
     task::{Machine, Task},
-    wire::{EventId, UpdateOf},
+    wire::{EventId, ListedOf, RunsOf, UpdateOf},
 };
 use tokio::{sync::watch, time::Instant};
 
@@ -40,6 +40,10 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(250);
 
 /// How soon a browser reconnects after the stream drops.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// How often a stream looks at its session's list of runs, and sends it
+/// when it changed (a run added, removed, or moved on elsewhere).
+const LIST_EVERY: Duration = Duration::from_secs(1);
 
 /// Opens the event stream of the request's session. A visitor without a
 /// session gets the idle state once (with incarnation 0) and then only
@@ -89,11 +93,14 @@ pub async fn events<T: Task>(State(runtime): State<Arc<Runtime<T>>>, request: Re
         Some(session) => {
             let subscriber = Subscriber::new(session, last, deadline, runtime);
             stream::unfold(subscriber, |mut subscriber| async move {
-                let (id, update) = subscriber.next().await?;
-                Some((
-                    Ok::<_, Infallible>(subscriber.event(id, &update)),
-                    subscriber,
-                ))
+                let event = match subscriber.next().await? {
+                    Out::Update(id, update) => subscriber.event(id, &update),
+                    Out::Runs(runs) => Event::default()
+                        .event("runs")
+                        .json_data(runs)
+                        .expect("runs serialise to JSON"),
+                };
+                Some((Ok::<_, Infallible>(event), subscriber))
             })
             .left_stream()
         }
@@ -156,6 +163,16 @@ struct Subscriber<T: Task> {
     runtime: Arc<Runtime<T>>,
     /// Cluster mode: whether Redis answers (the stream ends when not).
     store_up: Option<watch::Receiver<bool>>,
+    /// The session's runs as last sent (`None`: not yet).
+    listed: Option<Vec<ListedOf<T::Summary>>>,
+    /// When the list is looked at next.
+    list_due: Instant,
+}
+
+/// What a stream sends next: its run's update, or the session's runs.
+enum Out<T: Task> {
+    Update(EventId, Update<T>),
+    Runs(RunsOf<T::Summary>),
 }
 
 impl<T: Task> Subscriber<T> {
@@ -174,18 +191,55 @@ impl<T: Task> Subscriber<T> {
             last,
             deadline,
             runtime,
+            listed: None,
+            list_due: Instant::now(),
         }
+    }
+
+    /// The session's runs, if they changed since last sent.
+    async fn runs(&mut self) -> Option<RunsOf<T::Summary>> {
+        self.list_due = Instant::now() + LIST_EVERY;
+        let (runs, _) = self.runtime.runs(self.session.id().session).await.ok()?;
+        let listed = crate::http::listed(&runs).await;
+        if self.listed.as_ref() == Some(&listed) {
+            return None;
+        }
+        self.listed = Some(listed.clone());
+        Some(RunsOf {
+            selected: self.session.id().to_string(),
+            runs: listed,
+        })
+    }
+
+    /// Follows `run` instead (the one followed was removed): the page is
+    /// sent its snapshot and the list that says so.
+    fn switch_to(&mut self, run: Arc<Session<T>>) {
+        self.session.subscribers().fetch_sub(1, Ordering::Relaxed);
+        run.subscribers().fetch_add(1, Ordering::Relaxed);
+        self.doorbell = run.subscribe();
+        self.session = run;
+        self.last = None;
+        self.listed = None;
     }
 
     /// The next update and its event id, waiting until there is one;
     /// `None` once the server is stopping (it drains).
-    async fn next(&mut self) -> Option<(EventId, Update<T>)> {
+    async fn next(&mut self) -> Option<Out<T>> {
         loop {
             // Mark the doorbell seen *before* reading, so a version
             // published after the read still wakes the wait below.
             let rung = *self.doorbell.borrow_and_update();
             let last = self.last;
             if self.session.is_retired() {
+                // Removed (or expired) while its session lives on: the
+                // stream follows the session's default run instead.
+                let session = self.session.id().session;
+                if let Ok(Some(run)) = self.runtime.default_run(session).await {
+                    if run.id() != self.session.id() && !run.is_retired() {
+                        self.switch_to(run);
+                        continue;
+                    }
+                }
                 // The session is gone (a cluster's Redis lost it): the page
                 // is told with the state of no session, as a visitor's
                 // first stream is, and the stream ends.
@@ -194,14 +248,19 @@ impl<T: Task> Subscriber<T> {
                 }
                 let (id, idle) = no_session(&self.runtime);
                 self.last = Some(id);
-                return Some((id, idle));
+                return Some(Out::Update(id, idle));
+            }
+            if last.is_some() && (self.listed.is_none() || Instant::now() >= self.list_due) {
+                if let Some(runs) = self.runs().await {
+                    return Some(Out::Runs(runs));
+                }
             }
             // The lock is taken only when there is something to read: a new
             // version here, or one another node committed.
             if self.session.is_behind() || last.is_none_or(|last| last.cursor.version != rung) {
                 if let Some((id, update)) = self.session.since(last).await {
                     self.last = Some(id);
-                    return Some((id, update));
+                    return Some(Out::Update(id, update));
                 }
             }
             let expired = async {
@@ -227,6 +286,7 @@ impl<T: Task> Subscriber<T> {
                 () = store_down => return None,
                 changed = self.doorbell.changed() => changed.ok()?,
                 () = tokio::time::sleep(CATCH_UP_RETRY), if behind => {}
+                () = tokio::time::sleep_until(self.list_due), if last.is_some() => {}
             }
         }
     }

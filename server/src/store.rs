@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use shared::{task::Saved, wire::Status};
 use tokio::sync::oneshot;
 
-use crate::id::SessionId;
+use crate::id::RunId;
 
 /// The answer to a store request, awaited off the store's thread.
 pub type Receipt<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
@@ -43,17 +43,17 @@ pub trait Store<S: Kept>: Send + Sync + 'static {
     /// seen: read at start, so a restart never loads whole sessions.
     fn index(&self) -> Receipt<Vec<Stored>>;
     /// One session's saved state, if stored.
-    fn get(&self, id: SessionId) -> Receipt<Option<Saved<S>>>;
+    fn get(&self, id: RunId) -> Receipt<Option<Saved<S>>>;
     /// Inserts or replaces one session's state; resolves once committed.
     /// A failure is reported and nothing is retried.
-    fn save(&self, id: SessionId, saved: Saved<S>) -> Receipt<()>;
+    fn save(&self, id: RunId, saved: Saved<S>) -> Receipt<()>;
     /// Inserts or replaces one session's state with nobody waiting: if it
     /// cannot be stored now, it is tried again until it, or a newer save of
     /// the session, is stored (a run paused because its checkpoint failed
     /// must not come back running after a restart).
-    fn keep(&self, id: SessionId, saved: Saved<S>);
+    fn keep(&self, id: RunId, saved: Saved<S>);
     /// Forgets sessions.
-    fn delete(&self, ids: Vec<SessionId>) -> Receipt<()>;
+    fn delete(&self, ids: Vec<RunId>) -> Receipt<()>;
     /// What the store is, for messages: its file, or `:memory:`.
     fn name(&self) -> String;
 }
@@ -62,7 +62,7 @@ pub trait Store<S: Kept>: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
     /// Its id.
-    pub id: SessionId,
+    pub id: RunId,
     /// Whether its run was running when last saved.
     pub running: bool,
     /// When it was last saved, in seconds since the Unix epoch.
@@ -152,7 +152,7 @@ pub fn open<S: Kept>(path: &Path) -> Result<std::sync::Arc<dyn Store<S>>, StoreE
 /// that).
 pub struct MemoryStore<S> {
     /// The sessions and when each was saved.
-    sessions: std::sync::Mutex<std::collections::HashMap<SessionId, (Saved<S>, u64)>>,
+    sessions: std::sync::Mutex<std::collections::HashMap<RunId, (Saved<S>, u64)>>,
 }
 
 impl<S> Default for MemoryStore<S> {
@@ -166,7 +166,7 @@ impl<S> Default for MemoryStore<S> {
 impl<S> MemoryStore<S> {
     fn sessions(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, (Saved<S>, u64)>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<RunId, (Saved<S>, u64)>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -185,24 +185,24 @@ impl<S: Kept> Store<S> for MemoryStore<S> {
         Box::pin(std::future::ready(Ok(index)))
     }
 
-    fn get(&self, id: SessionId) -> Receipt<Option<Saved<S>>> {
+    fn get(&self, id: RunId) -> Receipt<Option<Saved<S>>> {
         let saved = self.sessions().get(&id).map(|(saved, _)| saved.clone());
         Box::pin(std::future::ready(Ok(saved)))
     }
 
-    fn save(&self, id: SessionId, saved: Saved<S>) -> Receipt<()> {
+    fn save(&self, id: RunId, saved: Saved<S>) -> Receipt<()> {
         self.keep(id, saved);
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn keep(&self, id: SessionId, saved: Saved<S>) {
+    fn keep(&self, id: RunId, saved: Saved<S>) {
         let seen = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.sessions().insert(id, (saved, seen));
     }
 
-    fn delete(&self, ids: Vec<SessionId>) -> Receipt<()> {
+    fn delete(&self, ids: Vec<RunId>) -> Receipt<()> {
         let mut sessions = self.sessions();
         for id in ids {
             sessions.remove(&id);
@@ -271,22 +271,19 @@ type Answer = oneshot::Sender<Result<(), StoreError>>;
 
 /// A save on the store's thread: the session, its record, and who waits
 /// for it (nobody, for a [`Store::keep`]).
-type Write<S> = (SessionId, Box<Saved<S>>, Option<Answer>);
+type Write<S> = (RunId, Box<Saved<S>>, Option<Answer>);
 
 /// One request to the store's thread, with where to send its answer.
 enum Request<S> {
     Index(oneshot::Sender<Result<Vec<Stored>, StoreError>>),
-    Get(
-        SessionId,
-        oneshot::Sender<Result<Option<Saved<S>>, StoreError>>,
-    ),
+    Get(RunId, oneshot::Sender<Result<Option<Saved<S>>, StoreError>>),
     Save(
-        SessionId,
+        RunId,
         Box<Saved<S>>,
         oneshot::Sender<Result<(), StoreError>>,
     ),
-    Keep(SessionId, Box<Saved<S>>),
-    Delete(Vec<SessionId>, oneshot::Sender<Result<(), StoreError>>),
+    Keep(RunId, Box<Saved<S>>),
+    Delete(Vec<RunId>, oneshot::Sender<Result<(), StoreError>>),
     /// Test support: the most pages the database may grow to (0: no limit).
     #[doc(hidden)]
     MaxPages(u64, oneshot::Sender<Result<(), StoreError>>),
@@ -356,20 +353,20 @@ impl<S: Kept> Store<S> for SqliteStore<S> {
         self.ask(Request::Index)
     }
 
-    fn get(&self, id: SessionId) -> Receipt<Option<Saved<S>>> {
+    fn get(&self, id: RunId) -> Receipt<Option<Saved<S>>> {
         self.ask(|answer| Request::Get(id, answer))
     }
 
-    fn save(&self, id: SessionId, saved: Saved<S>) -> Receipt<()> {
+    fn save(&self, id: RunId, saved: Saved<S>) -> Receipt<()> {
         self.ask(|answer| Request::Save(id, Box::new(saved), answer))
     }
 
-    fn keep(&self, id: SessionId, saved: Saved<S>) {
+    fn keep(&self, id: RunId, saved: Saved<S>) {
         // Only fails once the store's thread has ended (at shutdown).
         let _ = self.requests.send(Request::Keep(id, Box::new(saved)));
     }
 
-    fn delete(&self, ids: Vec<SessionId>) -> Receipt<()> {
+    fn delete(&self, ids: Vec<RunId>) -> Receipt<()> {
         self.ask(|answer| Request::Delete(ids, answer))
     }
 
@@ -515,7 +512,7 @@ struct Writer<S> {
     /// Copies the log into the database beside the writer; none in memory.
     checkpointer: Option<Checkpointer>,
     /// Saves that failed with nobody waiting, newest per session.
-    retry: std::collections::HashMap<SessionId, Box<Saved<S>>>,
+    retry: std::collections::HashMap<RunId, Box<Saved<S>>>,
     /// When the last checkpoint was started.
     last_checkpoint: Instant,
     /// Set once SQLite found the file damaged: from then on nothing is
@@ -604,7 +601,7 @@ impl<S: Kept> Writer<S> {
 
     /// Writes `saves` and `deletes`, with the pending retries first, and
     /// answers each; on failure keeps the saves nobody waits for.
-    fn commit(&mut self, saves: Vec<Write<S>>, deletes: Vec<(Vec<SessionId>, Answer)>) {
+    fn commit(&mut self, saves: Vec<Write<S>>, deletes: Vec<(Vec<RunId>, Answer)>) {
         let retries: Vec<_> = self.retry.drain().collect();
         let result = match &self.damaged {
             Some(message) => Err(StoreError::Corrupt {
@@ -645,9 +642,9 @@ impl<S: Kept> Writer<S> {
 
     fn write(
         &mut self,
-        retries: &[(SessionId, Box<Saved<S>>)],
+        retries: &[(RunId, Box<Saved<S>>)],
         saves: &[Write<S>],
-        deletes: &[(Vec<SessionId>, Answer)],
+        deletes: &[(Vec<RunId>, Answer)],
     ) -> Result<(), StoreError> {
         let seen = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -707,7 +704,7 @@ impl<S: Kept> Writer<S> {
         let mut index = Vec::new();
         for row in rows {
             let (id, running, seen) = row.map_err(|e| sqlite(&self.path, e))?;
-            match SessionId::parse(&id) {
+            match RunId::parse(&id) {
                 Some(id) => index.push(Stored {
                     id,
                     running,
@@ -721,7 +718,7 @@ impl<S: Kept> Writer<S> {
         Ok(index)
     }
 
-    fn get(&self, id: SessionId) -> Result<Option<Saved<S>>, StoreError> {
+    fn get(&self, id: RunId) -> Result<Option<Saved<S>>, StoreError> {
         let state: Option<String> = self
             .connection
             .prepare_cached("SELECT state FROM sessions WHERE id = ?1")
@@ -960,7 +957,7 @@ mod tests {
     async fn saves_loads_replaces_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/hailstone.db");
-        let (a, b) = (SessionId::random(), SessionId::random());
+        let (a, b) = (RunId::random(), RunId::random());
         {
             let store = SqliteStore::open(&path).unwrap();
             // Enqueued in order; only the last receipt is awaited.
@@ -998,7 +995,7 @@ mod tests {
                 for steps in 0..5_000u64 {
                     let mut saved = saved(steps);
                     saved.run.text = big.clone();
-                    store.save(SessionId::random(), saved).await.unwrap();
+                    store.save(RunId::random(), saved).await.unwrap();
                     largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
                 }
                 largest
@@ -1078,7 +1075,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hailstone.db");
         let store = SqliteStore::open(&path).unwrap();
-        let id = SessionId::random();
+        let id = RunId::random();
         store.save(id, saved(1)).await.unwrap();
         let pages: u64 = {
             // The file as it is now: nothing may grow it.
@@ -1093,7 +1090,7 @@ mod tests {
             ..saved(2)
         };
         big.run.text = "7".repeat(900);
-        let filler: Vec<_> = (0..50).map(|_| SessionId::random()).collect();
+        let filler: Vec<_> = (0..50).map(|_| RunId::random()).collect();
         for other in &filler {
             // Waited for: the failure is reported, nothing is retried.
             let error = store.save(*other, big.clone()).await.unwrap_err();

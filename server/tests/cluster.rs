@@ -351,7 +351,7 @@ async fn redis_restarted_empty_gives_pages_a_reset_and_never_an_old_version_agai
 /// leave the node's copy stale: the next one reads the store again.
 #[tokio::test(flavor = "multi_thread")]
 async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
-    use server::{backend::Backend, cluster::Cluster, id::SessionId, session::Session};
+    use server::{backend::Backend, cluster::Cluster, id::RunId, session::Session};
     use shared::{Collatz, Settings};
     use tokio_util::sync::CancellationToken;
 
@@ -369,7 +369,7 @@ async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
         Backend::Cluster(node("a").await),
         Backend::Cluster(node("b").await),
     );
-    let id = SessionId::random();
+    let id = RunId::random();
     let fresh = Collatz::new(Settings::default());
     a.create(id, &fresh).await.unwrap();
     let copy = |backend: &Backend<shared::collatz::Run>| {
@@ -490,4 +490,52 @@ async fn new_sessions_per_address_are_counted_across_the_cluster() {
         assert_eq!(status, 429, "{body}");
     }
     assert_eq!(b.metric("hailstone_sessions_refused_total").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runs_of_one_session_are_fenced_and_fail_over_each_on_its_own() {
+    let (_redis, mut a, b) = two_nodes().await;
+    // The first run starts on A, which owns its lease.
+    let on_a = Browser::at(&a.url());
+    on_a.command(set_number("27")).await;
+    let first = on_a.cookie().unwrap().split_once('=').unwrap().1.to_owned();
+    // The second is added and started on B, which owns its lease.
+    let on_b = same_session(&b, &on_a);
+    let second = on_b.new_run().await;
+    let (status, body) = on_b.command_to(&second, set_number("97")).await;
+    assert_eq!(status, 200, "{body}");
+    // A lists both (it learns of the second from Redis), newest first.
+    let mut listed_on_a = on_a.events_of(&first).await;
+    let runs = listed_on_a.next_runs().await;
+    let ids: Vec<_> = runs.runs.iter().map(|run| run.id.clone()).collect();
+    assert_eq!(ids, [second.clone(), first.clone()]);
+    // Both followed on B; then A dies: only the first run is taken over.
+    let mut first_page = Page::new();
+    let mut first_events = on_b.events_of(&first).await;
+    first_page
+        .follow(&mut first_events, |page| page.steps() >= 5)
+        .await;
+    let mut second_page = Page::new();
+    let mut second_events = on_b.events_of(&second).await;
+    second_page
+        .follow(&mut second_events, |page| page.steps() >= 5)
+        .await;
+    a.kill();
+    let before = first_page.steps();
+    first_page
+        .follow(&mut first_events, |page| page.steps() > before + 1)
+        .await;
+    second_page
+        .follow(&mut second_events, |page| page.status == Status::Finished)
+        .await;
+    first_page
+        .follow(&mut first_events, |page| page.status == Status::Finished)
+        .await;
+    first_page.assert_exact(27);
+    second_page.assert_exact(97);
+    assert_eq!(
+        b.metric("hailstone_takeovers_total").await,
+        1.0,
+        "B took over A's run alone: its own never lapsed"
+    );
 }

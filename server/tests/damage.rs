@@ -14,7 +14,7 @@ use std::{
 };
 
 use server::{
-    session::SessionId,
+    session::RunId,
     store::{SqliteStore, Store},
 };
 use shared::{
@@ -95,7 +95,7 @@ fn paused_run(start: u64) -> Saved {
 
 /// Stores `sessions` in a new store at `path` and closes it (its log
 /// copied into the file).
-async fn store_sessions(path: &Path, sessions: &[(SessionId, Saved)]) {
+async fn store_sessions(path: &Path, sessions: &[(RunId, Saved)]) {
     let store = SqliteStore::open(path).unwrap();
     for (id, saved) in sessions {
         store.save(*id, saved.clone()).await.unwrap();
@@ -103,7 +103,7 @@ async fn store_sessions(path: &Path, sessions: &[(SessionId, Saved)]) {
 }
 
 /// A browser of the server at `url` with session `id`'s cookie.
-fn browser_of(url: &str, id: SessionId) -> Browser {
+fn browser_of(url: &str, id: RunId) -> Browser {
     let browser = Browser::at(url);
     browser.set_cookie(format!("{}={id}", server::http::SESSION_COOKIE));
     browser
@@ -125,11 +125,7 @@ async fn page_of(browser: &Browser) -> (u16, String) {
 async fn a_session_that_cannot_be_rebuilt_is_told_so_lastingly_and_kept_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hailstone.db");
-    let (good, damaged, other) = (
-        SessionId::random(),
-        SessionId::random(),
-        SessionId::random(),
-    );
+    let (good, damaged, other) = (RunId::random(), RunId::random(), RunId::random());
     // Sound bytes, but a start that is not a number.
     let mut broken = paused_run(27);
     broken.run.start = Some("abc".into());
@@ -191,9 +187,9 @@ async fn a_session_that_cannot_be_rebuilt_is_told_so_lastingly_and_kept_as_it_is
 }
 
 /// The sessions of a store of `count` paused runs (starts 2, 3, ...).
-fn many(count: u64) -> Vec<(SessionId, Saved)> {
+fn many(count: u64) -> Vec<(RunId, Saved)> {
     (0..count)
-        .map(|i| (SessionId::random(), paused_run(i + 2)))
+        .map(|i| (RunId::random(), paused_run(i + 2)))
         .collect()
 }
 
@@ -235,7 +231,7 @@ fn middle_leaf(path: &Path) -> u64 {
 
 /// Asks for every session's page: each is its run, or the store's lasting
 /// error. Returns how many got the error.
-async fn ask_all(server: &Server, sessions: &[(SessionId, Saved)]) -> usize {
+async fn ask_all(server: &Server, sessions: &[(RunId, Saved)]) -> usize {
     let mut refused = 0;
     for (id, saved) in sessions {
         let browser = browser_of(&server.url(), *id);

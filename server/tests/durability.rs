@@ -302,9 +302,7 @@ async fn stored_sessions_are_rebuilt_when_asked_for_and_running_ones_resume() {
         .apply(&UserCommand::SetRunning { running: false })
         .unwrap();
     let paused = machine.saved();
-    let ids: Vec<_> = (0..330)
-        .map(|_| server::session::SessionId::random())
-        .collect();
+    let ids: Vec<_> = (0..330).map(|_| server::session::RunId::random()).collect();
     {
         let store = SqliteStore::open(&path).unwrap();
         for (i, id) in ids.iter().enumerate() {

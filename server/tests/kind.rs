@@ -94,6 +94,7 @@ impl Task for Tally {
     type Input = u64;
     type View = Shown;
     type Change = Counted;
+    type Summary = u64;
     type Saved = Kept;
 
     fn interval_ms(settings: &u32) -> u32 {
@@ -129,6 +130,9 @@ impl Task for Tally {
             count: self.count,
             added: 1,
         }
+    }
+    fn summary(&self) -> u64 {
+        self.target
     }
     fn view(&self) -> Shown {
         Shown {
@@ -332,7 +336,7 @@ async fn order(
         )
     };
     handle
-        .command(order)
+        .command(None, order)
         .await
         .map(|version| version.to_string())
         .map_err(refused)
@@ -400,6 +404,12 @@ async fn a_tally_is_ordered_and_streamed_over_http() {
             .expect("an event within 20 s")
             .expect("the stream goes on")
             .unwrap();
+        if event.event == "runs" {
+            let runs: wire::RunsOf<u64> = serde_json::from_str(&event.data).unwrap();
+            assert_eq!(runs.runs.len(), 1, "the session's one run, listed");
+            assert_eq!(runs.runs[0].run, Some(40), "with the tally's own line");
+            continue;
+        }
         let id: wire::EventId = event.id.parse().unwrap();
         match serde_json::from_str::<UpdateOf<Shown, Counted>>(&event.data).unwrap() {
             UpdateOf::Snapshot(snapshot) => page = Some(snapshot),

@@ -10,7 +10,7 @@ use crate::{
     input::{parse_number, DEFAULT_MAX_DIGITS},
     magnitude,
     task::{self, Control, Task, Unrestorable},
-    wire::{Command, CommandError, RunChange, RunView, Window},
+    wire::{Command, CommandError, RunBrief, RunChange, RunView, Window},
     Number, Profile,
 };
 
@@ -241,6 +241,7 @@ impl Task for Run {
     type Input = str;
     type View = RunView;
     type Change = RunChange;
+    type Summary = RunBrief;
     type Saved = SavedRun;
 
     fn interval_ms(settings: &Settings) -> u32 {
@@ -275,6 +276,13 @@ impl Task for Run {
             peak: new_peak.then(|| value.clone()),
             peak_step: new_peak.then_some(self.peak_step),
             appended: vec![value],
+        }
+    }
+
+    fn summary(&self) -> RunBrief {
+        RunBrief {
+            start: self.start.to_string(),
+            peak: self.peak.to_string(),
         }
     }
 

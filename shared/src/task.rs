@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::wire::{
-    self, CommandError, Cursor, DeltaOf, Failure, SnapshotOf, Status, MAX_INTERVAL_MS,
+    self, CommandError, Cursor, DeltaOf, Failure, ListedOf, SnapshotOf, Status, MAX_INTERVAL_MS,
 };
 
 /// What a command asks of a run, as the machine sees it.
@@ -43,6 +43,9 @@ pub trait Task: Clone + fmt::Debug + Send + Sync + Sized + 'static {
     type View: wire::View<Self::Change>;
     /// What one or more changes did to a run, as the page is sent it.
     type Change: wire::Change;
+    /// A run as a list of a session's runs shows it (a line, not the whole
+    /// run).
+    type Summary: Clone + fmt::Debug + PartialEq + Eq + Serialize + DeserializeOwned + Send + Sync;
     /// What a store keeps of a session's run (or of its absence), enough to
     /// rebuild it exactly.
     type Saved: Clone + fmt::Debug + PartialEq + Eq + Serialize + DeserializeOwned + Send + Sync;
@@ -62,6 +65,8 @@ pub trait Task: Clone + fmt::Debug + Send + Sync + Sized + 'static {
     fn step(&mut self, settings: &Self::Settings) -> Self::Change;
     /// The whole run, for a page.
     fn view(&self) -> Self::View;
+    /// The run in a line, for a list of runs.
+    fn summary(&self) -> Self::Summary;
     /// What a page at `from` steps of this run needs to reach it (`None`:
     /// a page that has not got this run yet, from its beginning), or `None`
     /// when what it misses is no longer held.
@@ -320,6 +325,17 @@ impl<T: Task> Machine<T> {
             interval_ms: self.interval_ms,
             failure: self.failure,
             run: self.run.as_ref().map(T::view),
+        }
+    }
+
+    /// The machine as a list of runs shows it, under the id `id`.
+    pub fn listed(&self, id: String) -> ListedOf<T::Summary> {
+        ListedOf {
+            id,
+            status: self.status,
+            steps: self.run.as_ref().map_or(0, T::steps),
+            failure: self.failure,
+            run: self.run.as_ref().map(T::summary),
         }
     }
 

@@ -115,6 +115,12 @@ impl Status {
         matches!(self, Status::Running | Status::Paused | Status::Failed)
     }
 
+    /// Whether the run is over for good (it finished, or was cancelled):
+    /// nothing brings it back. Every other run counts as live.
+    pub fn has_ended(self) -> bool {
+        matches!(self, Status::Finished | Status::Cancelled)
+    }
+
     /// Its name, as it travels (`"running"`): for attributes and records.
     pub fn name(self) -> &'static str {
         match self {
@@ -170,6 +176,46 @@ pub struct SnapshotOf<V> {
     /// The current run; `None` before the first one began.
     pub run: Option<V>,
 }
+
+/// A run as the list of a session's runs shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedOf<S> {
+    /// The run's id, as requests name it.
+    pub id: String,
+    /// Where it stands.
+    pub status: Status,
+    /// Its steps so far.
+    pub steps: u64,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Its kind's line; `None` before it was given its input.
+    pub run: Option<S>,
+}
+
+/// A session's runs, as its pages are sent them: the run this page shows,
+/// and every run, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunsOf<S> {
+    /// The id of the run the page's stream follows.
+    pub selected: String,
+    /// Every run of the session, newest first.
+    pub runs: Vec<ListedOf<S>>,
+}
+
+/// A Collatz run in a line: where it began and how high it climbed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBrief {
+    /// Its start.
+    pub start: String,
+    /// Its peak so far.
+    pub peak: String,
+}
+
+/// A Collatz session's runs.
+pub type Runs = RunsOf<RunBrief>;
+/// A Collatz run in a session's list.
+pub type Listed = ListedOf<RunBrief>;
 
 /// A Collatz session's whole visible state.
 pub type Snapshot = SnapshotOf<RunView>;

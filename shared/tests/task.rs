@@ -101,6 +101,7 @@ impl Task for Countdown {
     type Input = u32;
     type View = CountView;
     type Change = Counted;
+    type Summary = u32;
     type Saved = SavedCount;
 
     fn interval_ms(settings: &u32) -> u32 {
@@ -135,6 +136,9 @@ impl Task for Countdown {
             left: vec![self.left(self.steps)],
             steps: self.steps,
         }
+    }
+    fn summary(&self) -> u32 {
+        self.left(self.steps)
     }
     fn view(&self) -> CountView {
         let first = self.steps.saturating_sub(KEPT as u64 - 1);

@@ -12,11 +12,11 @@ use axum::{extract::Request, middleware::Next, response::Response};
 use shared::{
     collatz::Run,
     trajectory::{Marks, Page, PageError},
-    wire::{Command, Snapshot, Window},
+    wire::{Command, Listed, Snapshot, Window},
     Number,
 };
 
-use crate::{http::SessionHandle, session::Session};
+use crate::{http::SessionHandle, id::RunId, session::Session};
 
 /// Hands the page's server functions the request's session (which the
 /// runtime's session layer found) through `app`'s trait boundary.
@@ -32,12 +32,37 @@ pub async fn current_session(mut request: Request, next: Next) -> Response {
 }
 
 impl SessionApi for SessionHandle<Run> {
-    fn command(&self, command: Command) -> BoxFuture<'_, Result<u64, AppError>> {
-        Box::pin(SessionHandle::command(self, command))
+    fn command(
+        &self,
+        run: Option<String>,
+        command: Command,
+    ) -> BoxFuture<'_, Result<u64, AppError>> {
+        Box::pin(async move { SessionHandle::command(self, named(run)?, command).await })
     }
 
-    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, AppError>> {
-        Box::pin(SessionHandle::snapshot(self))
+    fn snapshot(
+        &self,
+        run: Option<String>,
+    ) -> BoxFuture<'_, Result<(Option<String>, Snapshot), AppError>> {
+        Box::pin(async move {
+            let (id, snapshot) = SessionHandle::snapshot(self, named(run)?).await?;
+            Ok((id.map(|id| id.to_string()), snapshot))
+        })
+    }
+
+    fn runs(&self) -> BoxFuture<'_, Result<Vec<Listed>, AppError>> {
+        Box::pin(SessionHandle::runs(self))
+    }
+
+    fn new_run(&self) -> BoxFuture<'_, Result<String, AppError>> {
+        Box::pin(async move { Ok(SessionHandle::new_run(self).await?.to_string()) })
+    }
+
+    fn remove_run(&self, run: String) -> BoxFuture<'_, Result<(), AppError>> {
+        Box::pin(async move {
+            let run = named(Some(run))?.ok_or(AppError::NoRun)?;
+            SessionHandle::remove_run(self, run).await
+        })
     }
 
     fn max_digits(&self) -> usize {
@@ -48,15 +73,27 @@ impl SessionApi for SessionHandle<Run> {
         self.runtime().sessions.settings().window()
     }
 
-    fn values(&self, from: u64, count: u64) -> BoxFuture<'_, Result<Page, AppError>> {
+    fn values(
+        &self,
+        run: Option<String>,
+        from: u64,
+        count: u64,
+    ) -> BoxFuture<'_, Result<Page, AppError>> {
         Box::pin(async move {
-            match self.session()? {
-                Some(session) => values(session, from, count).await,
+            match self.run(named(run)?).await? {
+                Some(session) => values(&session, from, count).await,
                 None => Err(PageError::NoRun),
             }
             .map_err(AppError::Values)
         })
     }
+}
+
+/// The run a page names by its id; an id that names no run is as a run
+/// that is gone.
+fn named(run: Option<String>) -> Result<Option<RunId>, AppError> {
+    run.map(|text| RunId::parse(&text).ok_or(AppError::NoRun))
+        .transpose()
 }
 
 /// The run's start and the steps taken from it, once there is a run.

@@ -12,7 +12,7 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::json;
 use server::{
-    session::SessionId,
+    session::RunId,
     store::{Receipt, Store, StoreError, Stored},
     Config,
 };
@@ -220,6 +220,43 @@ impl Browser {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// Posts server function `name` with `body`; the status and the answer.
+    pub async fn call(&self, name: &str, body: serde_json::Value) -> (u16, String) {
+        let response = self
+            .post(&format!("/api/{name}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        self.keep_cookie(&response);
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Adds a run to the session ("New run"); its id.
+    pub async fn new_run(&self) -> String {
+        let (status, body) = self.call("new_run", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Sends `command` to run `run`; the status and the answer.
+    pub async fn command_to(&self, run: &str, command: Command) -> (u16, String) {
+        self.call("command", json!({ "command": command, "run": run }))
+            .await
+    }
+
+    /// The event stream of run `run`.
+    pub async fn events_of(&self, run: &str) -> Events {
+        let response = self
+            .get(&format!("/events?run={run}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        Events::from(response)
+    }
+
     /// Sends a command that must be accepted; returns its version.
     pub async fn command(&self, command: Command) -> u64 {
         let (status, body) = self.send(command).await;
@@ -248,6 +285,7 @@ impl From<reqwest::Response> for Events {
     fn from(response: reqwest::Response) -> Events {
         Events {
             events: Box::pin(response.bytes_stream().eventsource()),
+            runs: None,
         }
     }
 }
@@ -264,29 +302,62 @@ pub struct Events {
                 > + Send,
         >,
     >,
+    /// The session's runs, as the last `runs` event said.
+    pub runs: Option<shared::wire::Runs>,
 }
 
 impl Events {
-    /// The next event's id and update (keep-alive comments are skipped);
-    /// `None` when the stream ends. Fails after 20 s of silence.
+    /// The next event's id and update (keep-alive comments are skipped, a
+    /// `runs` event is kept in [`Events::runs`]); `None` when the stream
+    /// ends. Fails after 20 s of silence.
     pub async fn next(&mut self) -> Option<(EventId, Update)> {
-        let event = tokio::time::timeout(Duration::from_secs(20), self.events.next())
-            .await
-            .expect("an event within 20 s")?
-            .unwrap();
-        Some((
-            event.id.parse().expect("every event has an id"),
-            serde_json::from_str(&event.data).unwrap(),
-        ))
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(20), self.events.next())
+                .await
+                .expect("an event within 20 s")?
+                .unwrap();
+            if let Some(update) = self.take(event) {
+                return Some(update);
+            }
+        }
     }
 
     /// The next event's id and update; `None` when the stream ends, breaks,
     /// or is silent for 20 s (the caller resumes it, as a browser does).
     pub async fn next_or_end(&mut self) -> Option<(EventId, Update)> {
-        let event = tokio::time::timeout(Duration::from_secs(20), self.events.next())
-            .await
-            .ok()??
-            .ok()?;
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(20), self.events.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Some(update) = self.take(event) {
+                return Some(update);
+            }
+        }
+    }
+
+    /// The next `runs` event's list (updates meanwhile are skipped).
+    pub async fn next_runs(&mut self) -> shared::wire::Runs {
+        let seen = self.runs.clone();
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(20), self.events.next())
+                .await
+                .expect("an event within 20 s")
+                .expect("the stream goes on")
+                .unwrap();
+            self.take(event);
+            if self.runs.is_some() && self.runs != seen {
+                return self.runs.clone().unwrap();
+            }
+        }
+    }
+
+    /// An update event's id and update; a `runs` event is kept instead.
+    fn take(&mut self, event: eventsource_stream::Event) -> Option<(EventId, Update)> {
+        if event.event == "runs" {
+            self.runs = Some(serde_json::from_str(&event.data).unwrap());
+            return None;
+        }
         Some((
             event.id.parse().expect("every event has an id"),
             serde_json::from_str(&event.data).unwrap(),
@@ -333,18 +404,18 @@ impl Store<shared::SavedRun> for FaultyStore {
     fn index(&self) -> Receipt<Vec<Stored>> {
         Box::pin(async { Ok(Vec::new()) })
     }
-    fn get(&self, _: SessionId) -> Receipt<Option<shared::Saved>> {
+    fn get(&self, _: RunId) -> Receipt<Option<shared::Saved>> {
         Box::pin(async { Ok(None) })
     }
-    fn save(&self, _: SessionId, _: shared::Saved) -> Receipt<()> {
+    fn save(&self, _: RunId, _: shared::Saved) -> Receipt<()> {
         let before = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let answer = (self.save)(before);
         Box::pin(async move { answer })
     }
-    fn keep(&self, _: SessionId, saved: shared::Saved) {
+    fn keep(&self, _: RunId, saved: shared::Saved) {
         self.kept.lock().unwrap().push(saved);
     }
-    fn delete(&self, _: Vec<SessionId>) -> Receipt<()> {
+    fn delete(&self, _: Vec<RunId>) -> Receipt<()> {
         Box::pin(async { Ok(()) })
     }
     fn name(&self) -> String {

@@ -1,0 +1,76 @@
+import { expect, type Page, test } from "@playwright/test";
+import { enter, open, runStatus, runningSwitch, trajectory, values, waitForValues } from "./helpers";
+
+const runList = (page: Page) => page.getByRole("list", { name: "Runs" });
+const newRun = (page: Page) => page.getByRole("button", { name: "New run", exact: true });
+const item = (page: Page, start: string) =>
+  runList(page)
+    .getByRole("listitem")
+    .filter({ has: page.locator(".run-start", { hasText: new RegExp(`^${start}$`) }) });
+
+test("two runs at once: each steps alone, the list names them, and either opens in the main view", async ({
+  page,
+}) => {
+  await open(page);
+  await enter(page, "27");
+  await waitForValues(page, 3);
+  await expect(runList(page).getByRole("listitem")).toHaveCount(1);
+  await expect(item(page, "27")).toContainText("Running");
+
+  // A second run beside the first: the main view shows it, waiting for its number.
+  await newRun(page).click();
+  await expect(runStatus(page)).toHaveText("Enter a number to start.");
+  await expect(page.getByLabel("Number", { exact: true })).toHaveValue("");
+  await enter(page, "97");
+  await waitForValues(page, 3);
+  await expect(runList(page).getByRole("listitem")).toHaveCount(2);
+  // Newest first; each names its start and its state.
+  await expect(runList(page).getByRole("listitem").first()).toContainText("97");
+  await expect(item(page, "27")).toContainText("Running");
+
+  // Pausing the first from the list leaves the one shown running.
+  await page.getByRole("button", { name: "Pause run 27" }).click();
+  await expect(item(page, "27")).toContainText("Paused");
+  await expect(runningSwitch(page)).toHaveAttribute("aria-checked", "true");
+  await expect(runStatus(page)).toHaveText("Reached 1 in 118 steps.", { timeout: 30_000 });
+  expect(await values(page)).toEqual(trajectory(97n));
+
+  // Opening the first shows it whole, paused, with the controls the page always has.
+  await page.getByRole("button", { name: "Open run 27" }).click();
+  await expect(runStatus(page)).toHaveText("Paused");
+  await expect(page.getByLabel("Number", { exact: true })).toHaveValue("27");
+  const shown = await values(page);
+  expect(shown).toEqual(trajectory(27n).slice(0, shown.length));
+  await runningSwitch(page).click();
+  await expect(runStatus(page)).toHaveText("Reached 1 in 111 steps.", { timeout: 30_000 });
+  expect(await values(page)).toEqual(trajectory(27n));
+  await expect(item(page, "97")).toContainText("Finished");
+
+  // A reload keeps both, and shows the run opened (the address names it);
+  // another tab of the session sees the same runs.
+  await page.getByRole("button", { name: "Open run 97" }).click();
+  await expect(runStatus(page)).toHaveText("Reached 1 in 118 steps.");
+  await expect(page).toHaveURL(/\?run=[0-9a-f]{32}\.\d+$/);
+  await page.reload();
+  await expect(page.locator("main")).toHaveAttribute("data-hydrated", "true");
+  await expect(runStatus(page)).toHaveText("Reached 1 in 118 steps.");
+  await expect(runList(page).getByRole("listitem")).toHaveCount(2);
+  const other = await page.context().newPage();
+  await open(other);
+  await expect(runList(other).getByRole("listitem")).toHaveCount(2);
+  await other.close();
+});
+
+test("a run removed from the list is gone, and the page shows another", async ({ page }) => {
+  await open(page);
+  await enter(page, "6");
+  await expect(runStatus(page)).toHaveText("Reached 1 in 8 steps.", { timeout: 20_000 });
+  await newRun(page).click();
+  await enter(page, "7");
+  await expect(runStatus(page)).toHaveText("Reached 1 in 16 steps.", { timeout: 20_000 });
+  await expect(runList(page).getByRole("listitem")).toHaveCount(2);
+  await page.getByRole("button", { name: "Remove run 7" }).click();
+  await expect(runList(page).getByRole("listitem")).toHaveCount(1);
+  await expect(runStatus(page)).toHaveText("Reached 1 in 8 steps.");
+  expect(await values(page)).toEqual(trajectory(6n));
+});
