@@ -271,6 +271,9 @@ load n10000 10000 500 20
 n_max=$(( max_sessions < 20000 ? max_sessions : 20000 ))
 load "n$n_max" "$n_max" 500 20 --ramp 4000
 load fast1000 1000 0 20
+# Many runs per session: 125 sessions of 8 runs each (each run its own
+# stream), against n1000's 1,000 sessions of one run.
+BENCH_ENV="HAILSTONE_LIVE_RUNS=8 ${BENCH_ENV:-}" load runs8-n1000 1000 500 20 --runs 8
 # The same over shared HTTP/2 connections (100 browsers to a connection, as
 # behind a multiplexing proxy): not bounded by one socket per browser.
 load h2-n1000 1000 500 20 --http2 100

@@ -56,6 +56,13 @@ pub struct Args {
     /// Redis and the balancer of a cluster). Repeatable.
     #[arg(long = "watch", value_parser = named_pid)]
     pub watch: Vec<(String, u32)>,
+    /// Runs per session: each group of this many browsers shares one
+    /// session, its first browser's run and the others' added with "New
+    /// run", each followed by its own stream (the server's
+    /// `sessions.live-runs` must allow as many). `--sessions` counts
+    /// browsers, that is runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
 }
 
 fn named_pid(text: &str) -> Result<(String, u32), String> {

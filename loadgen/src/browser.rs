@@ -39,6 +39,12 @@ pub struct Browser {
     pub totals: Arc<Totals>,
     /// Cancelled when the measurement ends.
     pub stop: CancellationToken,
+    /// The cookie of the session its group shares, once its first browser
+    /// started it.
+    pub session: tokio::sync::watch::Sender<Option<String>>,
+    /// Whether it adds a run to its group's session ("New run") rather
+    /// than starting the session.
+    pub adds_run: bool,
 }
 
 impl Browser {
@@ -53,25 +59,42 @@ impl Browser {
         }
     }
 
-    /// A command request with the session cookie, if there is one yet.
-    fn command(&self, command: &Command, cookie: Option<&str>) -> reqwest::RequestBuilder {
+    /// A command request (for run `run`, or the session's first) with the
+    /// session cookie, if there is one yet.
+    fn command(
+        &self,
+        command: &Command,
+        cookie: Option<&str>,
+        run: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let body = match run {
+            Some(run) => serde_json::json!({ "command": command, "run": run }),
+            None => serde_json::json!({ "command": command }),
+        };
         let mut request = self
             .client
             .post(format!("http://{}/api/command", self.args.addr))
             .header("content-type", "application/json")
-            .body(serde_json::json!({ "command": command }).to_string());
+            .body(body.to_string());
         if let Some(cookie) = cookie {
             request = request.header("cookie", cookie.to_owned());
         }
         request
     }
 
-    /// Opens the session's event stream, resuming after `last` if given.
-    async fn open(&self, cookie: &str, last: Option<&str>) -> Result<Events, String> {
-        let mut request = self
-            .client
-            .get(format!("http://{}/events", self.args.addr))
-            .header("cookie", cookie.to_owned());
+    /// Opens the event stream of the browser's run, resuming after `last`
+    /// if given.
+    async fn open(
+        &self,
+        cookie: &str,
+        run: Option<&str>,
+        last: Option<&str>,
+    ) -> Result<Events, String> {
+        let url = match run {
+            Some(run) => format!("http://{}/events?run={run}", self.args.addr),
+            None => format!("http://{}/events", self.args.addr),
+        };
+        let mut request = self.client.get(url).header("cookie", cookie.to_owned());
         if let Some(last) = last {
             request = request.header("last-event-id", last.to_owned());
         }
@@ -84,10 +107,15 @@ impl Browser {
 
     /// Opens the stream again after it ended, trying every
     /// [`RESUME_EVERY`] for at most [`RESUME_FOR`].
-    async fn resume(&self, cookie: &str, last: Option<&str>) -> Result<Events, String> {
+    async fn resume(
+        &self,
+        cookie: &str,
+        run: Option<&str>,
+        last: Option<&str>,
+    ) -> Result<Events, String> {
         let deadline = Instant::now() + RESUME_FOR;
         loop {
-            match self.open(cookie, last).await {
+            match self.open(cookie, run, last).await {
                 Ok(events) => {
                     self.totals.reconnects.fetch_add(1, Ordering::Relaxed);
                     return Ok(events);
@@ -98,14 +126,47 @@ impl Browser {
         }
     }
 
-    async fn session(&self, check: &mut Checker) -> Result<(), String> {
-        // The first command starts the session and sets its cookie, as a
-        // page's first command does; then the page follows it.
+    /// Starts the browser's session with its first command, as a page's
+    /// first command does, and tells its group the cookie; the session's
+    /// cookie and the run's id (`None`: the first).
+    async fn start(&self) -> Result<(String, Option<String>), String> {
         let interval = Command::SetInterval {
             ms: self.args.interval_ms,
         };
+        if self.adds_run {
+            let cookie = self
+                .session
+                .subscribe()
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| "the group's session never started")?
+                .clone()
+                .unwrap_or_default();
+            let added = self
+                .client
+                .post(format!("http://{}/api/new_run", self.args.addr))
+                .header("content-type", "application/json")
+                .header("cookie", cookie.clone())
+                .body("{}")
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !added.status().is_success() {
+                return Err(format!("new run answered {}", added.status()));
+            }
+            let body = added.text().await.map_err(|e| e.to_string())?;
+            let run: String = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let first = self
+                .command(&interval, Some(&cookie), Some(&run))
+                .send()
+                .await;
+            if !first.map_err(|e| e.to_string())?.status().is_success() {
+                return Err("a new run's first command was refused".into());
+            }
+            return Ok((cookie, Some(run)));
+        }
         let first = self
-            .command(&interval, None)
+            .command(&interval, None, None)
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -119,7 +180,16 @@ impl Browser {
             .and_then(|v| v.split(';').next())
             .ok_or("no session cookie")?
             .to_owned();
-        let mut events = self.open(&cookie, None).await?;
+        self.session.send_replace(Some(cookie.clone()));
+        Ok((cookie, None))
+    }
+
+    async fn session(&self, check: &mut Checker) -> Result<(), String> {
+        // The first command starts the session (or adds the run) and sets
+        // its cookie; then the page follows its run.
+        let (cookie, run) = self.start().await?;
+        let run = run.as_deref();
+        let mut events = self.open(&cookie, run, None).await?;
         // The id of the last event, for a resumed stream.
         let mut last_id: Option<String> = None;
 
@@ -129,7 +199,7 @@ impl Browser {
             async move {
                 let mut tries = 0;
                 let response = loop {
-                    let request = self.command(&command, Some(&cookie));
+                    let request = self.command(&command, Some(&cookie), run);
                     let sent = request.send().await;
                     // A balancer's node died under the request (the
                     // connection closed, or 502), or a node cannot reach its
@@ -192,7 +262,7 @@ impl Browser {
                 ended if self.args.resume => {
                     // As a browser does: again, naming the last event seen.
                     drop(ended);
-                    events = self.resume(&cookie, last_id.as_deref()).await?;
+                    events = self.resume(&cookie, run, last_id.as_deref()).await?;
                     continue;
                 }
                 None => return Err("stream ended".into()),

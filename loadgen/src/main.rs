@@ -72,13 +72,20 @@ async fn main() -> ExitCode {
     let ramp = args.ramp_per_sec as usize;
     let ramp_started = Instant::now();
     let mut browsers = Vec::with_capacity(args.sessions);
+    let runs = args.runs as usize;
+    let mut session = tokio::sync::watch::channel(None).0;
     for id in 0..args.sessions {
+        if id % runs == 0 {
+            session = tokio::sync::watch::channel(None).0;
+        }
         let browser = Browser {
             id,
             args: args.clone(),
             client: client_of(id),
             totals: totals.clone(),
             stop: stop.clone(),
+            session: session.clone(),
+            adds_run: id % runs != 0,
         };
         browsers.push(tokio::spawn(browser.run()));
         if (id + 1) % ramp.min(args.sessions) == 0 {
