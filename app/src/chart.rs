@@ -287,6 +287,7 @@ mod tests {
             status: shared::wire::Status::Idle,
             interval_ms: 0,
             failure: None,
+            unwatched: Default::default(),
             run: None,
         };
         let all = ["6", "3", "10", "5", "16", "8", "4", "2", "1"];
@@ -296,6 +297,7 @@ mod tests {
             status: shared::wire::Status::Finished,
             interval_ms: 0,
             failure: None,
+            unwatched: Default::default(),
             restart: true,
             change: shared::wire::RunChange {
                 appended: all.iter().map(|v| v.to_string()).collect(),

@@ -1,11 +1,12 @@
-//! The controls: the number input, the Running switch, the step interval.
+//! The controls: the number input, the Running switch, the step interval,
+//! and what happens to the run while no page of it is open.
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 use shared::{
     input::check_number,
-    wire::{Command, Status},
+    wire::{Command, Status, Unwatched},
 };
 
 use crate::state::{describe, PageState};
@@ -212,5 +213,93 @@ pub fn IntervalPicker() -> impl IntoView {
                 }}
             </select>
         </div>
+    }
+}
+
+/// The policies offered for a run nobody watches, and their labels.
+const UNWATCHED: [(Unwatched, &str); 7] = [
+    (Unwatched::Keep, "Keep running"),
+    (Unwatched::Pause { minutes: 1 }, "Pause after 1 min"),
+    (Unwatched::Pause { minutes: 10 }, "Pause after 10 min"),
+    (Unwatched::Pause { minutes: 60 }, "Pause after 1 h"),
+    (Unwatched::Cancel { minutes: 1 }, "Cancel after 1 min"),
+    (Unwatched::Cancel { minutes: 10 }, "Cancel after 10 min"),
+    (Unwatched::Cancel { minutes: 60 }, "Cancel after 1 h"),
+];
+
+/// An option's value: `keep`, `pause-10`, `cancel-60`.
+fn unwatched_value(policy: Unwatched) -> String {
+    match policy {
+        Unwatched::Keep => "keep".into(),
+        Unwatched::Pause { minutes } => format!("pause-{minutes}"),
+        Unwatched::Cancel { minutes } => format!("cancel-{minutes}"),
+    }
+}
+
+/// The policy an option's value names.
+fn unwatched_policy(value: &str) -> Option<Unwatched> {
+    let (then, minutes) = match value.split_once('-') {
+        Some((then, minutes)) => (then, minutes.parse().ok()?),
+        None => (value, 0),
+    };
+    match then {
+        "keep" => Some(Unwatched::Keep),
+        "pause" => Some(Unwatched::Pause { minutes }),
+        "cancel" => Some(Unwatched::Cancel { minutes }),
+        _ => None,
+    }
+}
+
+/// What happens to the run while no page of it is open.
+#[component]
+pub fn UnwatchedPicker() -> impl IntoView {
+    let state = expect_context::<PageState>();
+    let current = move || state.snapshot.with(|s| s.unwatched);
+    let on_change = move |event| {
+        if let Some(policy) = unwatched_policy(&event_target_value(&event)) {
+            state.command(Command::SetUnwatched { policy });
+        }
+    };
+    view! {
+        <div class="field interval">
+            <label for="unwatched">"When no page is open"</label>
+            <select id="unwatched" name="unwatched" on:change=on_change prop:value=move || unwatched_value(current())>
+                {move || {
+                    let current = current();
+                    let known = UNWATCHED.iter().any(|(policy, _)| *policy == current);
+                    let custom = (!known).then(|| {
+                        let label = match current {
+                            Unwatched::Pause { minutes } => format!("Pause after {minutes} min"),
+                            Unwatched::Cancel { minutes } => format!("Cancel after {minutes} min"),
+                            Unwatched::Keep => "Keep running".to_owned(),
+                        };
+                        view! { <option value=unwatched_value(current)>{label}</option> }
+                    });
+                    view! {
+                        {custom}
+                        {UNWATCHED
+                            .iter()
+                            .map(|(policy, label)| view! {
+                                <option value=unwatched_value(*policy) selected=*policy == current>{*label}</option>
+                            })
+                            .collect_view()}
+                    }
+                }}
+            </select>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_offered_policy_reads_back_from_its_value() {
+        for (policy, _) in UNWATCHED {
+            assert_eq!(unwatched_policy(&unwatched_value(policy)), Some(policy));
+        }
+        assert_eq!(unwatched_policy("pause-x"), None);
+        assert_eq!(unwatched_policy("later"), None);
     }
 }

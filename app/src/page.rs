@@ -6,7 +6,7 @@ use leptos::{either::Either, prelude::*};
 use crate::{
     api::{load_page, Page},
     chart::Chart,
-    controls::{CancelButton, IntervalPicker, NumberInput, RunningSwitch},
+    controls::{CancelButton, IntervalPicker, NumberInput, RunningSwitch, UnwatchedPicker},
     notify::{AwayNotice, NotifySwitch},
     results::{ResultList, Stats},
     runs::RunList,
@@ -88,6 +88,7 @@ fn Collatz(page: Page) -> impl IntoView {
                 <RunningSwitch/>
                 <CancelButton/>
                 <IntervalPicker/>
+                <UnwatchedPicker/>
                 <LinkIndicator/>
             </div>
             <NotifySwitch/>

@@ -62,6 +62,7 @@ impl PageState {
             status: Status::Idle,
             interval_ms,
             failure: None,
+            unwatched: Default::default(),
             run: None,
         });
         self.run.set(run);

@@ -27,6 +27,8 @@ test("the page works with the keyboard alone", async ({ page }) => {
   await expect(interval).toBeFocused();
   await interval.selectOption("250");
   await expect(interval).toHaveValue("250");
+  await page.keyboard.press("Tab");
+  await expect(page.getByLabel("When no page is open")).toBeFocused();
   await page.reload();
   await expect(page.getByLabel("Step every")).toHaveValue("250");
 });

@@ -155,6 +155,7 @@ mod tests {
             status: Status::Running,
             interval_ms: 0,
             failure: None,
+            unwatched: Default::default(),
             restart,
             change: RunChange {
                 appended: values.iter().map(|v| v.to_string()).collect(),
@@ -206,6 +207,7 @@ mod tests {
             status: Status::Finished,
             interval_ms: 0,
             failure: None,
+            unwatched: Default::default(),
             run: Some(RunView {
                 start: "6".into(),
                 steps: 8,

@@ -29,6 +29,12 @@ pub enum Op<C> {
         /// How many steps (the version grows by as many).
         count: u64,
     },
+    /// Nobody watched the run of `generation` for as long as its policy
+    /// allows: it was paused or cancelled, as the policy says.
+    Lapse {
+        /// The run's generation.
+        generation: u64,
+    },
     /// The task of `generation` stopped: the run failed.
     Halt {
         /// The task's generation.
@@ -52,6 +58,7 @@ impl<C> Op<C> {
                 generation,
                 failure,
             } => machine.halt(*generation, *failure).is_some(),
+            Op::Lapse { generation } => machine.lapse(*generation).is_some(),
         }
     }
 }

@@ -186,6 +186,27 @@ end
 return 0
 ";
 
+/// Marks runs a node streams as watched now (field `watched`, Redis's
+/// clock). KEYS: states. A run gone is not made again.
+const MARK_WATCHED: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, state in ipairs(KEYS) do
+  if redis.call('EXISTS', state) == 1 then redis.call('HSET', state, 'watched', now) end
+end
+return 0
+";
+
+/// How long ago any node last marked a run watched, in ms; -1 if never.
+/// KEYS: state.
+const WATCHED_AGO: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local watched = redis.call('HGET', KEYS[1], 'watched')
+if not watched then return -1 end
+return math.max(now - tonumber(watched), 0)
+";
+
 /// Deletes a run evicted by a node, unless another node used it lately (or
 /// removed by its user: no use counts). KEYS: state, log, lease, running,
 /// the session's runs. ARGV: node, run id, how recent (ms) a use counts,
@@ -250,6 +271,8 @@ struct Scripts {
     create: Script,
     new_session: Script,
     touch: Script,
+    mark_watched: Script,
+    watched_ago: Script,
     evict: Script,
     takeover: Script,
     renew: Script,
@@ -309,6 +332,8 @@ impl Cluster {
                 create: Script::new(CREATE),
                 new_session: Script::new(NEW_SESSION),
                 touch: Script::new(TOUCH),
+                mark_watched: Script::new(MARK_WATCHED),
+                watched_ago: Script::new(WATCHED_AGO),
                 evict: Script::new(EVICT),
                 takeover: Script::new(TAKEOVER),
                 renew: Script::new(RENEW),
@@ -668,6 +693,37 @@ impl Cluster {
         }
     }
 
+    /// Marks the runs this node streams as watched now, so the node that
+    /// owns one does not take it for unwatched. A failure is logged (the
+    /// owner then keeps the run running: it cannot tell).
+    pub async fn mark_watched(&self, ids: &[RunId]) {
+        let mut redis = self.primary.links().redis.clone();
+        for chunk in ids.chunks(TOUCH_BATCH) {
+            let mut mark = self.scripts.mark_watched.prepare_invoke();
+            for id in chunk {
+                mark.key(Keys::of(*id).state);
+            }
+            if let Err(error) = mark.invoke_async::<()>(&mut redis).await {
+                self.down(&error);
+                tracing::warn!(%error, "cannot mark the runs streamed here as watched");
+                return;
+            }
+        }
+    }
+
+    /// Whether any node marked run `id` watched within `wait`.
+    pub async fn watched_within(&self, id: RunId, wait: Duration) -> Result<bool, StoreError> {
+        let mut redis = self.primary.links().redis.clone();
+        let ago: i64 = self
+            .scripts
+            .watched_ago
+            .key(Keys::of(id).state)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(|error| self.failed(error))?;
+        Ok(u64::try_from(ago).is_ok_and(|ago| ago < wait.as_millis() as u64))
+    }
+
     /// Keeps the sessions this node uses in Redis for another idle
     /// timeout, noted as used by this node (a session another node uses is
     /// not deleted when this one evicts it).
@@ -810,7 +866,7 @@ impl ClusterLedger {
         let cluster = &self.cluster;
         let (takes_task, epoch) = match change.op {
             Op::Command { takes_task, .. } => (*takes_task, None),
-            Op::Steps { .. } | Op::Halt { .. } => {
+            Op::Steps { .. } | Op::Halt { .. } | Op::Lapse { .. } => {
                 (false, Some(self.epoch.ok_or(CommitError::Fenced)?))
             }
         };
@@ -821,7 +877,7 @@ impl ClusterLedger {
         let op = serde_json::to_string(change.op).expect("an op serialises");
         let lane = match change.op {
             Op::Steps { .. } => Lane::Steps,
-            Op::Command { .. } | Op::Halt { .. } => Lane::Commands,
+            Op::Command { .. } | Op::Halt { .. } | Op::Lapse { .. } => Lane::Commands,
         };
         let rings_later = cluster.primary.replica_wait().is_some();
         let mut eval = redis::cmd("EVALSHA");

@@ -16,7 +16,10 @@ use std::{
 
 use leptos::config::LeptosOptions;
 use serde::Deserialize;
-use shared::{wire::MAX_INTERVAL_MS, Settings};
+use shared::{
+    wire::{Unwatched, MAX_INTERVAL_MS},
+    Settings,
+};
 
 /// The variable that names another configuration file.
 pub const CONFIG_PATH_VAR: &str = "HAILSTONE_CONFIG";
@@ -260,6 +263,12 @@ mod defaults {
     pub fn kept_runs() -> usize {
         20
     }
+    pub fn unwatched() -> String {
+        "keep".into()
+    }
+    pub fn unwatched_minutes() -> u32 {
+        30
+    }
 }
 
 /// The `[sessions]` table.
@@ -289,6 +298,14 @@ pub struct Sessions {
     /// beyond it is refused until one is removed.
     #[serde(default = "defaults::kept_runs")]
     pub kept_runs: usize,
+    /// What a new run does while no page of it is open: `keep` running,
+    /// `pause` or `cancel` it after `unwatched-minutes`. Each run can
+    /// choose otherwise on its page.
+    #[serde(default = "defaults::unwatched")]
+    pub unwatched: String,
+    /// The minutes of `pause` and `cancel`.
+    #[serde(default = "defaults::unwatched_minutes")]
+    pub unwatched_minutes: u32,
 }
 
 fn default_new_per_minute() -> u32 {
@@ -429,6 +446,13 @@ impl Config {
         if self.collatz.step_interval_ms > u64::from(MAX_INTERVAL_MS) {
             return invalid("collatz.step-interval-ms", "must be at most 10000");
         }
+        match self.unwatched() {
+            None => return invalid("sessions.unwatched", "must be keep, pause or cancel"),
+            Some(policy) if policy.check().is_err() => {
+                return invalid("sessions.unwatched-minutes", "must be 1 to 1440");
+            }
+            Some(_) => {}
+        }
         let origin = &self.http.public_origin;
         if !origin.is_empty() && public_origin(origin).is_none() {
             return invalid(
@@ -511,6 +535,18 @@ impl Config {
         Duration::from_secs(self.sessions.idle_timeout_secs)
     }
 
+    /// What a new run does while nobody watches it; `None` for a word
+    /// other than keep, pause or cancel.
+    pub fn unwatched(&self) -> Option<Unwatched> {
+        let minutes = self.sessions.unwatched_minutes;
+        match self.sessions.unwatched.as_str() {
+            "keep" => Some(Unwatched::Keep),
+            "pause" => Some(Unwatched::Pause { minutes }),
+            "cancel" => Some(Unwatched::Cancel { minutes }),
+            _ => None,
+        }
+    }
+
     /// The fixed choices of every new session.
     pub fn session_settings(&self) -> Settings {
         Settings {
@@ -519,6 +555,8 @@ impl Config {
             max_digits: self.collatz.max_digits,
             window: self.sessions.window,
             window_bytes: self.sessions.window_bytes,
+            // Validated above: a known word and minutes in range.
+            unwatched: self.unwatched().unwrap_or_default(),
         }
     }
 
@@ -605,6 +643,8 @@ const OVERRIDES: &[(&str, &str, Field)] = &[
     ("HAILSTONE_NEW_SESSIONS_PER_MINUTE", "sessions.new-per-minute", |c| &mut c.sessions.new_per_minute),
     ("HAILSTONE_LIVE_RUNS", "sessions.live-runs", |c| &mut c.sessions.live_runs),
     ("HAILSTONE_KEPT_RUNS", "sessions.kept-runs", |c| &mut c.sessions.kept_runs),
+    ("HAILSTONE_UNWATCHED", "sessions.unwatched", |c| &mut c.sessions.unwatched),
+    ("HAILSTONE_UNWATCHED_MINUTES", "sessions.unwatched-minutes", |c| &mut c.sessions.unwatched_minutes),
     ("HAILSTONE_STORE_PATH", "store.path", |c| &mut c.store.path),
     ("HAILSTONE_PUBLIC_ORIGIN", "http.public-origin", |c| &mut c.http.public_origin),
     ("HAILSTONE_METRICS_TOKEN", "http.metrics-token", |c| &mut c.http.metrics_token),

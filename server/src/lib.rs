@@ -238,6 +238,7 @@ pub async fn run_in(
     });
     let router = app(runtime.clone(), &config);
     let expiry = tokio::spawn(runtime.clone().expire_idle_sessions(config.idle_timeout()));
+    let lapsing = tokio::spawn(runtime.clone().lapse_unwatched_runs());
     match runtime.cluster() {
         Some(cluster) => {
             tracing::info!(addr = %listener.local_addr()?, node = cluster.node(), "listening, a node of a cluster")
@@ -267,6 +268,7 @@ pub async fn run_in(
         let _ = cluster_loop.await;
     }
     let _ = expiry.await;
+    let _ = lapsing.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -120,7 +120,7 @@ impl<T: Task> LocalLedger<T> {
     ) -> Result<Option<Receipt<()>>, CommitError> {
         let after = change.after;
         match change.op {
-            Op::Command { .. } => {
+            Op::Command { .. } | Op::Lapse { .. } => {
                 self.store
                     .save(self.id, record(after))
                     .await

@@ -489,6 +489,43 @@ impl<T: Task> Runtime<T> {
         }
     }
 
+    /// Every [`UNWATCHED_CHECK`] until shutdown: pauses or cancels the
+    /// running runs nobody watched for as long as their policy allows (no
+    /// page open since then: in a cluster, on no node; each node marks in
+    /// Redis the runs it streams).
+    pub async fn lapse_unwatched_runs(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(UNWATCHED_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if let Some(cluster) = self.cluster() {
+                cluster.mark_watched(&self.sessions.watched()).await;
+            }
+            for (run, unwatched_for) in self.sessions.unwatched_running() {
+                let Some(minutes) = run.read(|machine| machine.unwatched().minutes()).await else {
+                    continue;
+                };
+                let wait = Duration::from_secs(u64::from(minutes) * 60);
+                if unwatched_for < wait {
+                    continue;
+                }
+                if let Some(cluster) = self.cluster() {
+                    // Watched through another node within the wait: kept.
+                    match cluster.watched_within(run.id(), wait).await {
+                        Ok(false) => {}
+                        Ok(true) | Err(_) => continue,
+                    }
+                }
+                if run.lapse().await {
+                    tracing::info!(run = %run.id().short(), minutes, "a run nobody watched was paused or cancelled, as its policy says");
+                }
+            }
+        }
+    }
+
     /// Cluster mode: passes each bell from Redis to the session it names
     /// (if this node holds it), and after a lost connection tells every
     /// session that bells may have been missed.
@@ -689,6 +726,10 @@ impl<T: Task> Runtime<T> {
 /// the sentinels where it is.
 const RECHECK_AFTER: Duration = Duration::from_millis(100);
 
+/// How often the runs nobody watches are looked at (and, in a cluster, the
+/// runs a node streams are marked as watched).
+pub const UNWATCHED_CHECK: Duration = Duration::from_secs(5);
+
 /// How many stored running sessions are rebuilt at once after a restart.
 const RESUME_PARALLELISM: usize = 8;
 
@@ -707,5 +748,6 @@ fn command_kind<T: Task>(command: &T::Command) -> &'static str {
         Control::Running(false) => "running_off",
         Control::Interval(_) => "interval",
         Control::Cancel => "cancel",
+        Control::Unwatched(_) => "unwatched",
     }
 }

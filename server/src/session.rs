@@ -407,6 +407,44 @@ impl<T: Task> Session<T> {
         self.announce(version);
     }
 
+    /// Nobody watched the running run for as long as its policy allows: it
+    /// is paused or cancelled as the policy says, committed like a
+    /// command (in a cluster, only by the node that owns the run). Returns
+    /// whether it was.
+    pub async fn lapse(&self) -> bool {
+        let mut state = self.state.lock().await;
+        if self.retired.load(Ordering::Acquire) || !state.ledger.owns_run() {
+            return false;
+        }
+        if self.catch_up(&mut state).await.is_err() {
+            return false;
+        }
+        let base = state.machine.version();
+        let generation = state.machine.generation();
+        let mut next = state.machine.clone();
+        if next.lapse(generation).is_none() {
+            return false;
+        }
+        let op = Op::Lapse { generation };
+        let change = Change {
+            base,
+            after: &next,
+            op: &op,
+        };
+        if let Err(error) = state.ledger.commit(change).await {
+            self.refused(&mut state, &error);
+            tracing::warn!(%error, session = %self.id.short(), "could not pause or cancel an unwatched run");
+            return false;
+        }
+        state.machine = next;
+        state.retire_stale_task();
+        let version = state.machine.version();
+        self.note_change(&state);
+        drop(state);
+        self.announce(version);
+        true
+    }
+
     /// This node took over the session's run (its owner stopped renewing
     /// the lease, or handed it over; epoch `epoch`, its last step
     /// `since_step` ago): reads the state again (unless this copy was

@@ -193,6 +193,29 @@ impl<T: Task> Sessions<T> {
             .collect()
     }
 
+    /// The runs streamed here now (a page of each is open).
+    pub fn watched(&self) -> Vec<RunId> {
+        self.all_live()
+            .into_iter()
+            .filter(|run| run.subscribers().load(Ordering::Relaxed) > 0)
+            .map(|run| run.id())
+            .collect()
+    }
+
+    /// The running runs no page here watches, with how long since one was
+    /// last open (or the run was last asked for).
+    pub fn unwatched_running(&self) -> Vec<(Arc<Session<T>>, Duration)> {
+        let now = self.now();
+        self.all_live()
+            .into_iter()
+            .filter(|run| run.is_running() && run.subscribers().load(Ordering::Relaxed) == 0)
+            .map(|run| {
+                let idle = Duration::from_millis(now.saturating_sub(run.last_seen()));
+                (run, idle)
+            })
+            .collect()
+    }
+
     /// The sessions in use here: watched, running, or asked for within
     /// `within`. A node keeps these alive in Redis; a copy idle here is
     /// kept alive by the node that uses it, if any.

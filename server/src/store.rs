@@ -950,6 +950,7 @@ mod tests {
             incarnation: 0,
             reserved: 0,
             failure: None,
+            unwatched: Default::default(),
         }
     }
 

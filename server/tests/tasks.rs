@@ -461,3 +461,63 @@ async fn a_request_racing_expiry_does_not_bring_the_session_back() {
     assert!(runtime.session(session.id()).await.unwrap().is_none());
     runtime.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_nobody_watches_is_paused_or_cancelled_after_its_wait_and_a_watched_one_runs_on() {
+    use shared::wire::Unwatched;
+    let mut config = support::config();
+    config.collatz.step_interval_ms = 500;
+    config.sessions.unwatched = "pause".into();
+    config.sessions.unwatched_minutes = 1;
+    let runtime = Runtime::new(&config, config.session_settings(), support::store(&config));
+    let lapsing = tokio::spawn(runtime.clone().lapse_unwatched_runs());
+    let start = |_| async {
+        let session = runtime.sessions.create().unwrap().session;
+        runtime
+            .command(&session, set_number("837799"))
+            .await
+            .unwrap();
+        runtime.sessions.unpin(&session);
+        session
+    };
+    let (paused, watched, cancelled) = (start(0).await, start(1).await, start(2).await);
+    // The default pauses; this one is cancelled instead; this one has a page.
+    let policy = Unwatched::Cancel { minutes: 2 };
+    runtime
+        .command(&cancelled, Command::SetUnwatched { policy })
+        .await
+        .unwrap();
+    watched
+        .subscribers()
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Just short of a minute: all still running.
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    for session in [&paused, &watched, &cancelled] {
+        assert_eq!(session.snapshot().await.status, Status::Running);
+    }
+    // A minute and a check later: the unwatched one with the default paused.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    settle().await;
+    assert_eq!(paused.snapshot().await.status, Status::Paused);
+    assert_eq!(watched.snapshot().await.status, Status::Running);
+    assert_eq!(
+        cancelled.snapshot().await.status,
+        Status::Running,
+        "its wait is two minutes"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    settle().await;
+    assert_eq!(cancelled.snapshot().await.status, Status::Cancelled);
+    assert_eq!(
+        watched.snapshot().await.status,
+        Status::Running,
+        "a page open keeps it running"
+    );
+    assert_eq!(
+        runtime.tasks.len(),
+        1,
+        "only the watched run's task is left"
+    );
+    runtime.stop().await;
+    lapsing.abort();
+}

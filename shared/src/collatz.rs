@@ -33,6 +33,8 @@ pub struct Settings {
     /// The most bytes of digits those values may take (at least one value
     /// is always kept).
     pub window_bytes: usize,
+    /// What a new run does while nobody watches it.
+    pub unwatched: crate::wire::Unwatched,
 }
 
 impl Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             max_digits: DEFAULT_MAX_DIGITS,
             window: 256,
             window_bytes: 16384,
+            unwatched: crate::wire::Unwatched::Keep,
         }
     }
 }
@@ -248,11 +251,16 @@ impl Task for Run {
         settings.interval_ms
     }
 
+    fn unwatched(settings: &Settings) -> crate::wire::Unwatched {
+        settings.unwatched
+    }
+
     fn control(command: &Command) -> Control<'_, str> {
         match command {
             Command::SetNumber { text } => Control::Begin(text),
             Command::SetRunning { running } => Control::Running(*running),
             Command::SetInterval { ms } => Control::Interval(*ms),
+            Command::SetUnwatched { policy } => Control::Unwatched(*policy),
             Command::Cancel => Control::Cancel,
         }
     }

@@ -14,7 +14,8 @@ use std::fmt;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::wire::{
-    self, CommandError, Cursor, DeltaOf, Failure, ListedOf, SnapshotOf, Status, MAX_INTERVAL_MS,
+    self, CommandError, Cursor, DeltaOf, Failure, ListedOf, SnapshotOf, Status, Unwatched,
+    MAX_INTERVAL_MS,
 };
 
 /// What a command asks of a run, as the machine sees it.
@@ -28,6 +29,8 @@ pub enum Control<'a, I: ?Sized> {
     Interval(u32),
     /// End the run where it is (running or paused), for good.
     Cancel,
+    /// What happens to the run while no page of it is open.
+    Unwatched(Unwatched),
 }
 
 /// A kind of background task: one run's own state and rules. Pure and
@@ -52,6 +55,11 @@ pub trait Task: Clone + fmt::Debug + Send + Sync + Sized + 'static {
 
     /// The step interval a session starts with.
     fn interval_ms(settings: &Self::Settings) -> u32;
+    /// What a new run does while nobody watches it: by default it keeps
+    /// running.
+    fn unwatched(_settings: &Self::Settings) -> Unwatched {
+        Unwatched::Keep
+    }
     /// What `command` asks.
     fn control(command: &Self::Command) -> Control<'_, Self::Input>;
     /// A new run from `input`, or why it cannot be one.
@@ -110,6 +118,9 @@ pub struct Saved<R> {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// What happens while nobody watches (absent: it keeps running).
+    #[serde(default, skip_serializing_if = "Unwatched::is_keep")]
+    pub unwatched: Unwatched,
 }
 
 /// What [`Machine::apply`] did.
@@ -168,6 +179,8 @@ pub struct Machine<T: Task> {
     began: u64,
     /// Why the run failed, while it is [`Status::Failed`].
     failure: Option<Failure>,
+    /// What happens to the run while nobody watches it.
+    unwatched: Unwatched,
 }
 
 impl<T: Task> Machine<T> {
@@ -183,6 +196,7 @@ impl<T: Task> Machine<T> {
             run: None,
             began: 0,
             failure: None,
+            unwatched: T::unwatched(&settings),
         }
     }
 
@@ -210,6 +224,7 @@ impl<T: Task> Machine<T> {
             incarnation: self.incarnation,
             reserved: self.version,
             failure: self.failure,
+            unwatched: self.unwatched,
         }
     }
 
@@ -264,6 +279,9 @@ impl<T: Task> Machine<T> {
         if saved.interval_ms > MAX_INTERVAL_MS {
             return Err(Unrestorable("interval out of range"));
         }
+        if saved.unwatched.check().is_err() {
+            return Err(Unrestorable("the unwatched policy is out of range"));
+        }
         // Above anything published after this save: past its reservation,
         // or, for a record without one, `version_gap` past its version.
         let version = if saved.reserved > saved.version {
@@ -283,6 +301,7 @@ impl<T: Task> Machine<T> {
             // the same versions: they are treated as having another run.
             began: version,
             failure,
+            unwatched: saved.unwatched,
         };
         Ok((machine, began))
     }
@@ -324,8 +343,31 @@ impl<T: Task> Machine<T> {
             status: self.status,
             interval_ms: self.interval_ms,
             failure: self.failure,
+            unwatched: self.unwatched,
             run: self.run.as_ref().map(T::view),
         }
+    }
+
+    /// What happens to the run while nobody watches it.
+    pub fn unwatched(&self) -> Unwatched {
+        self.unwatched
+    }
+
+    /// Nobody watched the running run of `generation` for as long as its
+    /// policy allows: it is paused or cancelled, as the policy says.
+    /// Nothing happens if that run is not running any more (or never was
+    /// to lapse).
+    pub fn lapse(&mut self, generation: u64) -> Option<DeltaOf<T::Change>> {
+        if generation != self.generation || self.status != Status::Running {
+            return None;
+        }
+        match self.unwatched {
+            Unwatched::Keep => return None,
+            Unwatched::Pause { .. } => self.enter(Status::Paused),
+            Unwatched::Cancel { .. } => self.enter(Status::Cancelled),
+        };
+        let change = self.unchanged();
+        Some(self.publish(false, change))
     }
 
     /// The machine as a list of runs shows it, under the id `id`.
@@ -341,7 +383,7 @@ impl<T: Task> Machine<T> {
 
     /// Applies a user's command. A refused command changes nothing.
     pub fn apply(&mut self, command: &T::Command) -> Result<Outcome<T::Change>, CommandError> {
-        let (status_before, interval_before) = (self.status, self.interval_ms);
+        let before = (self.status, self.interval_ms, self.unwatched);
         let mut start_task = None;
         let mut restart = false;
         match T::control(command) {
@@ -388,9 +430,12 @@ impl<T: Task> Machine<T> {
                 }
                 self.interval_ms = ms;
             }
+            Control::Unwatched(policy) => {
+                policy.check()?;
+                self.unwatched = policy;
+            }
         }
-        let changed =
-            restart || self.status != status_before || self.interval_ms != interval_before;
+        let changed = restart || (self.status, self.interval_ms, self.unwatched) != before;
         let delta = changed.then(|| {
             let change = match (restart, &self.run) {
                 (true, Some(run)) => run.since(None).expect("a new run is held whole"),
@@ -486,6 +531,7 @@ impl<T: Task> Machine<T> {
             status: self.status,
             interval_ms: self.interval_ms,
             failure: self.failure,
+            unwatched: self.unwatched,
             restart,
             change,
         }

@@ -32,6 +32,11 @@ pub enum Command {
         /// The new interval.
         ms: u32,
     },
+    /// What happens to the run while no page of it is open.
+    SetUnwatched {
+        /// Keep running, or pause or cancel after some minutes.
+        policy: Unwatched,
+    },
     /// "Cancel run": the run ends where it is, kept but never stepped again.
     Cancel,
 }
@@ -50,6 +55,11 @@ pub enum CommandError {
         /// The most allowed.
         max_ms: u32,
     },
+    /// The wait of an unwatched-run policy is out of range.
+    Unwatched {
+        /// The most minutes allowed.
+        max_minutes: u32,
+    },
     /// The change could not be stored, so it was not made.
     Unsaved,
     /// The session ended (expired or evicted) while the command was on its
@@ -66,6 +76,9 @@ impl fmt::Display for CommandError {
             CommandError::Number { reason } => reason.fmt(f),
             CommandError::Interval { max_ms } => {
                 write!(f, "The step interval can be at most {max_ms} ms.")
+            }
+            CommandError::Unwatched { max_minutes } => {
+                write!(f, "Choose a wait of 1 to {max_minutes} minutes.")
             }
             CommandError::Unsaved => {
                 f.write_str("Your change could not be saved, so it was not made; please try again.")
@@ -160,6 +173,56 @@ impl fmt::Display for Failure {
     }
 }
 
+/// What happens to a run while no page of it is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "then", rename_all = "snake_case")]
+pub enum Unwatched {
+    /// It keeps running (the default).
+    #[default]
+    Keep,
+    /// It is paused after this many minutes with no page open.
+    Pause {
+        /// Minutes, 1 to [`MAX_UNWATCHED_MINUTES`].
+        minutes: u32,
+    },
+    /// It is cancelled after this many minutes with no page open.
+    Cancel {
+        /// Minutes, 1 to [`MAX_UNWATCHED_MINUTES`].
+        minutes: u32,
+    },
+}
+
+/// The longest a policy may wait: a day.
+pub const MAX_UNWATCHED_MINUTES: u32 = 24 * 60;
+
+impl Unwatched {
+    /// Whether the run keeps running (what an absent policy means).
+    pub fn is_keep(&self) -> bool {
+        *self == Unwatched::Keep
+    }
+
+    /// How many minutes with no page open it waits, unless it keeps
+    /// running.
+    pub fn minutes(&self) -> Option<u32> {
+        match self {
+            Unwatched::Keep => None,
+            Unwatched::Pause { minutes } | Unwatched::Cancel { minutes } => Some(*minutes),
+        }
+    }
+
+    /// Refuses a wait outside 1 to [`MAX_UNWATCHED_MINUTES`] minutes.
+    pub fn check(&self) -> Result<(), CommandError> {
+        match self.minutes() {
+            Some(minutes) if !(1..=MAX_UNWATCHED_MINUTES).contains(&minutes) => {
+                Err(CommandError::Unwatched {
+                    max_minutes: MAX_UNWATCHED_MINUTES,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The whole visible state of a session at one version, with its run as
 /// a page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +236,9 @@ pub struct SnapshotOf<V> {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// What happens while nobody watches (absent: it keeps running).
+    #[serde(default, skip_serializing_if = "Unwatched::is_keep")]
+    pub unwatched: Unwatched,
     /// The current run; `None` before the first one began.
     pub run: Option<V>,
 }
@@ -302,6 +368,10 @@ pub struct DeltaOf<C> {
     /// Why the run failed, when it is failed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// What happens while nobody watches, afterwards (absent: it keeps
+    /// running).
+    #[serde(default, skip_serializing_if = "Unwatched::is_keep")]
+    pub unwatched: Unwatched,
     /// A new run began: the page's run is replaced by the one `change`
     /// begins.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -326,6 +396,7 @@ impl<C: Change> DeltaOf<C> {
         self.status = next.status;
         self.interval_ms = next.interval_ms;
         self.failure = next.failure;
+        self.unwatched = next.unwatched;
         self.change.merge(next.change);
         self
     }
@@ -598,6 +669,7 @@ impl<V> SnapshotOf<V> {
         self.status = delta.status;
         self.interval_ms = delta.interval_ms;
         self.failure = delta.failure;
+        self.unwatched = delta.unwatched;
         Ok(())
     }
 }

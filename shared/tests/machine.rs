@@ -709,3 +709,55 @@ fn cancel_ends_a_run_for_good_and_a_new_number_starts_another() {
     assert_eq!(idle.apply(&Command::Cancel).unwrap(), Default::default());
     assert_eq!(idle.status(), Status::Finished);
 }
+
+#[test]
+fn an_unwatched_run_lapses_as_its_policy_says_and_only_while_it_runs() {
+    use shared::wire::Unwatched;
+    let policy = |policy| Command::SetUnwatched { policy };
+    let mut m = machine();
+    assert_eq!(m.unwatched(), Unwatched::Keep, "the default keeps running");
+    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    assert_eq!(m.lapse(generation), None, "keep: nothing lapses");
+    // Out of range: refused, nothing changes.
+    let version = m.version();
+    for minutes in [0, 24 * 60 + 1] {
+        let refused = m.apply(&policy(Unwatched::Pause { minutes })).unwrap_err();
+        assert_eq!(
+            refused,
+            CommandError::Unwatched {
+                max_minutes: 24 * 60
+            }
+        );
+    }
+    assert_eq!(m.version(), version);
+    // Pause: a change of its own, carried by the delta and the snapshot.
+    let delta = m
+        .apply(&policy(Unwatched::Pause { minutes: 10 }))
+        .unwrap()
+        .delta
+        .unwrap();
+    assert_eq!(delta.unwatched, Unwatched::Pause { minutes: 10 });
+    assert_eq!(m.snapshot().unwatched, Unwatched::Pause { minutes: 10 });
+    assert_eq!(
+        m.lapse(generation + 1),
+        None,
+        "a stale generation does nothing"
+    );
+    let lapsed = m.lapse(generation).unwrap();
+    assert_eq!(
+        (lapsed.status, m.status()),
+        (Status::Paused, Status::Paused)
+    );
+    assert_eq!(
+        m.lapse(generation),
+        None,
+        "a paused run does not lapse again"
+    );
+    // The switch resumes it; cancel ends it for good.
+    let generation = m.apply(&set_running(true)).unwrap().start_task.unwrap();
+    m.apply(&policy(Unwatched::Cancel { minutes: 1 })).unwrap();
+    assert_eq!(m.lapse(generation).unwrap().status, Status::Cancelled);
+    // Kept across a save.
+    let restored = Collatz::restore(Settings::default(), &m.saved(), 65, 7).unwrap();
+    assert_eq!(restored.unwatched(), Unwatched::Cancel { minutes: 1 });
+}

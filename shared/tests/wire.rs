@@ -140,6 +140,7 @@ fn merged_deltas_rebuild_the_same_state() {
         interval_ms: 500,
         failure: None,
         run: None,
+        unwatched: Default::default(),
     };
     // One at a time.
     let mut one_by_one = start.clone();
@@ -173,6 +174,7 @@ fn a_gap_is_detected_and_an_old_delta_ignored() {
         interval_ms: 500,
         failure: None,
         run: None,
+        unwatched: Default::default(),
     };
     let gap = client.apply(&deltas[1], 256).unwrap_err();
     assert_eq!((gap.have, gap.base), (0, 1));
