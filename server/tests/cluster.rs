@@ -539,3 +539,43 @@ async fn the_runs_of_one_session_are_fenced_and_fail_over_each_on_its_own() {
         "B took over A's run alone: its own never lapsed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_watched_through_another_node_runs_on_and_pauses_once_nobody_watches() {
+    let redis = Redis::start().await;
+    let env = [
+        ("HAILSTONE_UNWATCHED", "pause"),
+        ("HAILSTONE_UNWATCHED_MINUTES", "1"),
+    ];
+    let a = Node::start_with(&redis, "a", LEASE_MS, SCAN_MS, &env).await;
+    let b = Node::start_with(&redis, "b", LEASE_MS, SCAN_MS, &env).await;
+    // A owns the run (a step a second; 837799 takes 524); its page is on B.
+    let on_a = Browser::at(&a.url());
+    on_a.command(Command::SetInterval { ms: 1000 }).await;
+    on_a.command(set_number("837799")).await;
+    let on_b = same_session(&b, &on_a);
+    let mut page = Page::new();
+    let mut events = on_b.events(None).await;
+    page.follow(&mut events, |page| page.steps() >= 1).await;
+    // Watched through B alone for longer than the wait and A's checks: A
+    // sees B's marks and keeps it running.
+    let from = page.steps();
+    page.follow(&mut events, |page| page.steps() >= from + 72)
+        .await;
+    assert_eq!(page.status, Status::Running);
+    // Nobody watches from now on: a minute (and a check) later it is
+    // paused, by its owner. Nothing may be asked meanwhile (a request for
+    // the run counts as a visit), so the test waits the wait itself.
+    drop(events);
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let mut events = on_b.events(None).await;
+    let (_, Update::Snapshot(snapshot)) = events.next().await.unwrap() else {
+        panic!("a stream begins with a snapshot");
+    };
+    assert_eq!(snapshot.status, Status::Paused);
+    assert!(
+        a.logged().contains("a run nobody watched was paused"),
+        "{}",
+        a.logged()
+    );
+}
