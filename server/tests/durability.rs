@@ -454,3 +454,77 @@ fn collect(seen: &mut BTreeMap<u64, String>, update: &Update) {
         }
     }
 }
+
+/// The first snapshot of run `run`'s stream.
+async fn snapshot_of(browser: &Browser, run: &str) -> shared::wire::Snapshot {
+    match browser.events_of(run).await.next().await {
+        Some((_, Update::Snapshot(snapshot))) => snapshot,
+        other => panic!("a stream begins with a snapshot, not {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_killed_server_comes_back_with_every_run_of_a_session_as_it_was() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_dir, store, addr) = place();
+    let mut server = start(addr, &store);
+    wait_ready(addr).await;
+    let browser = Browser::at(&support::TestServer::url_for(addr));
+    browser
+        .command(UserCommand::SetNumber { text: "27".into() })
+        .await;
+    let first = browser
+        .cookie()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let paused = browser.new_run().await;
+    let set = |text: &str| UserCommand::SetNumber { text: text.into() };
+    browser.command_to(&paused, set("97")).await;
+    browser
+        .command_to(&paused, UserCommand::SetRunning { running: false })
+        .await;
+    let other = browser.new_run().await;
+    browser.command_to(&other, set("871")).await;
+    let before_paused = snapshot_of(&browser, &paused).await;
+    let mut events = browser.events_of(&other).await;
+    read_events(&mut events, 3).await;
+    drop(events);
+
+    server.kill().unwrap(); // SIGKILL: no shutdown, no last write
+    server.wait().unwrap();
+    let _server = start(addr, &store);
+    wait_ready(addr).await;
+
+    // Both running runs resume on their own, each from its own start.
+    for (run, start, steps) in [(&first, "27", 111), (&other, "871", 178)] {
+        let snapshot = snapshot_of(&browser, run).await;
+        assert_eq!(snapshot.run.as_ref().unwrap().start, start);
+        assert!(matches!(
+            snapshot.status,
+            Status::Running | Status::Finished
+        ));
+        let mut events = browser.events_of(run).await;
+        let (_, finished) = loop {
+            let (id, update) = events.next().await.unwrap();
+            let done = match &update {
+                Update::Snapshot(s) => s.status == Status::Finished,
+                Update::Delta(d) => d.status == Status::Finished,
+            };
+            if done {
+                break (id, update);
+            }
+        };
+        assert_eq!(
+            finished.cursor().steps,
+            steps,
+            "{start} reaches 1 in {steps} steps"
+        );
+    }
+    // The paused one is exactly as it was.
+    let after = snapshot_of(&browser, &paused).await;
+    assert_eq!(after.status, Status::Paused);
+    assert_eq!(after.run, before_paused.run);
+}

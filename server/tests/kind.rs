@@ -223,16 +223,24 @@ fn any_event(sessions: usize) -> impl Strategy<Value = Event> {
     ]
 }
 
-/// Plays `events` on three sessions at once. After each: exactly one task
-/// per running session and none for the others; a session that was not
-/// running did not change over a wait, and an order to one session changed
-/// no other; each page, fed only the updates its session streams, shows
+/// Plays `events` on three runs of one session at once. After each:
+/// exactly one task per running run and none for the others; a run that
+/// was not running did not change over a wait, and an order to one run
+/// changed no other; each page, fed only the updates its session streams, shows
 /// the session's state, and every update's version is newer than the last.
 async fn play(events: Vec<Event>) -> Result<(), TestCaseError> {
     let runtime = runtime(100, memory());
-    let sessions: Vec<_> = (0..3)
-        .map(|_| runtime.sessions.create().unwrap().session)
-        .collect();
+    // Three runs of one session: its first, and two added beside it.
+    let first = runtime.sessions.create().unwrap().session;
+    let session = first.id().session;
+    let added = (1..3).map(|number| {
+        runtime
+            .sessions
+            .create_run(session, number)
+            .unwrap()
+            .session
+    });
+    let sessions: Vec<_> = std::iter::once(first).chain(added).collect();
     // What each page was sent last, and what it shows.
     let mut pages: HashMap<usize, (Option<wire::EventId>, Option<SnapshotOf<Shown>>)> =
         HashMap::new();
@@ -278,7 +286,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn sessions_of_any_kind_step_alone_and_once(events in proptest::collection::vec(any_event(3), 1..40)) {
+    fn runs_of_any_kind_step_alone_and_once(events in proptest::collection::vec(any_event(3), 1..40)) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
