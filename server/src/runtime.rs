@@ -225,9 +225,17 @@ impl<T: Task> Runtime<T> {
         &self,
         session: SessionId,
     ) -> Result<(Vec<Arc<Session<T>>>, Option<StoreError>), StoreError> {
+        self.load_runs(self.run_ids(session).await?).await
+    }
+
+    /// The runs `ids` names (see [`Runtime::runs`]).
+    pub async fn load_runs(
+        &self,
+        ids: Vec<RunId>,
+    ) -> Result<(Vec<Arc<Session<T>>>, Option<StoreError>), StoreError> {
         let mut runs = Vec::new();
         let mut damaged = None;
-        for id in self.run_ids(session).await? {
+        for id in ids {
             match self.session(id).await {
                 Ok(Some(run)) => runs.push(run),
                 Ok(None) => {}

@@ -42,8 +42,17 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(250);
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// How often a stream looks at its session's list of runs, and sends it
-/// when it changed (a run added, removed, or moved on elsewhere).
+/// when a run was added or removed, or changed state.
 const LIST_EVERY: Duration = Duration::from_secs(1);
+
+/// The same in a cluster, where knowing the session's runs is a read of
+/// Redis: a run added through another node shows within this.
+const LIST_EVERY_IN_CLUSTER: Duration = Duration::from_secs(5);
+
+/// How often, at most, a stream sends the list when only the other runs'
+/// steps and peaks moved on (their pages show them live; the list is a
+/// summary).
+const LIST_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Opens the event stream of the request's session. A visitor without a
 /// session gets the idle state once (with incarnation 0) and then only
@@ -165,8 +174,11 @@ struct Subscriber<T: Task> {
     store_up: Option<watch::Receiver<bool>>,
     /// The session's runs as last sent (`None`: not yet).
     listed: Option<Vec<ListedOf<T::Summary>>>,
-    /// When the list is looked at next.
-    list_due: Instant,
+    /// Fires when the list is looked at next: one timer for the stream's
+    /// life, reset each time (not a timer per wake-up).
+    list_tick: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When the list was last sent.
+    listed_at: Instant,
 }
 
 /// What a stream sends next: its run's update, or the session's runs.
@@ -192,19 +204,48 @@ impl<T: Task> Subscriber<T> {
             deadline,
             runtime,
             listed: None,
-            list_due: Instant::now(),
+            list_tick: Box::pin(tokio::time::sleep_until(Instant::now())),
+            listed_at: Instant::now(),
         }
     }
 
-    /// The session's runs, if they changed since last sent.
+    /// The session's runs, if they changed since last sent. A session
+    /// whose one run is this stream's is not read again: its page shows
+    /// that run from the stream itself.
     async fn runs(&mut self) -> Option<RunsOf<T::Summary>> {
-        self.list_due = Instant::now() + LIST_EVERY;
-        let (runs, _) = self.runtime.runs(self.session.id().session).await.ok()?;
+        let every = match self.runtime.cluster() {
+            Some(_) => LIST_EVERY_IN_CLUSTER,
+            None => LIST_EVERY,
+        };
+        let next = Instant::now() + every;
+        self.list_tick.as_mut().reset(next);
+        let session = self.session.id().session;
+        let ids = self.runtime.run_ids(session).await.ok()?;
+        let own = self.session.id().to_string();
+        let alone = |listed: &Vec<ListedOf<T::Summary>>| listed.len() == 1 && listed[0].id == own;
+        if ids == [self.session.id()] && self.listed.as_ref().is_some_and(alone) {
+            return None;
+        }
+        let (runs, _) = self.runtime.load_runs(ids).await.ok()?;
         let listed = crate::http::listed(&runs).await;
-        if self.listed.as_ref() == Some(&listed) {
+        let states = |listed: &Vec<ListedOf<T::Summary>>| {
+            listed
+                .iter()
+                .map(|run| (run.id.clone(), run.status, run.failure))
+                .collect::<Vec<_>>()
+        };
+        let unchanged = match &self.listed {
+            Some(sent) if *sent == listed => true,
+            Some(sent) => {
+                states(sent) == states(&listed) && self.listed_at.elapsed() < LIST_PROGRESS_EVERY
+            }
+            None => false,
+        };
+        if unchanged {
             return None;
         }
         self.listed = Some(listed.clone());
+        self.listed_at = Instant::now();
         Some(RunsOf {
             selected: self.session.id().to_string(),
             runs: listed,
@@ -250,7 +291,7 @@ impl<T: Task> Subscriber<T> {
                 self.last = Some(id);
                 return Some(Out::Update(id, idle));
             }
-            if last.is_some() && (self.listed.is_none() || Instant::now() >= self.list_due) {
+            if last.is_some() && (self.listed.is_none() || self.list_tick.is_elapsed()) {
                 if let Some(runs) = self.runs().await {
                     return Some(Out::Runs(runs));
                 }
@@ -286,7 +327,7 @@ impl<T: Task> Subscriber<T> {
                 () = store_down => return None,
                 changed = self.doorbell.changed() => changed.ok()?,
                 () = tokio::time::sleep(CATCH_UP_RETRY), if behind => {}
-                () = tokio::time::sleep_until(self.list_due), if last.is_some() => {}
+                () = &mut self.list_tick, if last.is_some() && !self.list_tick.is_elapsed() => {}
             }
         }
     }
