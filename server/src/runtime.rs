@@ -510,10 +510,13 @@ impl<T: Task> Runtime<T> {
                 _ = ticks.tick() => {}
             }
             if let Some(cluster) = self.cluster() {
-                cluster.mark_watched(&self.sessions.watched()).await;
+                let watched = self.sessions.watched();
+                if !watched.is_empty() {
+                    cluster.mark_watched(&watched).await;
+                }
             }
             for (run, unwatched_for) in self.sessions.unwatched_running() {
-                let Some(minutes) = run.read(|machine| machine.unwatched().minutes()).await else {
+                let Some(minutes) = run.unwatched_minutes() else {
                     continue;
                 };
                 let wait = Duration::from_secs(u64::from(minutes) * 60);

@@ -3,7 +3,7 @@
 
 use std::{
     any::Any,
-    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 
 use shared::{
@@ -40,6 +40,10 @@ pub struct Session<T: Task> {
     /// Whether its run is running, as the last lock section left it: read
     /// without the lock when choosing a session to evict.
     running: AtomicBool,
+    /// The minutes its policy lets it run with nobody watching, 0 when it
+    /// keeps running, as the last lock section left it: read without the
+    /// lock when looking for runs nobody watches.
+    unwatched_minutes: AtomicU32,
     /// Set when the registry lets the session go (expired or evicted): a
     /// request that found it just before must not store it again.
     retired: AtomicBool,
@@ -195,6 +199,7 @@ impl<T: Task> Session<T> {
         let version = machine.version();
         let interval_ms = machine.interval_ms();
         let running = machine.status() == Status::Running;
+        let machine_minutes = machine.unwatched().minutes().unwrap_or(0);
         Session {
             id,
             state: Mutex::new(State {
@@ -207,6 +212,7 @@ impl<T: Task> Session<T> {
             interval: watch::Sender::new(interval_ms),
             subscribers: AtomicUsize::new(0),
             running: AtomicBool::new(running),
+            unwatched_minutes: AtomicU32::new(machine_minutes),
             retired: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
             behind: AtomicBool::new(false),
@@ -670,6 +676,8 @@ impl<T: Task> Session<T> {
     fn note_change(&self, state: &State<T>) {
         self.running
             .store(state.machine.status() == Status::Running, Ordering::Relaxed);
+        let minutes = state.machine.unwatched().minutes().unwrap_or(0);
+        self.unwatched_minutes.store(minutes, Ordering::Relaxed);
         let interval_ms = state.machine.interval_ms();
         self.interval.send_if_modified(|current| {
             let changed = *current != interval_ms;
@@ -743,6 +751,12 @@ impl<T: Task> Session<T> {
     /// Whether its run was running when last changed.
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Relaxed)
+    }
+
+    /// The minutes its policy lets it run unwatched when last changed;
+    /// `None` when it keeps running.
+    pub fn unwatched_minutes(&self) -> Option<u32> {
+        Some(self.unwatched_minutes.load(Ordering::Relaxed)).filter(|m| *m > 0)
     }
 
     /// When a request last touched it (or its last page closed).

@@ -193,22 +193,30 @@ impl<T: Task> Sessions<T> {
             .collect()
     }
 
-    /// The runs streamed here now (a page of each is open).
+    /// The runs streamed here now (a page of each is open) whose policy
+    /// would pause or cancel them unwatched.
     pub fn watched(&self) -> Vec<RunId> {
         self.all_live()
             .into_iter()
-            .filter(|run| run.subscribers().load(Ordering::Relaxed) > 0)
+            .filter(|run| {
+                run.unwatched_minutes().is_some() && run.subscribers().load(Ordering::Relaxed) > 0
+            })
             .map(|run| run.id())
             .collect()
     }
 
-    /// The running runs no page here watches, with how long since one was
-    /// last open (or the run was last asked for).
+    /// The running runs no page here watches whose policy would pause or
+    /// cancel them, with how long since one was last open (or the run was
+    /// last asked for).
     pub fn unwatched_running(&self) -> Vec<(Arc<Session<T>>, Duration)> {
         let now = self.now();
         self.all_live()
             .into_iter()
-            .filter(|run| run.is_running() && run.subscribers().load(Ordering::Relaxed) == 0)
+            .filter(|run| {
+                run.is_running()
+                    && run.unwatched_minutes().is_some()
+                    && run.subscribers().load(Ordering::Relaxed) == 0
+            })
             .map(|run| {
                 let idle = Duration::from_millis(now.saturating_sub(run.last_seen()));
                 (run, idle)
