@@ -386,24 +386,14 @@ impl<T: Task> Session<T> {
     /// still owns the run.
     pub async fn halt(&self, generation: u64, failure: Failure) {
         let mut state = self.state.lock().await;
-        let base = state.machine.version();
         let mut next = state.machine.clone();
         if next.halt(generation, failure).is_some() {
             let op = Op::Halt {
                 generation,
                 failure,
             };
-            let change = Change {
-                base,
-                after: &next,
-                op: &op,
-            };
-            match state.ledger.commit(change).await {
-                Ok(_) => state.machine = next,
-                Err(error) => {
-                    self.refused(&mut state, &error);
-                    tracing::error!(%error, session = %self.id.short(), "could not record the failure of a task");
-                }
+            if let Err(error) = self.keep_committed(&mut state, next, op).await {
+                tracing::error!(%error, session = %self.id.short(), "could not record the failure of a task");
             }
         }
         state.retire_stale_task();
@@ -425,30 +415,47 @@ impl<T: Task> Session<T> {
         if self.catch_up(&mut state).await.is_err() {
             return false;
         }
-        let base = state.machine.version();
         let generation = state.machine.generation();
         let mut next = state.machine.clone();
         if next.lapse(generation).is_none() {
             return false;
         }
         let op = Op::Lapse { generation };
-        let change = Change {
-            base,
-            after: &next,
-            op: &op,
-        };
-        if let Err(error) = state.ledger.commit(change).await {
-            self.refused(&mut state, &error);
+        if let Err(error) = self.keep_committed(&mut state, next, op).await {
             tracing::warn!(%error, session = %self.id.short(), "could not pause or cancel an unwatched run");
             return false;
         }
-        state.machine = next;
         state.retire_stale_task();
         let version = state.machine.version();
         self.note_change(&state);
         drop(state);
         self.announce(version);
         true
+    }
+
+    /// In the lock section: commits `next`, made from the state by `op`,
+    /// and keeps it once committed; refused, the state stays as it was.
+    async fn keep_committed(
+        &self,
+        state: &mut State<T>,
+        next: Machine<T>,
+        op: Op<T::Command>,
+    ) -> Result<(), CommitError> {
+        let change = Change {
+            base: state.machine.version(),
+            after: &next,
+            op: &op,
+        };
+        match state.ledger.commit(change).await {
+            Ok(_) => {
+                state.machine = next;
+                Ok(())
+            }
+            Err(error) => {
+                self.refused(state, &error);
+                Err(error)
+            }
+        }
     }
 
     /// This node took over the session's run (its owner stopped renewing

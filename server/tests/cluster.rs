@@ -445,11 +445,7 @@ async fn a_node_at_its_cap_deletes_only_sessions_no_other_node_uses() {
     Browser::at(&a.url()).command(set_number("7")).await;
     assert_eq!(a.metric("hailstone_sessions_evicted_total").await, 2.0);
     // The second, used nowhere else, is gone from Redis; the first is not.
-    let key = |browser: &Browser| {
-        let cookie = browser.cookie().unwrap();
-        let id = cookie.split_once('=').unwrap().1.to_owned();
-        format!("hs:{{{id}}}")
-    };
+    let key = |browser: &Browser| format!("hs:{{{}}}", browser.first_run());
     let mut check = redis.connection().await;
     for (browser, kept) in [(&first, true), (&second, false)] {
         let exists: bool = redis::cmd("EXISTS")
@@ -498,7 +494,7 @@ async fn the_runs_of_one_session_are_fenced_and_fail_over_each_on_its_own() {
     // The first run starts on A, which owns its lease.
     let on_a = Browser::at(&a.url());
     on_a.command(set_number("27")).await;
-    let first = on_a.cookie().unwrap().split_once('=').unwrap().1.to_owned();
+    let first = on_a.first_run();
     // The second is added and started on B, which owns its lease.
     let on_b = same_session(&b, &on_a);
     let second = on_b.new_run().await;

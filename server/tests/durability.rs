@@ -455,14 +455,6 @@ fn collect(seen: &mut BTreeMap<u64, String>, update: &Update) {
     }
 }
 
-/// The first snapshot of run `run`'s stream.
-async fn snapshot_of(browser: &Browser, run: &str) -> shared::wire::Snapshot {
-    match browser.events_of(run).await.next().await {
-        Some((_, Update::Snapshot(snapshot))) => snapshot,
-        other => panic!("a stream begins with a snapshot, not {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_killed_server_comes_back_with_every_run_of_a_session_as_it_was() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -473,13 +465,7 @@ async fn a_killed_server_comes_back_with_every_run_of_a_session_as_it_was() {
     browser
         .command(UserCommand::SetNumber { text: "27".into() })
         .await;
-    let first = browser
-        .cookie()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_owned();
+    let first = browser.first_run();
     let paused = browser.new_run().await;
     let set = |text: &str| UserCommand::SetNumber { text: text.into() };
     browser.command_to(&paused, set("97")).await;
@@ -488,7 +474,7 @@ async fn a_killed_server_comes_back_with_every_run_of_a_session_as_it_was() {
         .await;
     let other = browser.new_run().await;
     browser.command_to(&other, set("871")).await;
-    let before_paused = snapshot_of(&browser, &paused).await;
+    let before_paused = browser.events_of(&paused).await.snapshot().await;
     let mut events = browser.events_of(&other).await;
     read_events(&mut events, 3).await;
     drop(events);
@@ -500,7 +486,7 @@ async fn a_killed_server_comes_back_with_every_run_of_a_session_as_it_was() {
 
     // Both running runs resume on their own, each from its own start.
     for (run, start, steps) in [(&first, "27", 111), (&other, "871", 178)] {
-        let snapshot = snapshot_of(&browser, run).await;
+        let snapshot = browser.events_of(run).await.snapshot().await;
         assert_eq!(snapshot.run.as_ref().unwrap().start, start);
         assert!(matches!(
             snapshot.status,
@@ -524,7 +510,7 @@ async fn a_killed_server_comes_back_with_every_run_of_a_session_as_it_was() {
         );
     }
     // The paused one is exactly as it was.
-    let after = snapshot_of(&browser, &paused).await;
+    let after = browser.events_of(&paused).await.snapshot().await;
     assert_eq!(after.status, Status::Paused);
     assert_eq!(after.run, before_paused.run);
 }

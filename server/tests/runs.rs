@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::wire::{Command, Runs, Status, Update};
+use shared::wire::{Command, Runs, Status};
 use support::{Browser, TestServer};
 
 fn set_number(text: &str) -> Command {
@@ -25,23 +25,14 @@ fn said(body: &str) -> String {
 /// The first snapshot run `run`'s stream sends, and the list after it.
 async fn look(browser: &Browser, run: &str) -> (shared::wire::Snapshot, Runs) {
     let mut events = browser.events_of(run).await;
-    let Some((_, Update::Snapshot(snapshot))) = events.next().await else {
-        panic!("a stream begins with a snapshot");
-    };
-    (snapshot, events.next_runs().await)
+    (events.snapshot().await, events.next_runs().await)
 }
 
 /// A session with its first run at 27, running.
 async fn session(server: &TestServer) -> (Browser, String) {
     let browser = Browser::new(server);
     browser.command(set_number("27")).await;
-    let first = browser
-        .cookie()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_owned();
+    let first = browser.first_run();
     (browser, first)
 }
 

@@ -233,6 +233,12 @@ impl Browser {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// The id of the session's first run: the session cookie's value.
+    pub fn first_run(&self) -> String {
+        let cookie = self.cookie().expect("a session");
+        cookie.split_once('=').expect("name=value").1.to_owned()
+    }
+
     /// Adds a run to the session ("New run"); its id.
     pub async fn new_run(&self) -> String {
         let (status, body) = self.call("new_run", json!({})).await;
@@ -333,6 +339,14 @@ impl Events {
             if let Some(update) = self.take(event) {
                 return Some(update);
             }
+        }
+    }
+
+    /// The next update, which must be a snapshot (as a stream begins).
+    pub async fn snapshot(&mut self) -> shared::wire::Snapshot {
+        match self.next().await {
+            Some((_, Update::Snapshot(snapshot))) => snapshot,
+            other => panic!("a stream begins with a snapshot, not {other:?}"),
         }
     }
 
