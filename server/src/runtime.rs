@@ -211,11 +211,16 @@ impl<T: Task> Runtime<T> {
     }
 
     /// The ids of `session`'s runs, oldest first (a cluster asks Redis; one
-    /// process knows them all).
+    /// process knows them all once it has read its store's index, so it
+    /// waits for that: a session asked for just after a restart is loaded
+    /// alone, before its other runs are known).
     pub async fn run_ids(&self, session: SessionId) -> Result<Vec<RunId>, StoreError> {
         match self.backend.cluster() {
             Some(cluster) => cluster.runs_of(session).await,
-            None => Ok(self.sessions.runs_of(session)),
+            None => {
+                self.sessions.ready().await;
+                Ok(self.sessions.runs_of(session))
+            }
         }
     }
 

@@ -375,8 +375,8 @@ impl<T: Task> Sessions<T> {
     }
 
     /// The ids of `session`'s runs this registry knows, oldest first: all
-    /// of them in one process (which read the store's index), the copies
-    /// it holds on a node of a cluster.
+    /// of them in one process once the store's index is read (see
+    /// [`Sessions::ready`]), the copies it holds on a node of a cluster.
     pub fn runs_of(&self, session: SessionId) -> Vec<RunId> {
         let first = RunId::first(session);
         let last = RunId {
