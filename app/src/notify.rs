@@ -1,7 +1,8 @@
-//! Told when done: a run that finishes while its tab is hidden marks the
-//! tab's title and, when the visitor asked for it (and the browser allows
-//! it), raises a notification; a run that finished since this browser last
-//! showed it running is said so on the next visit.
+//! Told when done: a run of the session that finishes while its tab is
+//! hidden (the one shown, or another in the list) marks the tab's title
+//! and, when the visitor asked for it (and the browser allows it), raises a
+//! notification; runs that finished since this browser last showed them
+//! unfinished are said so on the next visit.
 //!
 //! Permission is asked only when the visitor turns the switch on (a user
 //! gesture), and everything else on the page works when it is refused.
@@ -82,8 +83,9 @@ pub fn NotifySwitch() -> impl IntoView {
     }
 }
 
-/// "27 reached 1 in 111 steps while you were away.", when the run this
-/// browser last showed running has finished since.
+/// "27 reached 1 in 111 steps while you were away.", when runs this
+/// browser last showed unfinished have finished since (several: "27 reached
+/// 1 in 111 steps; 97 reached 1 in 118 steps while you were away.").
 #[component]
 pub fn AwayNotice() -> impl IntoView {
     let away = RwSignal::new(None::<String>);
@@ -114,8 +116,9 @@ mod browser {
 
     /// localStorage: "on" once the visitor turned notifications on.
     const WANTED: &str = "hailstone-notify";
-    /// localStorage: the run this browser last showed, "<status>:<start>".
-    const LAST_SEEN: &str = "hailstone-last-seen";
+    /// localStorage: the runs this browser last showed unfinished (the one
+    /// shown and the others of the list), their ids separated by spaces.
+    const UNFINISHED: &str = "hailstone-unfinished";
     /// What the title is prefixed with while a finished run is unseen.
     const MARK: &str = "✓ Finished · ";
 
@@ -191,30 +194,15 @@ mod browser {
             });
             let (status, start, steps) = now?;
             let before = previous.flatten();
-            if before.as_ref().map(|(s, _)| *s) != Some(status) {
-                if let Some(storage) = storage() {
-                    let _ = storage.set_item(LAST_SEEN, &format!("{}:{start}", status.name()));
-                }
-            }
             let just_finished = status == Status::Finished
                 && before.is_some_and(|(s, was)| unfinished(s) && was == start);
-            if just_finished && document().hidden() {
-                mark_title();
-                if state.get_untracked() == Note::On {
-                    let options = NotificationOptions::new();
-                    options.set_body(&format!(
-                        "in {} steps",
-                        shared::group_digits(&steps.to_string())
-                    ));
-                    options.set_tag("hailstone");
-                    let _ = Notification::new_with_options(
-                        &format!("Hailstone: {} reached 1", shared::group_digits(&start)),
-                        &options,
-                    );
-                }
+            if just_finished {
+                tell(state, "hailstone", &start, steps);
             }
             Some((status, start))
         });
+        watch_others(page, state);
+        remember_unfinished(page);
         let shown = Closure::<dyn FnMut()>::new(move || {
             if !document().hidden() {
                 unmark_title();
@@ -224,6 +212,90 @@ mod browser {
             .add_event_listener_with_callback("visibilitychange", shown.as_ref().unchecked_ref())
             .expect("documents take listeners");
         shown.forget(); // as long as the page
+    }
+
+    /// The other runs of the list: one that finishes while the tab is
+    /// hidden tells as the one shown does.
+    fn watch_others(page: PageState, state: RwSignal<Note>) {
+        Effect::new(move |previous: Option<Vec<(String, Status)>>| {
+            let shown = page.run.get();
+            let now = page.runs.with(|runs| {
+                runs.iter()
+                    .map(|run| (run.id.clone(), run.status))
+                    .collect::<Vec<_>>()
+            });
+            let was = |id: &str| {
+                previous
+                    .as_ref()
+                    .and_then(|before| before.iter().find(|(other, _)| other == id))
+                    .map(|(_, status)| *status)
+            };
+            page.runs.with_untracked(|runs| {
+                for run in runs.iter().filter(|run| Some(&run.id) != shown.as_ref()) {
+                    let finished_now =
+                        run.status == Status::Finished && was(&run.id).is_some_and(unfinished);
+                    if let (true, Some(brief)) = (finished_now, &run.run) {
+                        tell(
+                            state,
+                            &format!("hailstone-{}", run.id),
+                            &brief.start,
+                            run.steps,
+                        );
+                    }
+                }
+            });
+            now
+        });
+    }
+
+    /// Keeps the ids of the runs unfinished (the one shown as its snapshot
+    /// says, the others as the list does) for the next visit's notice.
+    fn remember_unfinished(page: PageState) {
+        let ids = Memo::new(move |_| {
+            let shown = page.run.get();
+            let mut ids = Vec::new();
+            if let Some(id) = &shown {
+                if unfinished(page.snapshot.with(|s| s.status)) {
+                    ids.push(id.clone());
+                }
+            }
+            page.runs.with(|runs| {
+                let others = runs.iter().filter(|run| Some(&run.id) != shown.as_ref());
+                ids.extend(
+                    others
+                        .filter(|run| unfinished(run.status))
+                        .map(|run| run.id.clone()),
+                );
+            });
+            ids.join(" ")
+        });
+        Effect::new(move |_| {
+            if let Some(storage) = storage() {
+                let _ = storage.set_item(UNFINISHED, &ids.get());
+            }
+        });
+    }
+
+    /// A run of `start` finished after `steps`: if the tab is hidden, its
+    /// title is marked and, when wanted, a notification (one per `tag`) is
+    /// raised.
+    fn tell(state: RwSignal<Note>, tag: &str, start: &str, steps: u64) {
+        if !document().hidden() {
+            return;
+        }
+        mark_title();
+        if state.get_untracked() == Note::On {
+            let options = NotificationOptions::new();
+            options.set_body(&format!(
+                "in {} steps",
+                shared::group_digits(&steps.to_string())
+            ));
+            options.set_tag(tag);
+            let _ = Notification::new_with_options(
+                &format!("Hailstone: {} reached 1", shared::group_digits(start)),
+                &options,
+            );
+        }
     }
 
     fn mark_title() {
@@ -240,19 +312,33 @@ mod browser {
         }
     }
 
-    /// The notice of a run that finished since this browser last showed it
-    /// running (read before the watch writes what this page shows).
+    /// The notice of runs that finished since this browser last showed
+    /// them unfinished: the one shown, and others of the list (read before
+    /// the watch writes what this page shows).
     pub fn away(page: PageState, away: RwSignal<Option<String>>) {
-        let last = storage().and_then(|s| s.get_item(LAST_SEEN).ok().flatten());
-        let Some(start) = last.as_deref().and_then(|l| l.strip_prefix("running:")) else {
-            return;
-        };
-        let text = page.snapshot.with_untracked(|s| match (s.status, &s.run) {
-            (Status::Finished, Some(run)) if run.start == start => {
-                Some(finished(&run.start, run.steps))
+        let unfinished = storage()
+            .and_then(|s| s.get_item(UNFINISHED).ok().flatten())
+            .unwrap_or_default();
+        let was_unfinished = |id: &str| unfinished.split(' ').any(|other| other == id);
+        let mut told = Vec::new();
+        let shown = page.run.get_untracked();
+        if shown.as_deref().is_some_and(was_unfinished) {
+            page.snapshot.with_untracked(|s| {
+                if let (Status::Finished, Some(run)) = (s.status, &s.run) {
+                    told.push(finished(&run.start, run.steps));
+                }
+            });
+        }
+        page.runs.with_untracked(|runs| {
+            for run in runs.iter().filter(|run| Some(&run.id) != shown.as_ref()) {
+                if let (Status::Finished, true, Some(brief)) =
+                    (run.status, was_unfinished(&run.id), &run.run)
+                {
+                    told.push(finished(&brief.start, run.steps));
+                }
             }
-            _ => None,
         });
+        let text = (!told.is_empty()).then(|| told.join("; "));
         // After hydration, so the page hydrates as the server rendered it.
         Effect::new(move |_| away.set(text.clone()));
     }

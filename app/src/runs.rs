@@ -1,5 +1,5 @@
 //! The session's runs: "New run", and the list named "Runs", newest first,
-//! each with its start, state, steps and peak, and buttons of its own
+//! each with its start, state, steps, peak and when it began, and buttons of its own
 //! ("Open run 27", "Pause run 27", "Remove run 27"). The run shown is
 //! described from the page's own snapshot (live); the others from the
 //! stream's list (at most a second old).
@@ -72,6 +72,7 @@ fn RunItem(
             state.snapshot.with(|snapshot| {
                 entry.status = snapshot.status;
                 entry.failure = snapshot.failure;
+                entry.started_at = snapshot.started_at;
                 entry.steps = snapshot.run.as_ref().map_or(0, |run| run.steps);
                 entry.run = snapshot.run.as_ref().map(|run| shared::wire::RunBrief {
                     start: run.start.clone(),
@@ -154,11 +155,16 @@ fn state_words(status: Status) -> &'static str {
     }
 }
 
-/// Its steps and peak: "111 steps · peak 9,232".
+/// Its steps, peak and start: "111 steps · peak 9,232 · started 2 Dec
+/// 2026, 05:14 UTC".
 fn facts(listed: &Listed) -> String {
     let steps = group_digits(&listed.steps.to_string());
-    match &listed.run {
-        Some(run) => format!("{steps} steps · peak {}", group_digits(&run.peak)),
-        None => String::new(),
+    let Some(run) = &listed.run else {
+        return String::new();
+    };
+    let facts = format!("{steps} steps · peak {}", group_digits(&run.peak));
+    match listed.started_at {
+        Some(at) => format!("{facts} · started {}", shared::when::utc(at)),
+        None => facts,
     }
 }

@@ -63,6 +63,7 @@ impl PageState {
             interval_ms,
             failure: None,
             unwatched: Default::default(),
+            started_at: None,
             run: None,
         });
         self.run.set(run);

@@ -136,3 +136,63 @@ test("a run that finished while no page was open is shown as such on the next vi
   await expect(runStatus(page)).toHaveText("Reached 1 in 111 steps.");
   await expect(page.getByText("while you were away")).toHaveCount(0);
 });
+
+const newRun = (page: Page) => page.getByRole("button", { name: "New run", exact: true });
+const runItem = (page: Page, start: string) =>
+  page
+    .getByRole("list", { name: "Runs" })
+    .getByRole("listitem")
+    .filter({ has: page.locator(".run-start", { hasText: new RegExp(`^${start}$`) }) });
+
+test("a run not shown that finishes in a hidden tab notifies as the one shown does", async ({ page, context }) => {
+  await context.grantPermissions(["notifications"]);
+  await instrument(page, "grant");
+  await open(page);
+  const title = await page.title();
+  await notifySwitch(page).click();
+  await expect(notifySwitch(page)).toHaveAttribute("aria-checked", "true");
+  await enter(page, "27");
+  await waitForValues(page, 3);
+  // The page shows a second, longer run; the first goes on in the list.
+  await newRun(page).click();
+  await enter(page, "97");
+  await waitForValues(page, 3);
+  await setHidden(page, true);
+  await expect(runItem(page, "27")).toContainText("Finished", { timeout: 30_000 });
+  await expect(page).toHaveTitle(`✓ Finished · ${title}`);
+  await expect.poll(() => made(page)).toEqual([{ title: "Hailstone: 27 reached 1", body: "in 111 steps" }]);
+  await expect(runStatus(page)).toHaveText("Reached 1 in 118 steps.", { timeout: 30_000 });
+  await expect
+    .poll(() => made(page))
+    .toEqual([
+      { title: "Hailstone: 27 reached 1", body: "in 111 steps" },
+      { title: "Hailstone: 97 reached 1", body: "in 118 steps" },
+    ]);
+  await setHidden(page, false);
+  await expect(page).toHaveTitle(title);
+});
+
+test("every run that finished while no page was open is named on the next visit", async ({ page }) => {
+  await open(page);
+  await enter(page, "27");
+  await waitForValues(page, 3);
+  await newRun(page).click();
+  await enter(page, "97");
+  await waitForValues(page, 3);
+  const second = new URL(page.url()).searchParams.get("run");
+  expect(second).toMatch(/^[0-9a-f]{32}\.\d+$/);
+  await page.goto("about:blank");
+  // No page is open; both go on on the server, and their CSVs end with 1.
+  const rows = async (run?: string) =>
+    (await (await page.request.get(`/trajectory.csv${run ? `?run=${run}` : ""}`)).text()).trim().split("\n").length;
+  await expect.poll(() => rows(), { timeout: 30_000 }).toBe(113);
+  await expect.poll(() => rows(second!), { timeout: 30_000 }).toBe(120);
+  // The next visit shows the session's first run, and names both.
+  await open(page);
+  await expect(page.getByRole("status").filter({ hasText: "while you were away" })).toHaveText(
+    "27 reached 1 in 111 steps; 97 reached 1 in 118 steps while you were away.",
+  );
+  await page.reload();
+  await open(page);
+  await expect(page.getByText("while you were away")).toHaveCount(0);
+});

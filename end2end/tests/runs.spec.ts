@@ -3,6 +3,20 @@ import { enter, open, runStatus, runningSwitch, trajectory, values, waitForValue
 
 const runList = (page: Page) => page.getByRole("list", { name: "Runs" });
 const newRun = (page: Page) => page.getByRole("button", { name: "New run", exact: true });
+/** "2 Dec 2026, 05:14 UTC": how the list says when a run began. */
+const utc = (ms: number) => {
+  const d = new Date(ms);
+  const month = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ")[d.getUTCMonth()];
+  const hh = String(d.getUTCHours()).padStart(2, "0");
+  const mm = String(d.getUTCMinutes()).padStart(2, "0");
+  return `${d.getUTCDate()} ${month} ${d.getUTCFullYear()}, ${hh}:${mm} UTC`;
+};
+/** The start time of a run begun between `from` and now, as any minute between says it. */
+const startedBetween = (from: number) => {
+  const minutes = new Set<string>();
+  for (let t = from - (from % 60_000); t <= Date.now(); t += 60_000) minutes.add(`started ${utc(t)}`);
+  return new RegExp([...minutes].join("|"));
+};
 const item = (page: Page, start: string) =>
   runList(page)
     .getByRole("listitem")
@@ -12,6 +26,7 @@ test("two runs at once: each steps alone, the list names them, and either opens 
   page,
 }) => {
   await open(page);
+  const began = Date.now();
   await enter(page, "27");
   await waitForValues(page, 3);
   await expect(runList(page).getByRole("listitem")).toHaveCount(1);
@@ -55,6 +70,9 @@ test("two runs at once: each steps alone, the list names them, and either opens 
   await expect(page.locator("main")).toHaveAttribute("data-hydrated", "true");
   await expect(runStatus(page)).toHaveText("Reached 1 in 118 steps.");
   await expect(runList(page).getByRole("listitem")).toHaveCount(2);
+  // Each says when it began (in UTC, which the server renders as the browser does).
+  await expect(item(page, "27")).toContainText(startedBetween(began));
+  await expect(item(page, "97")).toContainText(startedBetween(began));
   const other = await page.context().newPage();
   await open(other);
   await expect(runList(other).getByRole("listitem")).toHaveCount(2);

@@ -21,6 +21,11 @@ pub enum Op<C> {
         command: C,
         /// It started a task on the node that applied it.
         takes_task: bool,
+        /// When it was applied (Unix seconds), so that a run it begins is
+        /// stamped alike on every copy (absent in entries from before it
+        /// was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<u64>,
     },
     /// `count` steps of the task of `generation`.
     Steps {
@@ -50,7 +55,7 @@ impl<C> Op<C> {
     /// when it does not apply (the machine is not where the op was made).
     pub fn replay<T: Task<Command = C>>(&self, machine: &mut Machine<T>) -> bool {
         match self {
-            Op::Command { command, .. } => machine.apply(command).is_ok(),
+            Op::Command { command, at, .. } => machine.apply_at(command, *at).is_ok(),
             Op::Steps { generation, count } => {
                 (0..*count).all(|_| machine.step(*generation).is_ok())
             }

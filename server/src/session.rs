@@ -249,17 +249,22 @@ impl<T: Task> Session<T> {
             return Err(CommandError::Ended);
         }
         let before = state.machine.version();
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|since| since.as_secs());
         for _ in 0..COMMAND_TRIES {
             self.catch_up(&mut state)
                 .await
                 .map_err(|e| self.refusal(e))?;
             let base = state.machine.version();
             let mut next = state.machine.clone();
-            let Outcome { delta, start_task } = next.apply(command)?;
+            let Outcome { delta, start_task } = next.apply_at(command, at)?;
             if delta.is_some() {
                 let op = Op::Command {
                     command: command.clone(),
                     takes_task: start_task.is_some(),
+                    at,
                 };
                 let change = Change {
                     base,

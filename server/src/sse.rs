@@ -231,7 +231,7 @@ impl<T: Task> Subscriber<T> {
         let states = |listed: &Vec<ListedOf<T::Summary>>| {
             listed
                 .iter()
-                .map(|run| (run.id.clone(), run.status, run.failure))
+                .map(|run| (run.id.clone(), run.status, run.failure, run.started_at))
                 .collect::<Vec<_>>()
         };
         let unchanged = match &self.listed {

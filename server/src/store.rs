@@ -951,6 +951,7 @@ mod tests {
             reserved: 0,
             failure: None,
             unwatched: Default::default(),
+            started_at: Some(1_796_188_468),
         }
     }
 

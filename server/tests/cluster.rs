@@ -192,6 +192,21 @@ async fn a_command_on_one_node_shows_on_anothers_stream_and_streams_resume_on_an
     page.follow(&mut resumed, |page| page.steps() >= 30).await;
     page.assert_exact(27);
     assert_eq!(page.snapshots, 1, "no snapshot after the first");
+
+    // A run begun on A says on B's copy when it began, as A stamped it.
+    on_a.command(set_number("97")).await;
+    let on_a_said = on_a.events(None).await.snapshot().await;
+    assert!(on_a_said.started_at.is_some());
+    let mut on_b_stream = on_b.events(None).await;
+    let mut on_b_said = on_b_stream.snapshot().await;
+    while on_b_said.run.as_ref().is_none_or(|run| run.start != "97") {
+        match on_b_stream.next().await {
+            Some((_, Update::Delta(delta))) => on_b_said.apply(&delta, usize::MAX).unwrap(),
+            Some((_, Update::Snapshot(snapshot))) => on_b_said = snapshot,
+            None => panic!("B's stream ended before the new run showed"),
+        }
+    }
+    assert_eq!(on_b_said.started_at, on_a_said.started_at);
 }
 
 /// Starts a run of `start` through `owner` (so it owns the run's lease),

@@ -146,12 +146,19 @@ async fn every_run_of_a_session_comes_back_after_a_restart_as_it_was() {
     let server = TestServer::start(config.clone()).await;
     let (browser, first) = session(&server).await;
     let paused = browser.new_run().await;
+    let asked = unix_now();
     browser.command_to(&paused, set_number("97")).await;
+    let answered = unix_now();
     browser
         .command_to(&paused, Command::SetRunning { running: false })
         .await;
     let empty = browser.new_run().await;
     let (before, _) = look(&browser, &paused).await;
+    let started = before.started_at.expect("a begun run says when it began");
+    assert!(
+        (asked..=answered).contains(&started),
+        "stamped when its number came"
+    );
     server.stop().await;
 
     let server = TestServer::start(config).await;
@@ -164,7 +171,19 @@ async fn every_run_of_a_session_comes_back_after_a_restart_as_it_was() {
     assert_eq!(status(&first), Status::Running);
     assert_eq!(status(&paused), Status::Paused);
     assert_eq!(status(&empty), Status::Idle);
+    let listed = |id: &str| runs.runs.iter().find(|run| run.id == id).unwrap();
+    assert_eq!(listed(&paused).started_at, Some(started));
+    assert_eq!(listed(&empty).started_at, None, "not begun");
     let (after, _) = look(&browser, &paused).await;
     assert_eq!(after.run, before.run, "the paused run is exactly as it was");
+    assert_eq!(after.started_at, Some(started), "and began when it did");
     server.stop().await;
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

@@ -10,6 +10,7 @@
 //! - [`collatz`]: the Collatz kind; [`Collatz`] is a session's machine for it.
 //! - [`wire`]: the commands and updates that travel as JSON.
 //! - [`trajectory`]: any page of a run, recomputed exactly from bounded marks.
+//! - [`when`]: a Unix time in words, alike on the server and in the browser.
 
 pub mod collatz;
 pub mod input;
@@ -17,6 +18,7 @@ mod number;
 mod profile;
 pub mod task;
 pub mod trajectory;
+pub mod when;
 pub mod wire;
 
 pub use collatz::{Collatz, Outcome, Resume, Saved, SavedRun, Settings};

@@ -121,6 +121,10 @@ pub struct Saved<R> {
     /// What happens while nobody watches (absent: it keeps running).
     #[serde(default, skip_serializing_if = "Unwatched::is_keep")]
     pub unwatched: Unwatched,
+    /// When the run began, in Unix seconds (absent in records from before
+    /// it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
 }
 
 /// What [`Machine::apply`] did.
@@ -181,6 +185,9 @@ pub struct Machine<T: Task> {
     failure: Option<Failure>,
     /// What happens to the run while nobody watches it.
     unwatched: Unwatched,
+    /// When the run began, in Unix seconds, as the command that began it
+    /// was stamped ([`Machine::apply_at`]); `None` before, or unstamped.
+    started_at: Option<u64>,
 }
 
 impl<T: Task> Machine<T> {
@@ -197,6 +204,7 @@ impl<T: Task> Machine<T> {
             began: 0,
             failure: None,
             unwatched: T::unwatched(&settings),
+            started_at: None,
         }
     }
 
@@ -225,6 +233,7 @@ impl<T: Task> Machine<T> {
             reserved: self.version,
             failure: self.failure,
             unwatched: self.unwatched,
+            started_at: self.started_at,
         }
     }
 
@@ -289,6 +298,7 @@ impl<T: Task> Machine<T> {
         } else {
             saved.version + version_gap
         };
+        let started_at = run.as_ref().and(saved.started_at);
         let machine = Machine {
             settings,
             status,
@@ -302,6 +312,7 @@ impl<T: Task> Machine<T> {
             began: version,
             failure,
             unwatched: saved.unwatched,
+            started_at,
         };
         Ok((machine, began))
     }
@@ -344,6 +355,7 @@ impl<T: Task> Machine<T> {
             interval_ms: self.interval_ms,
             failure: self.failure,
             unwatched: self.unwatched,
+            started_at: self.started_at,
             run: self.run.as_ref().map(T::view),
         }
     }
@@ -377,12 +389,24 @@ impl<T: Task> Machine<T> {
             status: self.status,
             steps: self.run.as_ref().map_or(0, T::steps),
             failure: self.failure,
+            started_at: self.started_at,
             run: self.run.as_ref().map(T::summary),
         }
     }
 
-    /// Applies a user's command. A refused command changes nothing.
+    /// Applies a user's command, unstamped (see [`Machine::apply_at`]).
     pub fn apply(&mut self, command: &T::Command) -> Result<Outcome<T::Change>, CommandError> {
+        self.apply_at(command, None)
+    }
+
+    /// Applies a user's command; a run it begins is said to have begun
+    /// `at` (Unix seconds: the machine keeps no clock, so every copy of a
+    /// session is stamped alike). A refused command changes nothing.
+    pub fn apply_at(
+        &mut self,
+        command: &T::Command,
+        at: Option<u64>,
+    ) -> Result<Outcome<T::Change>, CommandError> {
         let before = (self.status, self.interval_ms, self.unwatched);
         let mut start_task = None;
         let mut restart = false;
@@ -391,6 +415,7 @@ impl<T: Task> Machine<T> {
                 let run = T::begin(&self.settings, input)?;
                 let done = run.done();
                 self.run = Some(run);
+                self.started_at = at;
                 restart = true;
                 let status = match self.status {
                     _ if done => Status::Finished,
@@ -532,6 +557,7 @@ impl<T: Task> Machine<T> {
             interval_ms: self.interval_ms,
             failure: self.failure,
             unwatched: self.unwatched,
+            started_at: self.started_at.filter(|_| restart),
             restart,
             change,
         }

@@ -239,6 +239,9 @@ pub struct SnapshotOf<V> {
     /// What happens while nobody watches (absent: it keeps running).
     #[serde(default, skip_serializing_if = "Unwatched::is_keep")]
     pub unwatched: Unwatched,
+    /// When the current run began, in Unix seconds, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
     /// The current run; `None` before the first one began.
     pub run: Option<V>,
 }
@@ -255,6 +258,9 @@ pub struct ListedOf<S> {
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// When it began, in Unix seconds, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
     /// Its kind's line; `None` before it was given its input.
     pub run: Option<S>,
 }
@@ -376,6 +382,9 @@ pub struct DeltaOf<C> {
     /// begins.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart: bool,
+    /// When the new run began (Unix seconds), in a delta that restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
     /// What changed in the run.
     #[serde(flatten)]
     pub change: C,
@@ -662,6 +671,7 @@ impl<V> SnapshotOf<V> {
         }
         if delta.restart {
             self.run = Some(V::begin(&delta.change, window));
+            self.started_at = delta.started_at;
         } else if let Some(run) = &mut self.run {
             run.apply(&delta.change, window);
         }

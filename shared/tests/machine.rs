@@ -427,7 +427,12 @@ fn a_dead_task_fails_its_run_with_its_reason_and_the_switch_tries_again() {
 #[test]
 fn a_saved_state_restores_exactly_with_a_higher_version() {
     let mut m = machine();
-    let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
+    let began = Some(1_796_000_000);
+    let generation = m
+        .apply_at(&set_number("27"), began)
+        .unwrap()
+        .start_task
+        .unwrap();
     for _ in 0..40 {
         m.step(generation).unwrap();
     }
@@ -440,7 +445,9 @@ fn a_saved_state_restores_exactly_with_a_higher_version() {
     let (mut a, mut b) = (m.snapshot(), restored.snapshot());
     assert_eq!(b.version, a.version + 100);
     b.version = a.version;
-    assert_eq!(a, b, "the same run, window, peak and profile");
+    assert_eq!(a, b, "the same run, window, peak, profile and start time");
+    assert_eq!(b.started_at, began);
+    assert_eq!(restored.listed("r".into()).started_at, began);
     assert_eq!(restored.status(), Status::Running);
     assert_eq!(restored.generation(), generation);
     assert_eq!(restored.incarnation(), 7);

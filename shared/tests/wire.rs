@@ -73,7 +73,10 @@ fn errors_round_trip_with_their_messages() {
 fn busy_machine() -> (Collatz, Vec<Delta>) {
     let mut m = Collatz::new(Settings::default());
     let mut deltas = Vec::new();
-    let outcome = m.apply(&Command::SetNumber { text: "27".into() }).unwrap();
+    // Each run stamped with when it began, which pages are sent.
+    let outcome = m
+        .apply_at(&Command::SetNumber { text: "27".into() }, Some(1_000))
+        .unwrap();
     deltas.push(outcome.delta.unwrap());
     let generation = outcome.start_task.unwrap();
     for _ in 0..10 {
@@ -81,7 +84,7 @@ fn busy_machine() -> (Collatz, Vec<Delta>) {
     }
     let big = "123456789012345678901234567890123456789012345678901234567890";
     deltas.push(
-        m.apply(&Command::SetNumber { text: big.into() })
+        m.apply_at(&Command::SetNumber { text: big.into() }, Some(2_000))
             .unwrap()
             .delta
             .unwrap(),
@@ -141,6 +144,7 @@ fn merged_deltas_rebuild_the_same_state() {
         failure: None,
         run: None,
         unwatched: Default::default(),
+        started_at: None,
     };
     // One at a time.
     let mut one_by_one = start.clone();
@@ -148,6 +152,7 @@ fn merged_deltas_rebuild_the_same_state() {
         one_by_one.apply(delta, 256).unwrap();
     }
     assert_eq!(one_by_one, m.snapshot());
+    assert_eq!(one_by_one.started_at, Some(2_000), "the second run's start");
     // Any suffix merged into one message, applied on top of its prefix.
     for split in 0..deltas.len() {
         let mut client = start.clone();
@@ -175,6 +180,7 @@ fn a_gap_is_detected_and_an_old_delta_ignored() {
         failure: None,
         run: None,
         unwatched: Default::default(),
+        started_at: None,
     };
     let gap = client.apply(&deltas[1], 256).unwrap_err();
     assert_eq!((gap.have, gap.base), (0, 1));
