@@ -216,6 +216,30 @@ pub struct Page {
     pub window: Window,
 }
 
+/// How the page's data travels inside the HTML for hydration: JSON, read
+/// from bytes as server functions read their answers, so each type the page
+/// reads both ways is compiled once into the download (read from text as
+/// well, it was twice: some 4 KiB of gzip).
+pub struct JsonBytes;
+
+impl<T: Serialize> leptos::server::codee::Encoder<T> for JsonBytes {
+    type Error = serde_json::Error;
+    type Encoded = String;
+
+    fn encode(value: &T) -> Result<String, serde_json::Error> {
+        serde_json::to_string(value)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> leptos::server::codee::Decoder<T> for JsonBytes {
+    type Error = serde_json::Error;
+    type Encoded = str;
+
+    fn decode(text: &str) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(text.as_bytes())
+    }
+}
+
 /// Loads the page's data for run `run` (or the session's default run);
 /// during server rendering, before any HTML is sent. `POST /api/page`.
 #[server(endpoint = "page", input = Json)]

@@ -288,6 +288,7 @@ mod tests {
             interval_ms: 0,
             failure: None,
             unwatched: Default::default(),
+            started_at: None,
             run: None,
         };
         let all = ["6", "3", "10", "5", "16", "8", "4", "2", "1"];
@@ -299,6 +300,7 @@ mod tests {
             failure: None,
             unwatched: Default::default(),
             restart: true,
+            started_at: None,
             change: shared::wire::RunChange {
                 appended: all.iter().map(|v| v.to_string()).collect(),
                 steps: 8,

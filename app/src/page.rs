@@ -4,7 +4,7 @@
 use leptos::{either::Either, prelude::*};
 
 use crate::{
-    api::{load_page, Page},
+    api::{load_page, JsonBytes, Page},
     chart::Chart,
     controls::{CancelButton, IntervalPicker, NumberInput, RunningSwitch, UnwatchedPicker},
     notify::{AwayNotice, NotifySwitch},
@@ -23,7 +23,7 @@ pub fn CollatzPage() -> impl IntoView {
     // hydrated the page; the end-to-end tests wait for it.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
-    let page = Resource::new(|| (), |_| load_page(asked_run()));
+    let page = Resource::<_, JsonBytes>::new_with_options(|| (), |_| load_page(asked_run()), false);
 
     view! {
         <main class="page" data-hydrated=move || hydrated.get().to_string()>

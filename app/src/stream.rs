@@ -130,7 +130,9 @@ fn open(state: PageState, slot: &Slot) {
             let Some(text) = event.data().as_string() else {
                 return;
             };
-            let Ok(update) = serde_json::from_str::<Message>(&text) else {
+            // Read from bytes, as everything the page reads (see
+            // `api::JsonBytes`): each type's reading is compiled once.
+            let Ok(update) = serde_json::from_slice::<Message>(text.as_bytes()) else {
                 return;
             };
             // Incarnation 0: the stream follows no session (yet).
@@ -172,7 +174,7 @@ fn open(state: PageState, slot: &Slot) {
             let Some(runs) = event
                 .data()
                 .as_string()
-                .and_then(|text| serde_json::from_str::<Runs>(&text).ok())
+                .and_then(|text| serde_json::from_slice::<Runs>(text.as_bytes()).ok())
             else {
                 return;
             };

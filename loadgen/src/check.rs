@@ -157,6 +157,7 @@ mod tests {
             failure: None,
             unwatched: Default::default(),
             restart,
+            started_at: None,
             change: RunChange {
                 appended: values.iter().map(|v| v.to_string()).collect(),
                 steps,
@@ -208,6 +209,7 @@ mod tests {
             interval_ms: 0,
             failure: None,
             unwatched: Default::default(),
+            started_at: None,
             run: Some(RunView {
                 start: "6".into(),
                 steps: 8,

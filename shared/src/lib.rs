@@ -16,6 +16,7 @@ pub mod collatz;
 pub mod input;
 mod number;
 mod profile;
+mod tagged;
 pub mod task;
 pub mod trajectory;
 pub mod when;

@@ -6,9 +6,12 @@
 
 use std::{collections::VecDeque, fmt, str::FromStr};
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{
+    de::{value::MapAccessDeserializer, DeserializeOwned, MapAccess},
+    Deserialize, Serialize,
+};
 
-use crate::{input::InputError, magnitude, Profile};
+use crate::{input::InputError, magnitude, tagged::TagFirst, Profile};
 
 /// The longest step interval a user may choose, in milliseconds.
 pub const MAX_INTERVAL_MS: u32 = 10_000;
@@ -594,14 +597,38 @@ impl<V: View<C>, C: Change> UpdateOf<V, C> {
     }
 }
 
-/// One message of the update stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One message of the update stream: its fields, and `"type"` first
+/// (`"snapshot"` or `"delta"`), as serde writes an internally tagged enum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UpdateOf<V, C> {
     /// The whole state: the first message, and after a gap.
     Snapshot(SnapshotOf<V>),
     /// What changed since the previous message.
     Delta(DeltaOf<C>),
+}
+
+/// Read tag first (see [`crate::tagged`]).
+impl<'de, V: Deserialize<'de>, C: Change> Deserialize<'de> for UpdateOf<V, C> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::tagged::deserialize(deserializer)
+    }
+}
+
+impl<'de, V: Deserialize<'de>, C: Change> TagFirst<'de> for UpdateOf<V, C> {
+    const TAG: &'static str = "type";
+    const VARIANTS: &'static [&'static str] = &["snapshot", "delta"];
+
+    fn variant<M: MapAccess<'de>>(
+        tag: &str,
+        rest: MapAccessDeserializer<M>,
+    ) -> Result<Self, M::Error> {
+        match tag {
+            "snapshot" => SnapshotOf::deserialize(rest).map(UpdateOf::Snapshot),
+            "delta" => DeltaOf::deserialize(rest).map(UpdateOf::Delta),
+            other => Err(Self::unknown(other)),
+        }
+    }
 }
 
 /// How many recent values are kept: at most `values` of them, and at most

@@ -116,6 +116,39 @@ fn snapshots_and_deltas_round_trip_exactly() {
 }
 
 #[test]
+fn an_update_is_read_tag_first_and_refused_otherwise() {
+    let (m, deltas) = busy_machine();
+    let snapshot = Update::Snapshot(m.snapshot());
+    let text = serde_json::to_string(&snapshot).unwrap();
+    assert!(text.starts_with(r#"{"type":"snapshot","#), "{text}");
+    assert_eq!(serde_json::from_str::<Update>(&text).unwrap(), snapshot);
+    let delta = Update::Delta(deltas[3].clone());
+    let text = serde_json::to_string(&delta).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Update>(text.as_bytes()).unwrap(),
+        delta
+    );
+    // The tag elsewhere, an unknown tag, no tag: refused, with the reason.
+    let later = text
+        .replacen(r#""type":"delta","#, "", 1)
+        .replacen('}', r#","type":"delta"}"#, 1);
+    let error = serde_json::from_str::<Update>(&later)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(r#"the first field must be "type""#),
+        "{error}"
+    );
+    let unknown = serde_json::from_str::<Update>(r#"{"type":"reset","version":1}"#).unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown variant `reset`"),
+        "{unknown}"
+    );
+    assert!(serde_json::from_str::<Update>("{}").is_err());
+    assert!(serde_json::from_str::<Update>("[]").is_err());
+}
+
+#[test]
 fn big_values_travel_as_strings() {
     let (m, deltas) = busy_machine();
     let json = serde_json::to_value(Update::Snapshot(m.snapshot())).unwrap();
