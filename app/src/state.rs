@@ -86,10 +86,15 @@ pub fn describe(snapshot: &Snapshot) -> String {
         Status::Paused => "Paused".to_owned(),
         Status::Finished => format!("Reached 1 in {steps_text} steps."),
         Status::Cancelled => format!("Cancelled after {steps_text} steps."),
-        Status::Failed => format!(
-            "Stopped after {steps_text} steps: {}. Switch it on to try again.",
-            snapshot.failure.unwrap_or_default()
-        ),
+        Status::Failed => {
+            let failure = snapshot.failure.unwrap_or_default();
+            let next = if failure.may_retry() {
+                "Switch it on to try again."
+            } else {
+                "Enter a number to start another."
+            };
+            format!("Stopped after {steps_text} steps: {failure}. {next}")
+        }
     }
 }
 
@@ -109,10 +114,17 @@ mod tests {
         for _ in 0..1234 {
             machine.step(generation).unwrap();
         }
+        let mut limited = machine.clone();
         machine.halt(generation, Failure::StoreRefused).unwrap();
         assert_eq!(
             describe(&machine.snapshot()),
             "Stopped after 1,234 steps: the server could not save its steps. Switch it on to try again."
+        );
+        limited.halt(generation, Failure::StepLimit).unwrap();
+        assert_eq!(
+            describe(&limited.snapshot()),
+            "Stopped after 1,234 steps: it took as many steps as the server lets one run take. \
+             Enter a number to start another."
         );
     }
 }

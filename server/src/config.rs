@@ -269,6 +269,9 @@ mod defaults {
     pub fn unwatched_minutes() -> u32 {
         30
     }
+    pub fn max_steps() -> u64 {
+        100_000_000
+    }
 }
 
 /// The `[sessions]` table.
@@ -306,6 +309,10 @@ pub struct Sessions {
     /// The minutes of `pause` and `cancel`.
     #[serde(default = "defaults::unwatched_minutes")]
     pub unwatched_minutes: u32,
+    /// The most steps one run may take: a run that has taken them fails,
+    /// saying so. Bounds the CPU one run can cost the server.
+    #[serde(default = "defaults::max_steps")]
+    pub max_steps: u64,
 }
 
 fn default_new_per_minute() -> u32 {
@@ -468,6 +475,10 @@ impl Config {
                 self.sessions.new_per_minute as usize,
             ),
             ("sessions.window-bytes", self.sessions.window_bytes),
+            (
+                "sessions.max-steps",
+                usize::try_from(self.sessions.max_steps).unwrap_or(usize::MAX),
+            ),
             ("limits.max-connections", self.limits.max_connections),
             (
                 "limits.connections-per-address",
@@ -645,6 +656,7 @@ const OVERRIDES: &[(&str, &str, Field)] = &[
     ("HAILSTONE_KEPT_RUNS", "sessions.kept-runs", |c| &mut c.sessions.kept_runs),
     ("HAILSTONE_UNWATCHED", "sessions.unwatched", |c| &mut c.sessions.unwatched),
     ("HAILSTONE_UNWATCHED_MINUTES", "sessions.unwatched-minutes", |c| &mut c.sessions.unwatched_minutes),
+    ("HAILSTONE_MAX_STEPS", "sessions.max-steps", |c| &mut c.sessions.max_steps),
     ("HAILSTONE_STORE_PATH", "store.path", |c| &mut c.store.path),
     ("HAILSTONE_PUBLIC_ORIGIN", "http.public-origin", |c| &mut c.http.public_origin),
     ("HAILSTONE_METRICS_TOKEN", "http.metrics-token", |c| &mut c.http.metrics_token),

@@ -154,7 +154,7 @@ impl<T: Task> Runtime<T> {
                 NonZeroU32::new(config.sessions.new_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
             new_per_minute: config.sessions.new_per_minute,
-            tasks,
+            tasks: tasks.limited_to(config.sessions.max_steps),
             metrics,
             shutdown,
             draining: CancellationToken::new(),

@@ -16,13 +16,14 @@ use std::{
 use futures::FutureExt;
 use shared::{
     task::Task,
-    wire::{Failure, Status},
+    wire::{Change, Failure, Status},
 };
 use tokio::{
     runtime::{Handle, Runtime},
+    sync::watch,
     time::{sleep_until, Instant},
 };
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
@@ -64,6 +65,8 @@ pub struct Tasks {
     own: Mutex<Option<Runtime>>,
     /// Counts tasks and steps.
     metrics: Arc<Metrics>,
+    /// The most steps one run may take (`sessions.max-steps`).
+    max_steps: u64,
 }
 
 impl Tasks {
@@ -74,7 +77,13 @@ impl Tasks {
             handle: Handle::current(),
             own: Mutex::new(None),
             metrics,
+            max_steps: u64::MAX,
         }
+    }
+
+    /// The same tasks, failing a run once it has taken `max_steps`.
+    pub fn limited_to(self, max_steps: u64) -> Tasks {
+        Tasks { max_steps, ..self }
     }
 
     /// Tasks on a runtime of their own, whose threads run at a lower OS
@@ -92,6 +101,7 @@ impl Tasks {
             handle: runtime.handle().clone(),
             own: Mutex::new(Some(runtime)),
             metrics,
+            max_steps: u64::MAX,
         })
     }
 
@@ -104,11 +114,12 @@ impl Tasks {
             generation = started.generation
         );
         let metrics = self.metrics.clone();
+        let max_steps = self.max_steps;
         metrics.running_tasks.inc();
         self.tracker.spawn_on(
             async move {
                 let generation = started.generation;
-                let stepping = step_until_stopped(&session, started, &metrics);
+                let stepping = step_until_stopped(&session, started, &metrics, max_steps);
                 if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
                     tracing::error!("task panicked; its run is failed");
                     session.halt(generation, Failure::Crashed).await;
@@ -166,53 +177,58 @@ fn lower_priority() {
     }
 }
 
-/// The task's loop: wait for the interval outside the lock, then in the lock
-/// section take the steps if this task's generation is still the current one
-/// and they are committed. Ends when refused (stopped, superseded, finished,
-/// fenced by another node) or cancelled.
-async fn step_until_stopped<T: Task>(session: &Session<T>, started: Started, metrics: &Metrics) {
-    let Started {
-        generation,
-        cancel,
-        since_step,
-    } = started;
-    tracing::debug!("started");
-    // The interval as the lock section last set it: a change wakes the wait
-    // below, so a task sleeping 10 s steps at once when the user picks 0.
-    let mut interval_ms = session.watch_interval();
-    // A node renews its lease this often while the interval is longer.
-    let renew_every = session.renew_every().await;
-    // When the last step was due; the next is one interval later (a run
-    // taken over keeps the beat it had on its old node).
-    let mut last_due = Instant::now()
-        .checked_sub(since_step)
-        .unwrap_or_else(Instant::now);
-    // The version stepped to but not announced yet with the batches it
-    // holds, and when the last announcement was (real time: tests pause
-    // tokio's clock).
-    let mut unannounced: Option<(u64, u32)> = None;
-    let mut announced = std::time::Instant::now();
-    // Step again without waiting (another node changed the state first).
-    let mut at_once = false;
-    // The store was unreachable at the last try (logged once per outage).
-    let mut unreachable = false;
-    loop {
-        let interval = loop {
-            let interval = Duration::from_millis(u64::from(*interval_ms.borrow_and_update()));
-            if interval.is_zero() || std::mem::take(&mut at_once) {
+/// When a task steps next: the interval as the lock section last set it,
+/// kept as a steady beat.
+struct Beat {
+    /// The interval: a change wakes the wait, so a task sleeping 10 s steps
+    /// at once when the user picks 0.
+    interval_ms: watch::Receiver<u32>,
+    /// A node renews its lease this often while the interval is longer.
+    renew_every: Option<Duration>,
+    /// When the last step was due; the next is one interval later (a run
+    /// taken over keeps the beat it had on its old node).
+    last_due: Instant,
+    /// Step again without waiting (another node changed the state first).
+    at_once: bool,
+}
+
+impl Beat {
+    async fn new<T: Task>(session: &Session<T>, since_step: Duration) -> Beat {
+        Beat {
+            interval_ms: session.watch_interval(),
+            renew_every: session.renew_every().await,
+            last_due: Instant::now()
+                .checked_sub(since_step)
+                .unwrap_or_else(Instant::now),
+            at_once: false,
+        }
+    }
+
+    /// Waits until the next step is due, and returns the interval; `None`
+    /// when the task must stop (cancelled, or fenced while renewing).
+    async fn next<T: Task>(
+        &mut self,
+        session: &Session<T>,
+        cancel: &CancellationToken,
+        metrics: &Metrics,
+    ) -> Option<Duration> {
+        loop {
+            let interval = Duration::from_millis(u64::from(*self.interval_ms.borrow_and_update()));
+            if interval.is_zero() || std::mem::take(&mut self.at_once) {
                 // As fast as possible, but let other tasks run.
                 tokio::select! {
                     biased;
-                    () = cancel.cancelled() => return announce_last(session, unannounced),
+                    () = cancel.cancelled() => return None,
                     () = tokio::task::yield_now() => {
-                        last_due = Instant::now();
-                        break interval;
+                        self.last_due = Instant::now();
+                        return Some(interval);
                     }
                 }
             }
             // Keep a steady beat; after a stall, start again from now rather
             // than stepping in a burst.
-            let due = (last_due + interval).max(Instant::now());
+            let due = (self.last_due + interval).max(Instant::now());
+            let renew_every = self.renew_every;
             let renewal = async {
                 match renew_every {
                     Some(every) if every < interval => tokio::time::sleep(every).await,
@@ -221,26 +237,71 @@ async fn step_until_stopped<T: Task>(session: &Session<T>, started: Started, met
             };
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return announce_last(session, unannounced),
+                () = cancel.cancelled() => return None,
                 () = sleep_until(due) => {
-                    last_due = due;
-                    break interval;
+                    self.last_due = due;
+                    return Some(interval);
                 }
                 // The interval changed: wait the new one from the last step.
-                Ok(()) = interval_ms.changed() => {}
+                Ok(()) = self.interval_ms.changed() => {}
                 // A long interval: the lease must not lapse meanwhile.
                 () = renewal => {
                     if session.renew().await == Err(CommitError::Fenced) {
                         metrics.fenced_commits.inc();
                         tracing::warn!("another node took the run over; this task stops");
-                        return announce_last(session, unannounced);
+                        return None;
                     }
                 }
             }
+        }
+    }
+}
+
+/// The task's loop: wait for the interval outside the lock, then in the lock
+/// section take the steps if this task's generation is still the current one
+/// and they are committed. Ends when refused (stopped, superseded, finished,
+/// fenced by another node), cancelled, or when the run has taken
+/// `max_steps` (it is failed, saying so).
+async fn step_until_stopped<T: Task>(
+    session: &Session<T>,
+    started: Started,
+    metrics: &Metrics,
+    max_steps: u64,
+) {
+    let Started {
+        generation,
+        cancel,
+        since_step,
+    } = started;
+    tracing::debug!("started");
+    let mut beat = Beat::new(session, since_step).await;
+    let mut steps = session
+        .read(|machine| machine.run().map_or(0, T::steps))
+        .await;
+    // The version stepped to but not announced yet with the batches it
+    // holds, and when the last announcement was (real time: tests pause
+    // tokio's clock).
+    let mut unannounced: Option<(u64, u32)> = None;
+    let mut announced = std::time::Instant::now();
+    // The store was unreachable at the last try (logged once per outage).
+    let mut unreachable = false;
+    loop {
+        if steps >= max_steps {
+            announce_last(session, unannounced.take());
+            tracing::warn!(
+                max_steps,
+                "the run took as many steps as one run may; it is failed"
+            );
+            session.halt(generation, Failure::StepLimit).await;
+            return;
+        }
+        let Some(interval) = beat.next(session, &cancel, metrics).await else {
+            return announce_last(session, unannounced);
         };
         // As fast as possible: several steps per lock section and one
         // published delta for them, so the per-event cost is shared.
         let batch = if interval.is_zero() { BURST } else { 1 };
+        let batch = batch.min(usize::try_from(max_steps - steps).unwrap_or(usize::MAX));
         let Stepped { delta, checkpoint } = match session.step(generation, batch).await {
             Ok(stepped) => {
                 unreachable = false;
@@ -251,7 +312,7 @@ async fn step_until_stopped<T: Task>(session: &Session<T>, started: Started, met
                 break;
             }
             Err(StepError::Commit(CommitError::Conflict)) => {
-                at_once = true;
+                beat.at_once = true;
                 continue;
             }
             Err(StepError::Commit(
@@ -278,6 +339,7 @@ async fn step_until_stopped<T: Task>(session: &Session<T>, started: Started, met
         // Counted before it is announced, so `/metrics` never lags behind
         // what subscribers were told.
         metrics.steps.inc_by(delta.version - delta.base);
+        steps = delta.change.steps();
         let running = delta.status == Status::Running;
         // Each announcement wakes the threads that serve streams; as fast as
         // possible, a batch can come every few microseconds.

@@ -365,6 +365,47 @@ async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_run_fails_at_its_step_limit_exactly_and_stays_there() {
+    for interval_ms in [0, 10] {
+        let mut config = support::config();
+        config.collatz.step_interval_ms = interval_ms;
+        // 27 takes 111 steps; at interval 0 a batch is 32, so the last
+        // batch before the limit is cut short.
+        config.sessions.max_steps = 50;
+        let runtime = Runtime::new(&config, config.session_settings(), support::store(&config));
+        let session = runtime.sessions.create().unwrap().session;
+        runtime.command(&session, set_number("27")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        settle().await;
+        let snapshot = session.snapshot().await;
+        assert_eq!(
+            (snapshot.status, snapshot.failure, steps(&session).await),
+            (Status::Failed, Some(Failure::StepLimit), 50),
+            "at interval {interval_ms} ms"
+        );
+        assert_eq!(runtime.tasks.len(), 0, "its task ended");
+        // On again: no step past the limit, and it says so again.
+        let version = runtime.command(&session, set_running(true)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        settle().await;
+        let again = session.snapshot().await;
+        assert!(again.version > version, "it was tried");
+        assert_eq!(
+            (again.status, again.failure),
+            (Status::Failed, Some(Failure::StepLimit))
+        );
+        assert_eq!(steps(&session).await, 50);
+        // A shorter run starts and ends as any run does.
+        runtime.command(&session, set_number("6")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!(session.snapshot().await.status, Status::Finished);
+        assert_eq!(steps(&session).await, 8);
+        runtime.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_checkpoint_fails_the_run_with_its_reason_and_that_is_kept() {
     let mut config = support::config();
     config.collatz.step_interval_ms = 10;

@@ -158,6 +158,8 @@ pub enum Failure {
     StoreRefused,
     /// Its task stopped on an error of the server's own.
     Crashed,
+    /// It took as many steps as the server lets one run take.
+    StepLimit,
 }
 
 impl Default for Failure {
@@ -172,7 +174,16 @@ impl fmt::Display for Failure {
         f.write_str(match self {
             Failure::StoreRefused => "the server could not save its steps",
             Failure::Crashed => "the server stopped its task on an internal error",
+            Failure::StepLimit => "it took as many steps as the server lets one run take",
         })
+    }
+}
+
+impl Failure {
+    /// Whether switching the run on again may get further (not after its
+    /// step limit: the next step would be over it).
+    pub fn may_retry(&self) -> bool {
+        !matches!(self, Failure::StepLimit)
     }
 }
 
