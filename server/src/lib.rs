@@ -22,6 +22,7 @@ pub mod local;
 pub mod metrics;
 pub mod policy;
 pub mod primary;
+pub mod rosters;
 pub mod runtime;
 pub mod serve;
 pub mod session;

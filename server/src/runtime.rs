@@ -23,6 +23,7 @@ use crate::{
     id::{RunId, SessionId},
     metrics::Metrics,
     policy::Policy,
+    rosters::Rosters,
     session::Session,
     sessions::{Created, Evicted, Found, Full, Sessions},
     store::{Store, StoreError},
@@ -65,6 +66,9 @@ pub struct Runtime<T: Task> {
     pub live_runs: usize,
     /// The most runs one session keeps.
     pub kept_runs: usize,
+    /// What the streams of each session share: its list of runs as last
+    /// read, and a bell rung when a run of it is added or removed here.
+    pub rosters: Rosters<T::Summary>,
 }
 
 /// Why no session could be started.
@@ -167,6 +171,7 @@ impl<T: Task> Runtime<T> {
             )),
             live_runs: config.sessions.live_runs,
             kept_runs: config.sessions.kept_runs,
+            rosters: Rosters::default(),
         })
     }
 
@@ -316,6 +321,7 @@ impl<T: Task> Runtime<T> {
             match stored {
                 Ok(true) => {
                     self.sessions.unpin(&run);
+                    self.rosters.ring(session);
                     tracing::info!(run = %run.id().short(), "a run was added to its session");
                     return Ok(run);
                 }
@@ -340,6 +346,7 @@ impl<T: Task> Runtime<T> {
         self.backend.remove(run.id()).await?;
         self.sessions.remove(run.id());
         run.retire().await;
+        self.rosters.ring(run.id().session);
         tracing::info!(run = %run.id().short(), "a run was removed by its user");
         Ok(())
     }

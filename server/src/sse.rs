@@ -30,6 +30,7 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     http::client_address,
+    rosters::Roster,
     runtime::Runtime,
     session::{Session, Update},
 };
@@ -48,6 +49,16 @@ const LIST_EVERY: Duration = Duration::from_secs(1);
 /// The same in a cluster, where knowing the session's runs is a read of
 /// Redis: a run added through another node shows within this.
 const LIST_EVERY_IN_CLUSTER: Duration = Duration::from_secs(5);
+
+/// One process hears of every run added or removed (its session's roster
+/// rings), so the list of a session of one run is looked at again only
+/// then, or after this at the latest.
+const LIST_UNTIL_RUNG: Duration = Duration::from_secs(60);
+
+/// A list another stream of the session read this recently is used as it
+/// is (a session's streams look at its runs once per [`LIST_EVERY`], not
+/// once each).
+const LIST_SHARED_FOR: Duration = Duration::from_millis(500);
 
 /// How often, at most, a stream sends the list when only the other runs'
 /// steps and peaks moved on (their pages show them live; the list is a
@@ -173,10 +184,17 @@ struct Subscriber<T: Task> {
     /// Cluster mode: whether Redis answers (the stream ends when not).
     store_up: Option<watch::Receiver<bool>>,
     /// The session's runs as last sent (`None`: not yet).
-    listed: Option<Vec<ListedOf<T::Summary>>>,
+    listed: Option<Arc<Vec<ListedOf<T::Summary>>>>,
     /// Fires when the list is looked at next: one timer for the stream's
     /// life, reset each time (not a timer per wake-up).
     list_tick: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// What the session's streams share: the list last read, and the bell
+    /// of a run added or removed.
+    roster: Arc<Roster<T::Summary>>,
+    /// That bell; when it rings, the list is looked at at once.
+    roster_rung: watch::Receiver<()>,
+    /// The bell rang since the list was last looked at.
+    list_due: bool,
     /// When the list was last sent.
     listed_at: Instant,
 }
@@ -196,7 +214,11 @@ impl<T: Task> Subscriber<T> {
     ) -> Subscriber<T> {
         session.subscribers().fetch_add(1, Ordering::Relaxed);
         runtime.metrics.subscribers.inc();
+        let roster = runtime.rosters.join(session.id().session);
         Subscriber {
+            roster_rung: roster.bell(),
+            roster,
+            list_due: false,
             doorbell: session.subscribe(),
             store_up: runtime.store_up(),
             session,
@@ -213,29 +235,42 @@ impl<T: Task> Subscriber<T> {
     /// whose one run is this stream's is not read again: its page shows
     /// that run from the stream itself.
     async fn runs(&mut self) -> Option<RunsOf<T::Summary>> {
-        let every = match self.runtime.cluster() {
-            Some(_) => LIST_EVERY_IN_CLUSTER,
-            None => LIST_EVERY,
+        let one_process = self.runtime.cluster().is_none();
+        let every = if one_process {
+            LIST_EVERY
+        } else {
+            LIST_EVERY_IN_CLUSTER
         };
-        let next = Instant::now() + every;
-        self.list_tick.as_mut().reset(next);
-        let session = self.session.id().session;
-        let ids = self.runtime.run_ids(session).await.ok()?;
-        let own = self.session.id().to_string();
-        let alone = |listed: &Vec<ListedOf<T::Summary>>| listed.len() == 1 && listed[0].id == own;
-        if ids == [self.session.id()] && self.listed.as_ref().is_some_and(alone) {
-            return None;
+        self.list_tick.as_mut().reset(Instant::now() + every);
+        self.list_due = false;
+        let own = self.session.id();
+        let alone =
+            |listed: &[ListedOf<T::Summary>]| listed.len() == 1 && listed[0].id == own.to_string();
+        let listed = match self.roster.fresh(LIST_SHARED_FOR) {
+            Some(listed) => listed,
+            None => {
+                let ids = self.runtime.run_ids(own.session).await.ok()?;
+                if ids == [own] && self.listed.as_deref().is_some_and(|sent| alone(sent)) {
+                    self.rest_if(one_process);
+                    return None;
+                }
+                let (runs, _) = self.runtime.load_runs(ids).await.ok()?;
+                let listed = Arc::new(crate::http::listed(&runs).await);
+                self.roster.keep(listed.clone());
+                listed
+            }
+        };
+        if alone(&listed) {
+            self.rest_if(one_process);
         }
-        let (runs, _) = self.runtime.load_runs(ids).await.ok()?;
-        let listed = crate::http::listed(&runs).await;
-        let states = |listed: &Vec<ListedOf<T::Summary>>| {
+        let states = |listed: &[ListedOf<T::Summary>]| {
             listed
                 .iter()
                 .map(|run| (run.id.clone(), run.status, run.failure, run.started_at))
                 .collect::<Vec<_>>()
         };
         let unchanged = match &self.listed {
-            Some(sent) if *sent == listed => true,
+            Some(sent) if **sent == *listed => true,
             Some(sent) => {
                 states(sent) == states(&listed) && self.listed_at.elapsed() < LIST_PROGRESS_EVERY
             }
@@ -247,9 +282,19 @@ impl<T: Task> Subscriber<T> {
         self.listed = Some(listed.clone());
         self.listed_at = Instant::now();
         Some(RunsOf {
-            selected: self.session.id().to_string(),
-            runs: listed,
+            selected: own.to_string(),
+            runs: listed.to_vec(),
         })
+    }
+
+    /// A session of one run, in one process: its list is looked at again
+    /// when the roster rings (or after [`LIST_UNTIL_RUNG`]).
+    fn rest_if(&mut self, one_process: bool) {
+        if one_process {
+            self.list_tick
+                .as_mut()
+                .reset(Instant::now() + LIST_UNTIL_RUNG);
+        }
     }
 
     /// Follows `run` instead (the one followed was removed): the page is
@@ -291,7 +336,9 @@ impl<T: Task> Subscriber<T> {
                 self.last = Some(id);
                 return Some(Out::Update(id, idle));
             }
-            if last.is_some() && (self.listed.is_none() || self.list_tick.is_elapsed()) {
+            if last.is_some()
+                && (self.listed.is_none() || self.list_due || self.list_tick.is_elapsed())
+            {
                 if let Some(runs) = self.runs().await {
                     return Some(Out::Runs(runs));
                 }
@@ -328,6 +375,7 @@ impl<T: Task> Subscriber<T> {
                 changed = self.doorbell.changed() => changed.ok()?,
                 () = tokio::time::sleep(CATCH_UP_RETRY), if behind => {}
                 () = &mut self.list_tick, if last.is_some() && !self.list_tick.is_elapsed() => {}
+                Ok(()) = self.roster_rung.changed() => self.list_due = true,
             }
         }
     }

@@ -103,6 +103,29 @@ async fn over_a_cap_new_run_is_refused_with_a_reason_and_nothing_changes() {
 }
 
 #[tokio::test]
+async fn the_page_of_a_sessions_only_run_hears_at_once_of_a_run_added_or_removed() {
+    let server = TestServer::with_interval(20).await;
+    let (browser, first) = session(&server).await;
+    let mut page = browser.events_of(&first).await;
+    page.snapshot().await;
+    let alone = page.next_runs().await;
+    assert_eq!(alone.runs.len(), 1);
+    // Its list is not looked at every second (a session of one run is
+    // read again when its roster rings, else after a minute): the run
+    // added in another tab must ring it, well inside `next_runs`' wait.
+    let second = browser.new_run().await;
+    let two = page.next_runs().await;
+    let ids: Vec<_> = two.runs.iter().map(|run| run.id.clone()).collect();
+    assert_eq!(ids, [second.clone(), first.clone()]);
+    let (status, body) = browser.call("remove_run", json!({ "run": second })).await;
+    assert_eq!(status, 200, "{body}");
+    let one = page.next_runs().await;
+    assert_eq!(one.runs.len(), 1);
+    assert_eq!(one.selected, first);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_removed_run_is_gone_and_its_page_follows_another() {
     let server = TestServer::with_interval(20).await;
     let (browser, first) = session(&server).await;
