@@ -150,8 +150,10 @@ impl Status {
     }
 }
 
-/// Why a run failed, in words its user can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a run failed, in words its user can read. Read leniently: a reason
+/// this version does not know (a newer node's, in a rolling deploy) is
+/// [`Failure::Unnamed`], so the run is read, not taken for damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Failure {
     /// The store refused its steps: they could not be saved.
@@ -160,6 +162,20 @@ pub enum Failure {
     Crashed,
     /// It took as many steps as the server lets one run take.
     StepLimit,
+    /// A reason this version of the server cannot name.
+    Unnamed,
+}
+
+impl<'de> Deserialize<'de> for Failure {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(match name.as_ref() {
+            "store_refused" => Failure::StoreRefused,
+            "crashed" => Failure::Crashed,
+            "step_limit" => Failure::StepLimit,
+            _ => Failure::Unnamed,
+        })
+    }
 }
 
 impl Default for Failure {
@@ -175,6 +191,7 @@ impl fmt::Display for Failure {
             Failure::StoreRefused => "the server could not save its steps",
             Failure::Crashed => "the server stopped its task on an internal error",
             Failure::StepLimit => "it took as many steps as the server lets one run take",
+            Failure::Unnamed => "the server stopped it for a reason this version cannot name",
         })
     }
 }

@@ -224,6 +224,36 @@ fn a_gap_is_detected_and_an_old_delta_ignored() {
 }
 
 #[test]
+fn a_failure_is_named_as_it_travels_and_one_from_a_newer_version_is_still_read() {
+    use shared::wire::Failure;
+    for failure in [
+        Failure::StoreRefused,
+        Failure::Crashed,
+        Failure::StepLimit,
+        Failure::Unnamed,
+    ] {
+        let text = serde_json::to_string(&failure).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Failure>(&text).unwrap(),
+            failure,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        serde_json::to_string(&Failure::StepLimit).unwrap(),
+        r#""step_limit""#
+    );
+    // A reason a newer node gave: read, so its run is not taken for damaged.
+    let later: Failure = serde_json::from_str(r#""out_of_credit""#).unwrap();
+    assert_eq!(later, Failure::Unnamed);
+    assert!(later.may_retry());
+    assert!(
+        serde_json::from_str::<Failure>("7").is_err(),
+        "not a name at all"
+    );
+}
+
+#[test]
 fn a_status_is_named_as_it_travels() {
     for status in [
         Status::Idle,
