@@ -6,10 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, PoisonError, Weak,
-    },
+    sync::{Arc, Mutex, PoisonError, Weak},
     time::Duration,
 };
 
@@ -40,9 +37,6 @@ pub struct Roster<S> {
     bell: watch::Sender<()>,
     /// The session's runs as last read, and when.
     list: Mutex<Option<(Instant, Listed<S>)>>,
-    /// How many times the bell rang: a list read while it rang is not kept
-    /// (it may hold a run's state from before the change).
-    rung: AtomicU64,
 }
 
 /// The least the map is swept at.
@@ -73,7 +67,6 @@ impl<S> Rosters<S> {
         let roster = Arc::new(Roster {
             bell: watch::Sender::new(()),
             list: Mutex::new(None),
-            rung: AtomicU64::new(0),
         });
         map.rosters.insert(session, Arc::downgrade(&roster));
         roster
@@ -83,10 +76,11 @@ impl<S> Rosters<S> {
     pub fn ring(&self, session: SessionId) {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(roster) = map.rosters.get(&session).and_then(Weak::upgrade) {
-            let mut list = roster.list.lock().unwrap_or_else(PoisonError::into_inner);
-            roster.rung.fetch_add(1, Ordering::AcqRel);
-            list.take();
-            drop(list);
+            roster
+                .list
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             roster.bell.send_replace(());
         }
     }
@@ -106,18 +100,9 @@ impl<S> Roster<S> {
             .map(|(_, listed)| listed.clone())
     }
 
-    /// What to give [`Roster::keep`] for a list about to be read.
-    pub fn reading(&self) -> u64 {
-        self.rung.load(Ordering::Acquire)
-    }
-
-    /// Keeps `listed`, read since [`Roster::reading`] said `reading`, for
-    /// the session's other streams, unless the bell rang meanwhile.
-    pub fn keep(&self, listed: Listed<S>, reading: u64) {
-        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.rung.load(Ordering::Acquire) == reading {
-            *list = Some((Instant::now(), listed));
-        }
+    /// Keeps `listed`, just read, for the session's other streams.
+    pub fn keep(&self, listed: Listed<S>) {
+        *self.list.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), listed));
     }
 }
 
@@ -143,7 +128,7 @@ mod tests {
         let first = rosters.join(a);
         assert!(Arc::ptr_eq(&first, &rosters.join(a)));
         assert!(!Arc::ptr_eq(&first, &rosters.join(b)));
-        first.keep(listed("x"), first.reading());
+        first.keep(listed("x"));
         assert_eq!(
             rosters.join(a).fresh(Duration::from_secs(1)),
             Some(listed("x"))
@@ -151,20 +136,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(first.fresh(Duration::from_secs(1)), None, "too old");
         // A ring wakes the session's streams, not another's, and drops its list.
-        first.keep(listed("y"), first.reading());
+        first.keep(listed("y"));
         let other = rosters.join(b);
         let (mut bell_a, mut bell_b) = (first.bell(), other.bell());
         rosters.ring(a);
         assert!(bell_a.has_changed().unwrap());
         assert!(!bell_b.has_changed().unwrap());
         assert_eq!(first.fresh(Duration::from_secs(1)), None);
-        // A list read across a ring is not kept: it may be from before.
-        let reading = first.reading();
-        rosters.ring(a);
-        first.keep(listed("stale"), reading);
-        assert_eq!(first.fresh(Duration::from_secs(1)), None);
-        first.keep(listed("z"), first.reading());
-        assert_eq!(first.fresh(Duration::from_secs(1)), Some(listed("z")));
         bell_a.mark_unchanged();
         bell_b.mark_unchanged();
     }

@@ -68,7 +68,7 @@ pub struct Runtime<T: Task> {
     pub kept_runs: usize,
     /// What the streams of each session share: its list of runs as last
     /// read, and a bell rung when a run of it is added or removed here.
-    pub rosters: Arc<Rosters<T::Summary>>,
+    pub rosters: Rosters<T::Summary>,
 }
 
 /// Why no session could be started.
@@ -145,7 +145,6 @@ impl<T: Task> Runtime<T> {
         metrics: Arc<Metrics>,
     ) -> Arc<Runtime<T>> {
         let shutdown = CancellationToken::new();
-        let rosters = Arc::new(Rosters::default());
         Arc::new(Runtime {
             sessions: Sessions::new(
                 settings,
@@ -153,8 +152,7 @@ impl<T: Task> Runtime<T> {
                 config.idle_timeout(),
                 backend.clone(),
                 shutdown.clone(),
-            )
-            .ringing(rosters.clone()),
+            ),
             backend,
             new_sessions: RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(config.sessions.new_per_minute).unwrap_or(NonZeroU32::MIN),
@@ -173,7 +171,7 @@ impl<T: Task> Runtime<T> {
             )),
             live_runs: config.sessions.live_runs,
             kept_runs: config.sessions.kept_runs,
-            rosters,
+            rosters: Rosters::default(),
         })
     }
 

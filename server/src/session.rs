@@ -3,10 +3,7 @@
 
 use std::{
     any::Any,
-    sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 
 use shared::{
@@ -19,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 pub use crate::id::{RunId, SessionId};
 use crate::{
     backend::{Change, CommitError, Heard, Ledger, Op},
-    rosters::Rosters,
     store::Receipt,
 };
 
@@ -48,11 +44,6 @@ pub struct Session<T: Task> {
     /// keeps running, as the last lock section left it: read without the
     /// lock when looking for runs nobody watches.
     unwatched_minutes: AtomicU32,
-    /// Its status as the last lock section left it (as `Status as u8`),
-    /// to ring its session's roster when it changes.
-    status: AtomicU8,
-    /// Rung when its status changes: its session's streams send their list.
-    rosters: Option<Arc<Rosters<T::Summary>>>,
     /// Set when the registry lets the session go (expired or evicted): a
     /// request that found it just before must not store it again.
     retired: AtomicBool,
@@ -207,8 +198,7 @@ impl<T: Task> Session<T> {
     ) -> Session<T> {
         let version = machine.version();
         let interval_ms = machine.interval_ms();
-        let machine_status = machine.status();
-        let running = machine_status == Status::Running;
+        let running = machine.status() == Status::Running;
         let machine_minutes = machine.unwatched().minutes().unwrap_or(0);
         Session {
             id,
@@ -223,23 +213,12 @@ impl<T: Task> Session<T> {
             subscribers: AtomicUsize::new(0),
             running: AtomicBool::new(running),
             unwatched_minutes: AtomicU32::new(machine_minutes),
-            status: AtomicU8::new(machine_status as u8),
-            rosters: None,
             retired: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
             behind: AtomicBool::new(false),
             inbox: Default::default(),
             last_seen: AtomicU64::new(now),
             aside: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The same session, ringing its session's roster in `rosters` when
-    /// its status changes.
-    pub fn ringing(self, rosters: Arc<Rosters<T::Summary>>) -> Session<T> {
-        Session {
-            rosters: Some(rosters),
-            ..self
         }
     }
 
@@ -707,14 +686,8 @@ impl<T: Task> Session<T> {
     /// Wakes the task if the interval changed, and notes whether the run is
     /// running (called in the lock section).
     fn note_change(&self, state: &State<T>) {
-        let status = state.machine.status();
         self.running
-            .store(status == Status::Running, Ordering::Relaxed);
-        if self.status.swap(status as u8, Ordering::Relaxed) != status as u8 {
-            if let Some(rosters) = &self.rosters {
-                rosters.ring(self.id.session);
-            }
-        }
+            .store(state.machine.status() == Status::Running, Ordering::Relaxed);
         let minutes = state.machine.unwatched().minutes().unwrap_or(0);
         self.unwatched_minutes.store(minutes, Ordering::Relaxed);
         let interval_ms = state.machine.interval_ms();

@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     backend::{Backend, Ledger, Loaded},
     id::{RunId, SessionId},
-    rosters::Rosters,
     session::Session,
     store::StoreError,
 };
@@ -50,8 +49,6 @@ pub struct Sessions<T: Task> {
     /// False from start until the store's index has been read (or failed
     /// to be): until then the cap cannot be judged, so no session is made.
     ready: watch::Sender<bool>,
-    /// Rung by every run whose state changes, for its session's streams.
-    rosters: Option<Arc<Rosters<T::Summary>>>,
 }
 
 /// One session in the registry.
@@ -124,16 +121,6 @@ impl<T: Task> Sessions<T> {
             shutdown,
             indexed: AtomicBool::new(false),
             ready: watch::Sender::new(true),
-            rosters: None,
-        }
-    }
-
-    /// The same registry, whose runs ring their session's roster when
-    /// their state changes (see [`Session::ringing`]).
-    pub fn ringing(self, rosters: Arc<Rosters<T::Summary>>) -> Sessions<T> {
-        Sessions {
-            rosters: Some(rosters),
-            ..self
         }
     }
 
@@ -183,11 +170,7 @@ impl<T: Task> Sessions<T> {
     }
 
     fn session(&self, id: RunId, machine: Machine<T>, ledger: Ledger<T>) -> Session<T> {
-        let session = Session::new(id, machine, ledger, self.now(), self.shutdown.clone());
-        match &self.rosters {
-            Some(rosters) => session.ringing(rosters.clone()),
-            None => session,
-        }
+        Session::new(id, machine, ledger, self.now(), self.shutdown.clone())
     }
 
     /// The session named by `id` if it is in memory, untouched (for news

@@ -42,25 +42,28 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(250);
 /// How soon a browser reconnects after the stream drops.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
-/// How often a stream looks at its session's list of runs in a cluster,
-/// and sends it when a run was added or removed, or changed state: a run
-/// added or changed through another node shows within this (knowing the
-/// session's runs is a read of Redis).
+/// How often a stream looks at its session's list of runs, and sends it
+/// when a run was added or removed, or changed state.
+const LIST_EVERY: Duration = Duration::from_secs(1);
+
+/// The same in a cluster, where knowing the session's runs is a read of
+/// Redis: a run added through another node shows within this.
 const LIST_EVERY_IN_CLUSTER: Duration = Duration::from_secs(5);
 
-/// How often, at most, a stream sends the list when only the other runs'
-/// steps and peaks moved on (their pages show them live; the list is a
-/// summary). In one process, the roster rings at once for the rest (a run
-/// added, removed, or changing state), so this is how often it looks.
-const LIST_PROGRESS_EVERY: Duration = Duration::from_secs(10);
-
-/// In one process the list of a session of one run, the stream's own, is
-/// looked at again when the roster rings, or after this at the latest.
+/// One process hears of every run added or removed (its session's roster
+/// rings), so the list of a session of one run is looked at again only
+/// then, or after this at the latest.
 const LIST_UNTIL_RUNG: Duration = Duration::from_secs(60);
 
 /// A list another stream of the session read this recently is used as it
-/// is (each of a session's streams does not read it again for itself).
+/// is (a session's streams look at its runs once per [`LIST_EVERY`], not
+/// once each).
 const LIST_SHARED_FOR: Duration = Duration::from_millis(500);
+
+/// How often, at most, a stream sends the list when only the other runs'
+/// steps and peaks moved on (their pages show them live; the list is a
+/// summary).
+const LIST_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Opens the event stream of the request's session. A visitor without a
 /// session gets the idle state once (with incarnation 0) and then only
@@ -234,7 +237,7 @@ impl<T: Task> Subscriber<T> {
     async fn runs(&mut self) -> Option<RunsOf<T::Summary>> {
         let one_process = self.runtime.cluster().is_none();
         let every = if one_process {
-            LIST_PROGRESS_EVERY
+            LIST_EVERY
         } else {
             LIST_EVERY_IN_CLUSTER
         };
@@ -246,7 +249,6 @@ impl<T: Task> Subscriber<T> {
         let listed = match self.roster.fresh(LIST_SHARED_FOR) {
             Some(listed) => listed,
             None => {
-                let reading = self.roster.reading();
                 let ids = self.runtime.run_ids(own.session).await.ok()?;
                 if ids == [own] && self.listed.as_deref().is_some_and(|sent| alone(sent)) {
                     self.rest_if(one_process);
@@ -254,7 +256,7 @@ impl<T: Task> Subscriber<T> {
                 }
                 let (runs, _) = self.runtime.load_runs(ids).await.ok()?;
                 let listed = Arc::new(crate::http::listed(&runs).await);
-                self.roster.keep(listed.clone(), reading);
+                self.roster.keep(listed.clone());
                 listed
             }
         };
