@@ -263,18 +263,17 @@ impl<T: Task> Subscriber<T> {
         if alone(&listed) {
             self.rest_if(one_process);
         }
-        // The same runs in the same states: what else moved (steps, peaks,
-        // a run begun again with another number) is progress, sent at most
-        // every LIST_PROGRESS_EVERY.
-        let same_states = |sent: &[ListedOf<T::Summary>]| {
-            sent.len() == listed.len()
-                && sent.iter().zip(listed.iter()).all(|(was, is)| {
-                    (&was.id, was.status, was.failure) == (&is.id, is.status, is.failure)
-                })
+        let states = |listed: &[ListedOf<T::Summary>]| {
+            listed
+                .iter()
+                .map(|run| (run.id.clone(), run.status, run.failure, run.started_at))
+                .collect::<Vec<_>>()
         };
         let unchanged = match &self.listed {
             Some(sent) if **sent == *listed => true,
-            Some(sent) => same_states(sent) && self.listed_at.elapsed() < LIST_PROGRESS_EVERY,
+            Some(sent) => {
+                states(sent) == states(&listed) && self.listed_at.elapsed() < LIST_PROGRESS_EVERY
+            }
             None => false,
         };
         if unchanged {
