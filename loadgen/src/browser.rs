@@ -98,7 +98,7 @@ impl Browser {
         if let Some(last) = last {
             request = request.header("last-event-id", last.to_owned());
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(why)?;
         if !response.status().is_success() {
             return Err(format!("/events answered {}", response.status()));
         }
@@ -150,7 +150,7 @@ impl Browser {
                 .body("{}")
                 .send()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(why)?;
             if !added.status().is_success() {
                 return Err(format!("new run answered {}", added.status()));
             }
@@ -160,7 +160,7 @@ impl Browser {
                 .command(&interval, Some(&cookie), Some(&run))
                 .send()
                 .await;
-            if !first.map_err(|e| e.to_string())?.status().is_success() {
+            if !first.map_err(why)?.status().is_success() {
                 return Err("a new run's first command was refused".into());
             }
             return Ok((cookie, Some(run)));
@@ -169,7 +169,7 @@ impl Browser {
             .command(&interval, None, None)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(why)?;
         if !first.status().is_success() {
             return Err(format!("first command answered {}", first.status()));
         }
@@ -210,7 +210,7 @@ impl Browser {
                             .as_ref()
                             .map_or(true, |r| matches!(r.status().as_u16(), 502 | 503));
                     if !again {
-                        break sent.map_err(|e| e.to_string())?;
+                        break sent.map_err(why)?;
                     }
                     tries += 1;
                     self.totals.command_retries.fetch_add(1, Ordering::Relaxed);
@@ -368,4 +368,17 @@ impl Browser {
             }
         }
     }
+}
+
+/// A request's error with its causes (reqwest's own message names only the
+/// URL; the cause says whether the connection was refused, reset or closed).
+fn why(error: reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
