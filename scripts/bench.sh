@@ -4,6 +4,7 @@
 # on the other). Results go to target/bench/. Usage:
 #   scripts/bench.sh            # everything (about 10 minutes after the builds)
 #   scripts/bench.sh engine     # criterion only
+#   scripts/bench.sh records    # record search against a plain loop, [1, 10^9] (a few minutes)
 #   scripts/bench.sh load       # load runs only
 #   scripts/bench.sh load NAME  # one load run (names below)
 #   scripts/bench.sh wal        # the store's log under 1,000 sessions at interval 0, 10 min
@@ -28,6 +29,10 @@ if [ "$what" = all ] || [ "$what" = engine ]; then
   cargo bench -p shared --bench step -- --noplot 2>&1 | tee "$out/engine.txt"
 fi
 [ "$what" = engine ] && exit 0
+if [ "$what" = records ]; then
+  cargo bench -p shared --bench records -- "${2:-1000000000}" "${3:-100000000}" 2>&1 | tee "$out/records.txt"
+  exit 0
+fi
 
 cargo leptos build --release --precompress
 cargo build --release -p loadgen

@@ -8,6 +8,7 @@
 //! - [`task`]: what a kind of background task is ([`task::Task`]), and the
 //!   machine that runs any kind (status, generation, version, saving).
 //! - [`collatz`]: the Collatz kind; [`Collatz`] is a session's machine for it.
+//! - [`records`]: record search over a range of starts, exact and fast.
 //! - [`wire`]: the commands and updates that travel as JSON.
 //! - [`trajectory`]: any page of a run, recomputed exactly from bounded marks.
 //! - [`when`]: a Unix time in words, alike on the server and in the browser.
@@ -16,6 +17,7 @@ pub mod collatz;
 pub mod input;
 mod number;
 mod profile;
+pub mod records;
 mod tagged;
 pub mod task;
 pub mod trajectory;

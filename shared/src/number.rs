@@ -91,6 +91,23 @@ impl Number {
         }
     }
 
+    /// A positive `u128` (`None` for zero).
+    pub fn from_u128(n: u128) -> Option<Number> {
+        match u64::try_from(n) {
+            Ok(0) => None,
+            Ok(small) => Some(Number(Repr::Small(small))),
+            Err(_) => Some(Number(Repr::Big(BigUint::from(n)))),
+        }
+    }
+
+    /// The value as a `u128`, when it fits.
+    pub fn to_u128(&self) -> Option<u128> {
+        match &self.0 {
+            Repr::Small(n) => Some(u128::from(*n)),
+            Repr::Big(big) => big.to_u128(),
+        }
+    }
+
     fn from_big(big: BigUint) -> Number {
         match big.to_u64() {
             Some(small) => Number(Repr::Small(small)),
@@ -184,6 +201,22 @@ pub fn group_digits(digits: &str) -> String {
         out.push(c);
     }
     out
+}
+
+impl serde::Serialize for Number {
+    /// As its decimal digits: JSON numbers lose precision past 2^53.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Number {
+    /// From decimal digits; anything else (or zero) is refused.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Number, D::Error> {
+        let digits = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Number::from_digits(&digits)
+            .ok_or_else(|| serde::de::Error::custom("a positive whole number in decimal digits"))
+    }
 }
 
 #[cfg(test)]
