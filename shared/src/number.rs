@@ -132,6 +132,22 @@ impl From<BigUint> for Number {
     }
 }
 
+impl serde::Serialize for Number {
+    /// As its decimal digits: JSON numbers lose precision past 2^53.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Number {
+    /// From decimal digits; anything else (or zero) is refused.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Number, D::Error> {
+        let digits = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Number::from_digits(&digits)
+            .ok_or_else(|| serde::de::Error::custom("a positive whole number in decimal digits"))
+    }
+}
+
 impl Ord for Number {
     fn cmp(&self, other: &Number) -> Ordering {
         match (&self.0, &other.0) {
@@ -201,22 +217,6 @@ pub fn group_digits(digits: &str) -> String {
         out.push(c);
     }
     out
-}
-
-impl serde::Serialize for Number {
-    /// As its decimal digits: JSON numbers lose precision past 2^53.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Number {
-    /// From decimal digits; anything else (or zero) is refused.
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Number, D::Error> {
-        let digits = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Number::from_digits(&digits)
-            .ok_or_else(|| serde::de::Error::custom("a positive whole number in decimal digits"))
-    }
 }
 
 #[cfg(test)]

@@ -282,28 +282,22 @@ pub fn scan(from: u64, first: u64, last: u64) -> Stretch {
     // saturated to 128 bits: a larger one is in `peaks` exactly).
     let (mut most, mut highest) = (0u64, 0u128);
     for start in first..=last {
-        match tables.check(start, from) {
-            Some((steps, height)) => {
-                if steps > most || delays.is_empty() {
-                    most = steps;
-                    delays.push((start, steps));
-                }
-                if height > highest {
-                    highest = height;
-                    peaks.push((start, wide(height)));
-                }
-            }
+        // The start's steps, and its height when it beats the stretch's.
+        let (steps, higher) = match tables.check(start, from) {
+            Some((steps, height)) => (steps, (height > highest).then(|| wide(height))),
             None => {
                 let (steps, height) = check_huge(start, from);
-                if steps > most || delays.is_empty() {
-                    most = steps;
-                    delays.push((start, steps));
-                }
-                if peaks.last().is_none_or(|(_, high)| height > *high) {
-                    highest = height.to_u128().unwrap_or(u128::MAX);
-                    peaks.push((start, height));
-                }
+                let higher = peaks.last().is_none_or(|(_, high)| height > *high);
+                (steps, higher.then_some(height))
             }
+        };
+        if steps > most || delays.is_empty() {
+            most = steps;
+            delays.push((start, steps));
+        }
+        if let Some(height) = higher {
+            highest = height.to_u128().unwrap_or(u128::MAX);
+            peaks.push((start, height));
         }
     }
     Stretch {
@@ -323,8 +317,8 @@ pub struct Search {
     from: u64,
     /// Its last start.
     to: u64,
-    /// The first start not checked yet (`to + 1` once done; 2^64 is out of
-    /// every range, as `To < 2^64`).
+    /// The first start not checked yet (`to + 1` once done, which fits:
+    /// `to < 2^64 - 1`).
     next: u64,
     /// The most steps of a checked start.
     most: Option<u64>,
