@@ -11,8 +11,9 @@ use leptos::server_fn::{
 };
 use serde::{Deserialize, Serialize};
 use shared::{
+    job::Listed,
     trajectory::{Page as Values, PageError},
-    wire::{Command, CommandError, Listed, Snapshot, Window},
+    wire::{Command, CommandError, Snapshot, Window},
 };
 
 /// Everything a server function can answer instead of a result.
@@ -141,6 +142,24 @@ pub trait SessionApi: Send + Sync + 'static {
     /// The session's runs, newest first.
     fn runs(&self) -> BoxFuture<'_, Result<Vec<Listed>, AppError>>;
 
+    /// Has run `run` (or the default run) search From…To, as typed:
+    /// raising To goes on, another range starts over.
+    fn search(
+        &self,
+        run: Option<String>,
+        from: String,
+        to: String,
+    ) -> BoxFuture<'_, Result<u64, AppError>>;
+
+    /// Run `run`'s state now, whatever its kind.
+    fn search_snapshot(
+        &self,
+        run: String,
+    ) -> BoxFuture<'_, Result<shared::job::Snapshot, AppError>>;
+
+    /// The longest text a search's From or To may be.
+    fn max_input_chars(&self) -> usize;
+
     /// Adds a run to the session; its id.
     fn new_run(&self) -> BoxFuture<'_, Result<String, AppError>>;
 
@@ -187,6 +206,24 @@ pub async fn send_command(
     current_session()?.0.command(run, command).await
 }
 
+/// Has run `run` search `from`…`to` (as typed; checked on the server as
+/// in the page): raising To goes on, another range starts over. Answers
+/// the version that shows it. `POST /api/search`.
+#[server(endpoint = "search", input = Json)]
+pub async fn send_search(
+    from: String,
+    to: String,
+    #[server(default)] run: Option<String>,
+) -> Result<u64, AppError> {
+    current_session()?.0.search(run, from, to).await
+}
+
+/// Run `run`'s state, a search's included. `POST /api/search_state`.
+#[server(endpoint = "search_state", input = Json)]
+pub async fn load_search(run: String) -> Result<shared::job::Snapshot, AppError> {
+    current_session()?.0.search_snapshot(run).await
+}
+
 /// Adds a run to the session, beside its others; answers its id.
 /// `POST /api/new_run`.
 #[server(endpoint = "new_run", input = Json)]
@@ -212,6 +249,8 @@ pub struct Page {
     pub runs: Vec<Listed>,
     /// The most digits a typed number may have.
     pub max_digits: usize,
+    /// The longest text a search's From or To may be.
+    pub max_input_chars: usize,
     /// The window of recent values the server keeps; the page keeps the same.
     pub window: Window,
 }
@@ -251,6 +290,7 @@ pub async fn load_page(#[server(default)] run: Option<String>) -> Result<Page, A
         snapshot,
         runs: session.runs().await?,
         max_digits: session.max_digits(),
+        max_input_chars: session.max_input_chars(),
         window: session.window(),
     })
 }

@@ -9,6 +9,7 @@ mod notify;
 mod page;
 mod results;
 mod runs;
+mod search;
 mod state;
 #[cfg(feature = "hydrate")]
 mod stream;

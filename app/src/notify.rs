@@ -43,6 +43,21 @@ impl Note {
 
 /// What a finished run is called, in a notification and in the page.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+/// A run of the list that finished, in words: a Collatz run as
+/// [`finished`] says, a search by its range and records.
+pub fn finished_run(brief: &shared::job::JobBrief, steps: u64) -> String {
+    match brief {
+        shared::job::JobBrief::Collatz(run) => finished(&run.start, steps),
+        shared::job::JobBrief::Search(search) => format!(
+            "the search of {}–{} finished with {} records",
+            shared::group_digits(&search.from.to_string()),
+            shared::group_digits(&search.to.to_string()),
+            search.records
+        ),
+    }
+}
+
+/// A Collatz run that finished, in words.
 pub fn finished(start: &str, steps: u64) -> String {
     format!(
         "{} reached 1 in {} steps",
@@ -197,7 +212,7 @@ mod browser {
             let just_finished = status == Status::Finished
                 && before.is_some_and(|(s, was)| unfinished(s) && was == start);
             if just_finished {
-                tell(state, "hailstone", &start, steps);
+                tell(state, "hailstone", &reached(&start), &in_steps(steps));
             }
             Some((status, start))
         });
@@ -235,12 +250,16 @@ mod browser {
                     let finished_now =
                         run.status == Status::Finished && was(&run.id).is_some_and(unfinished);
                     if let (true, Some(brief)) = (finished_now, &run.run) {
-                        tell(
-                            state,
-                            &format!("hailstone-{}", run.id),
-                            &brief.start,
-                            run.steps,
-                        );
+                        let (title, body) = match brief {
+                            shared::job::JobBrief::Collatz(run_brief) => {
+                                (reached(&run_brief.start), in_steps(run.steps))
+                            }
+                            shared::job::JobBrief::Search(search) => (
+                                format!("Hailstone: {}", super::finished_run(brief, run.steps)),
+                                format!("{} records", search.records),
+                            ),
+                        };
+                        tell(state, &format!("hailstone-{}", run.id), &title, &body);
                     }
                 }
             });
@@ -279,22 +298,26 @@ mod browser {
     /// A run of `start` finished after `steps`: if the tab is hidden, its
     /// title is marked and, when wanted, a notification (one per `tag`) is
     /// raised.
-    fn tell(state: RwSignal<Note>, tag: &str, start: &str, steps: u64) {
+    /// "Hailstone: 27 reached 1".
+    fn reached(start: &str) -> String {
+        format!("Hailstone: {} reached 1", shared::group_digits(start))
+    }
+
+    /// "in 111 steps".
+    fn in_steps(steps: u64) -> String {
+        format!("in {} steps", shared::group_digits(&steps.to_string()))
+    }
+
+    fn tell(state: RwSignal<Note>, tag: &str, title: &str, body: &str) {
         if !document().hidden() {
             return;
         }
         mark_title();
         if state.get_untracked() == Note::On {
             let options = NotificationOptions::new();
-            options.set_body(&format!(
-                "in {} steps",
-                shared::group_digits(&steps.to_string())
-            ));
+            options.set_body(body);
             options.set_tag(tag);
-            let _ = Notification::new_with_options(
-                &format!("Hailstone: {} reached 1", shared::group_digits(start)),
-                &options,
-            );
+            let _ = Notification::new_with_options(title, &options);
         }
     }
 
@@ -334,7 +357,7 @@ mod browser {
                 if let (Status::Finished, true, Some(brief)) =
                     (run.status, was_unfinished(&run.id), &run.run)
                 {
-                    told.push(finished(&brief.start, run.steps));
+                    told.push(super::finished_run(brief, run.steps));
                 }
             }
         });

@@ -10,6 +10,7 @@ use crate::{
     notify::{AwayNotice, NotifySwitch},
     results::{ResultList, Stats},
     runs::RunList,
+    search::RecordSearch,
     state::{Link, PageState},
     values::Values,
 };
@@ -74,7 +75,9 @@ fn Collatz(page: Page) -> impl IntoView {
         window: StoredValue::new(page.window),
         send: crate::commands::sender(attached, rejoin),
         run: RwSignal::new(page.run),
+        search: RwSignal::new(crate::search::newest_search(&page.runs)),
         runs: RwSignal::new(page.runs),
+        max_input_chars: StoredValue::new(page.max_input_chars),
     };
     provide_context(state);
     provide_context(Values::new(state));
@@ -97,6 +100,7 @@ fn Collatz(page: Page) -> impl IntoView {
         <Stats/>
         <Chart/>
         <ResultList/>
+        <RecordSearch/>
         <RunList/>
     }
 }

@@ -7,7 +7,8 @@
 use leptos::prelude::*;
 use shared::{
     group_digits,
-    wire::{Command, Listed, Status},
+    job::{JobBrief, Listed},
+    wire::{Command, Status},
 };
 
 use crate::state::PageState;
@@ -27,7 +28,10 @@ pub fn RunList() -> impl IntoView {
             }
         });
     };
-    let shown = move |listed: &Listed| state.run.with(|run| run.as_ref() == Some(&listed.id));
+    let shown = move |listed: &Listed| {
+        let shows = |run: &Option<String>| run.as_ref() == Some(&listed.id);
+        state.run.with(shows) || state.search.with(shows)
+    };
     view! {
         <section class="runs" aria-labelledby="runs-heading">
             <div class="runs-head">
@@ -65,30 +69,43 @@ fn RunItem(
     error: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let state = expect_context::<PageState>();
-    // The run shown is described as the page shows it, step by step.
+    // The Collatz run shown is described as the page shows it, step by step.
     let live = move || {
         let mut entry = entry.get();
-        if shown.get() {
+        let is_main = state.run.with(|run| run.as_ref() == Some(&entry.id));
+        if shown.get() && is_main {
             state.snapshot.with(|snapshot| {
                 entry.status = snapshot.status;
                 entry.failure = snapshot.failure;
                 entry.started_at = snapshot.started_at;
                 entry.steps = snapshot.run.as_ref().map_or(0, |run| run.steps);
-                entry.run = snapshot.run.as_ref().map(|run| shared::wire::RunBrief {
-                    start: run.start.clone(),
-                    peak: run.peak.clone(),
+                entry.run = snapshot.run.as_ref().map(|run| {
+                    JobBrief::Collatz(shared::wire::RunBrief {
+                        start: run.start.clone(),
+                        peak: run.peak.clone(),
+                    })
                 });
             });
         }
         entry
     };
-    let name = move || {
-        live().run.map_or_else(
-            || "with no number yet".to_owned(),
-            |run| group_digits(&run.start),
-        )
+    // "run 27", "search 1–1,000", "run with no number yet".
+    let name = move || match live().run {
+        None => "with no number yet".to_owned(),
+        Some(JobBrief::Collatz(run)) => group_digits(&run.start),
+        Some(JobBrief::Search(search)) => range(search.from, search.to),
     };
-    let open = move |_| state.open(Some(entry.get_untracked().id));
+    let noun = move || match live().run {
+        Some(JobBrief::Search(_)) => "search",
+        _ => "run",
+    };
+    let open = move |_| {
+        let listed = entry.get_untracked();
+        match listed.run {
+            Some(JobBrief::Search(_)) => state.search.set(Some(listed.id)),
+            _ => state.open(Some(listed.id)),
+        }
+    };
     let toggle = move |_| {
         let listed = live();
         let command = Command::SetRunning {
@@ -106,6 +123,9 @@ fn RunItem(
             match crate::api::remove_run(id.clone()).await {
                 Ok(()) => {
                     state.runs.update(|runs| runs.retain(|run| run.id != id));
+                    if state.search.get_untracked().as_ref() == Some(&id) {
+                        state.search.set(None);
+                    }
                     if state.run.get_untracked().as_ref() == Some(&id) {
                         let next = state
                             .runs
@@ -123,21 +143,25 @@ fn RunItem(
     view! {
         <li class="run-item" aria-current=move || shown.get().then_some("true") data-status=move || live().status.name()>
             <span class="run-what">
-                <span class="run-start">{move || live().run.map_or_else(|| "No number yet".to_owned(), |run| group_digits(&run.start))}</span>
+                <span class="run-start">{move || match live().run {
+                    None => "No number yet".to_owned(),
+                    Some(JobBrief::Collatz(run)) => group_digits(&run.start),
+                    Some(JobBrief::Search(search)) => format!("Search {}", range(search.from, search.to)),
+                }}</span>
                 " · "
                 <span class="run-state">{move || state_words(live().status)}</span>
             </span>
             <span class="run-facts">{move || facts(&live())}</span>
             <span class="run-actions">
                 {move || (!shown.get()).then(|| view! {
-                    <button type="button" on:click=open>{format!("Open run {}", name())}</button>
+                    <button type="button" on:click=open>{format!("Open {} {}", noun(), name())}</button>
                 })}
                 {move || pausable().then(|| view! {
                     <button type="button" on:click=toggle>
-                        {format!("{} run {}", if live().status == Status::Running { "Pause" } else { "Resume" }, name())}
+                        {format!("{} {} {}", if live().status == Status::Running { "Pause" } else { "Resume" }, noun(), name())}
                     </button>
                 })}
-                <button type="button" class="cancel" on:click=remove>{move || format!("Remove run {}", name())}</button>
+                <button type="button" class="cancel" on:click=remove>{move || format!("Remove {} {}", noun(), name())}</button>
             </span>
         </li>
     }
@@ -155,14 +179,32 @@ fn state_words(status: Status) -> &'static str {
     }
 }
 
-/// Its steps, peak and start: "111 steps · peak 9,232 · started 2 Dec
-/// 2026, 05:14 UTC".
+/// A search's range in words: "1–1,000,000".
+fn range(from: u64, to: u64) -> String {
+    format!(
+        "{}–{}",
+        group_digits(&from.to_string()),
+        group_digits(&to.to_string())
+    )
+}
+
+/// Its steps and peak (a search: starts checked and records), and when it
+/// began: "111 steps · peak 9,232 · started 2 Dec 2026, 05:14 UTC".
 fn facts(listed: &Listed) -> String {
-    let steps = group_digits(&listed.steps.to_string());
-    let Some(run) = &listed.run else {
-        return String::new();
+    let facts = match &listed.run {
+        None => return String::new(),
+        Some(JobBrief::Collatz(run)) => format!(
+            "{} steps · peak {}",
+            group_digits(&listed.steps.to_string()),
+            group_digits(&run.peak)
+        ),
+        Some(JobBrief::Search(search)) => format!(
+            "{} of {} starts checked · {} records",
+            group_digits(&search.checked.to_string()),
+            group_digits(&(search.to - search.from + 1).to_string()),
+            search.records
+        ),
     };
-    let facts = format!("{steps} steps · peak {}", group_digits(&run.peak));
     match listed.started_at {
         Some(at) => format!("{facts} · started {}", shared::when::utc(at)),
         None => facts,

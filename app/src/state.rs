@@ -43,7 +43,12 @@ pub struct PageState {
     /// it follows).
     pub run: RwSignal<Option<String>>,
     /// The session's runs, newest first, as the stream last said.
-    pub runs: RwSignal<Vec<shared::wire::Listed>>,
+    pub runs: RwSignal<Vec<shared::job::Listed>>,
+    /// The id of the search the "Record search" region shows (the
+    /// session's newest, until another is opened).
+    pub search: RwSignal<Option<String>>,
+    /// The longest text a search's From or To may be (the server's setting).
+    pub max_input_chars: StoredValue<usize>,
 }
 
 impl PageState {

@@ -12,7 +12,10 @@ use leptos::{
     wasm_bindgen::{closure::Closure, JsCast},
 };
 use send_wrapper::SendWrapper;
-use shared::wire::{EventId, Runs, Update as Message};
+use shared::{
+    job::JobBrief,
+    wire::{EventId, RunsOf, Update as Message},
+};
 use wasm_bindgen::JsValue;
 use web_sys::{BroadcastChannel, EventSource, MessageEvent};
 
@@ -168,25 +171,24 @@ fn open(state: PageState, slot: &Slot) {
             }
         })
     };
-    let on_runs = {
-        let slot = Rc::downgrade(slot);
-        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(runs) = event
-                .data()
-                .as_string()
-                .and_then(|text| serde_json::from_slice::<Runs>(text.as_bytes()).ok())
-            else {
-                return;
-            };
-            // The run the server follows (the one asked for, or, when that
-            // is gone, the session's default): the page shows it.
-            if state.run.get_untracked().as_ref() != Some(&runs.selected) {
-                follow(&slot, Some(runs.selected.clone()));
-                state.run.set(Some(runs.selected));
-            }
-            state.runs.set(runs.runs);
-        })
-    };
+    let on_runs =
+        {
+            let slot = Rc::downgrade(slot);
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let Some(runs) = event.data().as_string().and_then(|text| {
+                    serde_json::from_slice::<RunsOf<JobBrief>>(text.as_bytes()).ok()
+                }) else {
+                    return;
+                };
+                // The run the server follows (the one asked for, or, when that
+                // is gone, the session's default): the page shows it.
+                if state.run.get_untracked().as_ref() != Some(&runs.selected) {
+                    follow(&slot, Some(runs.selected.clone()));
+                    state.run.set(Some(runs.selected));
+                }
+                state.runs.set(runs.runs);
+            })
+        };
     let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| state.link.set(Link::Live));
     let on_error = {
         let slot = Rc::downgrade(slot);

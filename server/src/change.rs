@@ -10,11 +10,11 @@ use shared::{
 use crate::store::StoreError;
 
 /// What a change in the lock section did, as the ledger records it, for a
-/// task kind whose commands are `C`. In a cluster it is the entry of the
-/// session's log that other nodes replay.
+/// task kind whose commands are `C` and whose steps are given work `W`. In
+/// a cluster it is the entry of the session's log that other nodes replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op<C> {
+pub enum Op<C, W = ()> {
     /// A user's command; `takes_task` when it started a run here.
     Command {
         /// The command.
@@ -33,6 +33,10 @@ pub enum Op<C> {
         generation: u64,
         /// How many steps (the version grows by as many).
         count: u64,
+        /// The work each step was given, in order (none: each did its own,
+        /// and a replay does the same).
+        #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+        work: Vec<W>,
     },
     /// Nobody watched the run of `generation` for as long as its policy
     /// allows: it was paused or cancelled, as the policy says.
@@ -50,15 +54,24 @@ pub enum Op<C> {
     },
 }
 
-impl<C> Op<C> {
+impl<C, W: Clone + Default> Op<C, W> {
     /// Does to `machine` what the op did where it was committed; false
     /// when it does not apply (the machine is not where the op was made).
-    pub fn replay<T: Task<Command = C>>(&self, machine: &mut Machine<T>) -> bool {
+    pub fn replay<T: Task<Command = C, Work = W>>(&self, machine: &mut Machine<T>) -> bool {
         match self {
             Op::Command { command, at, .. } => machine.apply_at(command, *at).is_ok(),
-            Op::Steps { generation, count } => {
-                (0..*count).all(|_| machine.step(*generation).is_ok())
-            }
+            Op::Steps {
+                generation,
+                count,
+                work,
+            } => (0..*count).all(|at| {
+                let work = usize::try_from(at)
+                    .ok()
+                    .and_then(|at| work.get(at))
+                    .cloned()
+                    .unwrap_or_default();
+                machine.step_with(*generation, work).is_ok()
+            }),
             Op::Halt {
                 generation,
                 failure,
@@ -71,13 +84,13 @@ impl<C> Op<C> {
 /// A change another node committed, as its bell told it: applied to a copy
 /// only when `base` is the copy's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heard<C> {
+pub struct Heard<C, W = ()> {
     /// The version it was made on.
     pub base: u64,
     /// The version it brought the session to.
     pub version: u64,
     /// What it did.
-    pub op: Op<C>,
+    pub op: Op<C, W>,
 }
 
 /// One change, made on `after` from version `base`.
@@ -87,7 +100,7 @@ pub struct Change<'a, T: Task> {
     /// The state with the change.
     pub after: &'a Machine<T>,
     /// What the change was.
-    pub op: &'a Op<T::Command>,
+    pub op: &'a Op<T::Command, T::Work>,
 }
 
 /// Why a change was not committed; the state must stay as it was.

@@ -811,7 +811,9 @@ fn unavailable(message: impl std::fmt::Display) -> StoreError {
 
 /// A bell from a push: the session, the node that committed, and the log
 /// entry its commit appended.
-pub fn bell<C: DeserializeOwned>(push: &PushInfo) -> Option<(RunId, String, Heard<C>)> {
+pub fn bell<C: DeserializeOwned, W: DeserializeOwned>(
+    push: &PushInfo,
+) -> Option<(RunId, String, Heard<C, W>)> {
     if push.kind != redis::PushKind::Message {
         return None;
     }
@@ -1025,7 +1027,8 @@ impl ClusterLedger {
         for entry in &entries.ids {
             let base: Option<u64> = entry.get("base");
             let op: Option<String> = entry.get("op");
-            let op: Option<Op<T::Command>> = op.and_then(|op| serde_json::from_str(&op).ok());
+            let op: Option<Op<T::Command, T::Work>> =
+                op.and_then(|op| serde_json::from_str(&op).ok());
             let version = entry
                 .id
                 .strip_suffix("-0")

@@ -17,6 +17,8 @@ use std::{
 use leptos::config::LeptosOptions;
 use serde::Deserialize;
 use shared::{
+    job::JobSettings,
+    search::SearchSettings,
     wire::{Unwatched, MAX_INTERVAL_MS},
     Settings,
 };
@@ -47,6 +49,33 @@ pub struct Config {
     /// Cluster mode: sessions in Redis, shared by every node.
     #[serde(default)]
     pub cluster: Cluster,
+    /// How record searches run.
+    #[serde(default)]
+    pub search: Search,
+}
+
+/// The `[search]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Search {
+    /// Threads that check stretches at once, over every search of the
+    /// process; one search uses them all when alone. 0: one per core.
+    pub threads: usize,
+    /// The longest text of a search's From or To, separators included.
+    pub max_input_chars: usize,
+    /// Starts per step of a search: how much one thread checks between
+    /// two updates of its page.
+    pub stretch: u64,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search {
+            threads: 0,
+            max_input_chars: shared::search::DEFAULT_MAX_INPUT_CHARS,
+            stretch: shared::search::STRETCH,
+        }
+    }
 }
 
 /// The `[cluster]` table. Without a Redis URL the server is one process
@@ -415,6 +444,15 @@ impl Config {
         if self.collatz.max_digits == 0 {
             return invalid("collatz.max-digits", "must be at least 1");
         }
+        if self.search.stretch == 0 {
+            return invalid("search.stretch", "must be at least 1");
+        }
+        if self.search.max_input_chars < 20 {
+            return invalid(
+                "search.max-input-chars",
+                "must be at least 20 (the digits of the largest start)",
+            );
+        }
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max-body-bytes", "must be at least 1");
         }
@@ -559,7 +597,18 @@ impl Config {
     }
 
     /// The fixed choices of every new session.
-    pub fn session_settings(&self) -> Settings {
+    pub fn session_settings(&self) -> JobSettings {
+        JobSettings {
+            collatz: self.collatz_settings(),
+            search: SearchSettings {
+                max_input_chars: self.search.max_input_chars,
+                stretch: self.search.stretch,
+            },
+        }
+    }
+
+    /// What the Collatz runs of a session are made with.
+    pub fn collatz_settings(&self) -> Settings {
         Settings {
             // Validated above: at most MAX_INTERVAL_MS.
             interval_ms: self.collatz.step_interval_ms as u32,
@@ -669,6 +718,9 @@ const OVERRIDES: &[(&str, &str, Field)] = &[
     ("HAILSTONE_LEASE_MS", "cluster.lease-ms", |c| &mut c.cluster.lease_ms),
     ("HAILSTONE_SCAN_MS", "cluster.scan-ms", |c| &mut c.cluster.scan_ms),
     ("HAILSTONE_LOG_LEN", "cluster.log-len", |c| &mut c.cluster.log_len),
+    ("HAILSTONE_SEARCH_THREADS", "search.threads", |c| &mut c.search.threads),
+    ("HAILSTONE_SEARCH_MAX_INPUT_CHARS", "search.max-input-chars", |c| &mut c.search.max_input_chars),
+    ("HAILSTONE_SEARCH_STRETCH", "search.stretch", |c| &mut c.search.stretch),
 ];
 
 /// How often sessions idle for `idle_timeout` are looked for: a quarter of

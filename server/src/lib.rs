@@ -4,9 +4,10 @@
 //! and stream. `main.rs` only reads the configuration, binds the socket and
 //! waits for a signal; tests drive [`run`], [`app`] and [`Runtime`] directly.
 //!
-//! The runtime (every module but [`collatz`]) is generic over the task kind
-//! (`shared::task::Task`) and names none; this file wires it to the one
-//! kind the product serves today, Collatz, and its page.
+//! The runtime (every module but [`collatz`] and [`search`]) is generic
+//! over the task kind (`shared::task::Task`) and names none; this file
+//! wires it to the kinds the product serves (`shared::job::Job`: Collatz
+//! runs and record searches) and their page.
 
 pub mod address;
 pub mod assets;
@@ -24,6 +25,7 @@ pub mod policy;
 pub mod primary;
 pub mod rosters;
 pub mod runtime;
+pub mod search;
 pub mod serve;
 pub mod session;
 pub mod sessions;
@@ -43,7 +45,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use shared::collatz::{Run, SavedRun};
+use shared::job::{Job, SavedJob};
 use tokio::net::TcpListener;
 use tower_http::{
     compression::{CompressionLayer, CompressionLevel},
@@ -57,7 +59,7 @@ pub use runtime::{NoRoom, Runtime};
 use crate::{backend::Backend, cluster::Cluster, store::Store};
 
 /// The runtime of the kind the product serves.
-pub type Hailstone = Runtime<Run>;
+pub type Hailstone = Runtime<Job>;
 
 /// The whole HTTP surface. The page, server functions and `/events` get the
 /// request's session; `/healthz`, `/metrics` and static files do not.
@@ -93,8 +95,9 @@ pub fn app(runtime: Arc<Hailstone>, config: &Config) -> Router {
                 Duration::from_secs(config.limits.request_timeout_secs),
             )),
         )
-        .route("/events", get(sse::events::<Run>))
+        .route("/events", get(sse::events::<Job>))
         .route("/trajectory.csv", get(collatz::download::csv))
+        .route("/records.csv", get(search::csv))
         .route_layer(from_fn(collatz::current_session))
         .route_layer(from_fn_with_state(runtime.clone(), http::session_layer))
         .route("/healthz", get(healthz))
@@ -103,7 +106,7 @@ pub fn app(runtime: Arc<Hailstone>, config: &Config) -> Router {
         .layer(from_fn(http::server_fn_status))
         .layer(from_fn_with_state(
             runtime.clone(),
-            http::same_origin::<Run>,
+            http::same_origin::<Job>,
         ))
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
         .with_state(runtime);
@@ -178,7 +181,7 @@ const HANDOVER_WITHIN: Duration = Duration::from_secs(5);
 /// Where a server keeps its sessions.
 pub enum Mode {
     /// One process, sessions saved in this store.
-    Local(Arc<dyn Store<SavedRun>>),
+    Local(Arc<dyn Store<SavedJob>>),
     /// A node of a cluster, with the pushes of its bells' connection.
     Cluster(Arc<Cluster>, cluster::Pushes),
 }
@@ -189,7 +192,7 @@ pub enum Mode {
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    store: Arc<dyn Store<SavedRun>>,
+    store: Arc<dyn Store<SavedJob>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     run_in(listener, config, Mode::Local(store), shutdown).await

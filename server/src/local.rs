@@ -131,11 +131,14 @@ impl<T: Task> LocalLedger<T> {
                 self.saved(after);
                 Ok(None)
             }
-            Op::Steps { .. } => {
+            Op::Steps { work, .. } => {
                 let since = after.version() - self.saved_version;
+                // Steps that had work are costly to redo: kept once a
+                // period, however few.
+                let enough = since >= CHECKPOINT_EVERY || !work.is_empty();
                 let due = after.status() != Status::Running
                     || since >= VERSION_RESERVE / 2
-                    || (since >= CHECKPOINT_EVERY && self.saved_at.elapsed() >= CHECKPOINT_PERIOD);
+                    || (enough && self.saved_at.elapsed() >= CHECKPOINT_PERIOD);
                 Ok(due.then(|| {
                     self.saved(after);
                     self.store.save(self.id, record(after))

@@ -158,7 +158,9 @@ impl<T: Task> Runtime<T> {
                 NonZeroU32::new(config.sessions.new_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
             new_per_minute: config.sessions.new_per_minute,
-            tasks: tasks.limited_to(config.sessions.max_steps),
+            tasks: tasks
+                .limited_to(config.sessions.max_steps)
+                .working_in(config.search.threads),
             metrics,
             shutdown,
             draining: CancellationToken::new(),
@@ -568,7 +570,7 @@ impl<T: Task> Runtime<T> {
                 }
             } else if cluster::is_handover(&push) {
                 self.handed_over.notify_one();
-            } else if let Some((id, node, heard)) = cluster::bell::<T::Command>(&push) {
+            } else if let Some((id, node, heard)) = cluster::bell::<T::Command, T::Work>(&push) {
                 // This node's own commits are in its copies already (one
                 // whose answer was lost makes the copy read the store).
                 let own = self

@@ -58,7 +58,7 @@ pub struct Session<T: Task> {
     /// Changes other nodes committed, as their bells told, not applied yet
     /// (at most [`INBOX`]; beyond, the store is read instead). Applied in
     /// the lock section when they follow the copy exactly.
-    inbox: std::sync::Mutex<std::collections::VecDeque<Heard<T::Command>>>,
+    inbox: std::sync::Mutex<std::collections::VecDeque<Heard<T::Command, T::Work>>>,
     /// When a request last touched the session, in the registry's clock
     /// (milliseconds).
     last_seen: AtomicU64,
@@ -98,12 +98,15 @@ pub struct Started {
 }
 
 /// What a task's batch of steps did.
-pub struct Stepped<C> {
+pub struct Stepped<C, P> {
     /// The change published.
     pub delta: DeltaOf<C>,
     /// One process's checkpoint, to await after the lock section: no lock
     /// is held while the disk works.
     pub checkpoint: Option<Receipt<()>>,
+    /// The work of the next steps, planned from the state they left (see
+    /// `Task::plan`); none for a kind whose steps do their own.
+    pub plans: Vec<P>,
 }
 
 /// Why a task's batch of steps was not taken.
@@ -336,13 +339,21 @@ impl<T: Task> Session<T> {
         }
     }
 
-    /// Up to `max` steps of the task of `generation` in the lock section,
-    /// published as one delta once the ledger has them. When the ledger
+    /// Up to `max` steps of the task of `generation` in the lock section
+    /// (or, given `work` done outside it, one step per piece of work),
+    /// published as one delta once the ledger has them, and the plans of
+    /// up to `ways` next steps. When the ledger
     /// commits before publishing (a cluster), the steps are made on a copy,
     /// so a refused commit leaves the state as it was. The caller announces
     /// the new version ([`Session::announce`]): as fast as possible, a task
     /// tells subscribers at most once a millisecond.
-    pub async fn step(&self, generation: u64, max: usize) -> Result<Stepped<T::Change>, StepError> {
+    pub async fn step(
+        &self,
+        generation: u64,
+        max: usize,
+        work: Vec<T::Work>,
+        ways: usize,
+    ) -> Result<Stepped<T::Change, T::Plan>, StepError> {
         let mut guard = self.state.lock().await;
         // Only the live task steps: one stopped or handed over meanwhile
         // (its token cancelled while it waited for the lock) does not.
@@ -352,16 +363,26 @@ impl<T: Task> Session<T> {
         self.catch_up(&mut guard).await.map_err(StepError::Commit)?;
         let state = &mut *guard;
         let copy = state.ledger.commits_first().then(|| state.machine.clone());
-        let mut delta = state.machine.step(generation).map_err(StepError::Refused)?;
-        for _ in 1..max {
-            match state.machine.step(generation) {
+        let steps = if work.is_empty() { max } else { work.len() };
+        let mut pieces = work.iter().cloned();
+        let mut piece = || pieces.next().unwrap_or_default();
+        let mut delta = state
+            .machine
+            .step_with(generation, piece())
+            .map_err(StepError::Refused)?;
+        for _ in 1..steps {
+            match state.machine.step_with(generation, piece()) {
                 Ok(next) => delta = delta.merge(next),
                 Err(_) => break,
             }
         }
+        let count = delta.version - delta.base;
+        let mut work = work;
+        work.truncate(usize::try_from(count).unwrap_or(usize::MAX));
         let op = Op::Steps {
             generation,
-            count: delta.version - delta.base,
+            count,
+            work,
         };
         let change = Change {
             base: delta.base,
@@ -372,7 +393,15 @@ impl<T: Task> Session<T> {
             Ok(checkpoint) => {
                 state.retire_stale_task();
                 self.note_change(state);
-                Ok(Stepped { delta, checkpoint })
+                let plans = match state.machine.run() {
+                    Some(run) if !run.done() => run.plan(&state.machine.settings(), ways),
+                    _ => Vec::new(),
+                };
+                Ok(Stepped {
+                    delta,
+                    checkpoint,
+                    plans,
+                })
             }
             Err(error) => {
                 if let Some(copy) = copy {
@@ -444,7 +473,7 @@ impl<T: Task> Session<T> {
         &self,
         state: &mut State<T>,
         next: Machine<T>,
-        op: Op<T::Command>,
+        op: Op<T::Command, T::Work>,
     ) -> Result<(), CommitError> {
         let change = Change {
             base: state.machine.version(),
@@ -535,7 +564,7 @@ impl<T: Task> Session<T> {
     /// Another node committed a change (its bell rang). Newer than what this
     /// copy published, it is kept for the next lock section, and the
     /// session's streams are woken to apply it.
-    pub fn notice(&self, heard: Heard<T::Command>) {
+    pub fn notice(&self, heard: Heard<T::Command, T::Work>) {
         if heard.version <= *self.doorbell.borrow() {
             return;
         }
@@ -580,7 +609,7 @@ impl<T: Task> Session<T> {
     /// they follow the copy exactly; the store is read when one does not, or
     /// when the copy must be read again ([`Session::distrust`], a conflict).
     async fn catch_up(&self, state: &mut State<T>) -> Result<(), CommitError> {
-        let heard: Vec<Heard<T::Command>> = self
+        let heard: Vec<Heard<T::Command, T::Work>> = self
             .inbox
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -20,7 +20,7 @@ use shared::{
 };
 use tokio::{
     runtime::{Handle, Runtime},
-    sync::watch,
+    sync::{watch, Semaphore},
     time::{sleep_until, Instant},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -67,6 +67,68 @@ pub struct Tasks {
     metrics: Arc<Metrics>,
     /// The most steps one run may take (`sessions.max-steps`).
     max_steps: u64,
+    /// Where steps' work is done outside the lock.
+    workers: Workers,
+}
+
+/// The threads that do the work of steps outside their run's lock (see
+/// `Task::plan`): the tasks' blocking pool, at the tasks' priority, no
+/// more pieces at once over every run than `ways`.
+#[derive(Clone)]
+pub struct Workers {
+    /// One per piece of work being done.
+    permits: Arc<Semaphore>,
+    /// How many pieces one run plans at once, and all runs do at once.
+    ways: usize,
+}
+
+impl Workers {
+    /// Up to `ways` pieces at once (at least one).
+    pub fn new(ways: usize) -> Workers {
+        let ways = ways.max(1);
+        Workers {
+            permits: Arc::new(Semaphore::new(ways)),
+            ways,
+        }
+    }
+
+    /// One per core.
+    fn per_core() -> Workers {
+        Workers::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// Does `plans` at once, each on a thread of the blocking pool once a
+    /// permit is free; `None` if `cancel` comes first (work already begun
+    /// finishes unseen). A piece that panics panics the task, whose run is
+    /// then failed.
+    async fn work<T: Task>(
+        &self,
+        plans: Vec<T::Plan>,
+        cancel: &CancellationToken,
+    ) -> Option<Vec<T::Work>> {
+        let pieces = plans.into_iter().map(|plan| {
+            let permits = self.permits.clone();
+            async move {
+                let permit = permits.acquire_owned().await.expect("never closed");
+                tokio::task::spawn_blocking(move || {
+                    let work = T::work(plan);
+                    drop(permit);
+                    work
+                })
+                .await
+            }
+        });
+        let done = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return None,
+            done = futures::future::join_all(pieces) => done,
+        };
+        let work = done.into_iter().map(|piece| match piece {
+            Ok(work) => work,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        });
+        Some(work.collect())
+    }
 }
 
 impl Tasks {
@@ -78,12 +140,23 @@ impl Tasks {
             own: Mutex::new(None),
             metrics,
             max_steps: u64::MAX,
+            workers: Workers::per_core(),
         }
     }
 
     /// The same tasks, failing a run once it has taken `max_steps`.
     pub fn limited_to(self, max_steps: u64) -> Tasks {
         Tasks { max_steps, ..self }
+    }
+
+    /// The same tasks, doing steps' work `ways` pieces at once (0: one
+    /// per core).
+    pub fn working_in(self, ways: usize) -> Tasks {
+        let workers = match ways {
+            0 => Workers::per_core(),
+            ways => Workers::new(ways),
+        };
+        Tasks { workers, ..self }
     }
 
     /// Tasks on a runtime of their own, whose threads run at a lower OS
@@ -102,6 +175,7 @@ impl Tasks {
             own: Mutex::new(Some(runtime)),
             metrics,
             max_steps: u64::MAX,
+            workers: Workers::per_core(),
         })
     }
 
@@ -115,11 +189,12 @@ impl Tasks {
         );
         let metrics = self.metrics.clone();
         let max_steps = self.max_steps;
+        let workers = self.workers.clone();
         metrics.running_tasks.inc();
         self.tracker.spawn_on(
             async move {
                 let generation = started.generation;
-                let stepping = step_until_stopped(&session, started, &metrics, max_steps);
+                let stepping = step_until_stopped(&session, started, &metrics, &workers, max_steps);
                 if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
                     tracing::error!("task panicked; its run is failed");
                     session.halt(generation, Failure::Crashed).await;
@@ -257,15 +332,17 @@ impl Beat {
     }
 }
 
-/// The task's loop: wait for the interval outside the lock, then in the lock
-/// section take the steps if this task's generation is still the current one
-/// and they are committed. Ends when refused (stopped, superseded, finished,
-/// fenced by another node), cancelled, or when the run has taken
-/// `max_steps` (it is failed, saying so).
+/// The task's loop: wait for the interval outside the lock (or, for steps
+/// that have work, do it there: they go as fast as it is done), then in the
+/// lock section take the steps if this task's generation is still the
+/// current one and they are committed. Ends when refused (stopped,
+/// superseded, finished, fenced by another node), cancelled, or when the
+/// run has taken `max_steps` (it is failed, saying so).
 async fn step_until_stopped<T: Task>(
     session: &Session<T>,
     started: Started,
     metrics: &Metrics,
+    workers: &Workers,
     max_steps: u64,
 ) {
     let Started {
@@ -275,8 +352,11 @@ async fn step_until_stopped<T: Task>(
     } = started;
     tracing::debug!("started");
     let mut beat = Beat::new(session, since_step).await;
-    let mut steps = session
-        .read(|machine| machine.run().map_or(0, T::steps))
+    let (mut steps, mut plans) = session
+        .read(|machine| match machine.run() {
+            Some(run) if !run.done() => (run.steps(), run.plan(&machine.settings(), workers.ways)),
+            run => (run.map_or(0, T::steps), Vec::new()),
+        })
         .await;
     // The version stepped to but not announced yet with the batches it
     // holds, and when the last announcement was (real time: tests pause
@@ -295,14 +375,31 @@ async fn step_until_stopped<T: Task>(
             session.halt(generation, Failure::StepLimit).await;
             return;
         }
-        let Some(interval) = beat.next(session, &cancel, metrics).await else {
-            return announce_last(session, unannounced);
+        let (interval, work) = if plans.is_empty() {
+            let Some(interval) = beat.next(session, &cancel, metrics).await else {
+                return announce_last(session, unannounced);
+            };
+            (interval, Vec::new())
+        } else {
+            // Steps with work go as fast as it is done.
+            let Some(work) = workers.work::<T>(std::mem::take(&mut plans), &cancel).await else {
+                return announce_last(session, unannounced);
+            };
+            (Duration::ZERO, work)
         };
+        let mut work = work;
+        work.truncate(usize::try_from(max_steps - steps).unwrap_or(usize::MAX));
+        let worked = !work.is_empty();
         // As fast as possible: several steps per lock section and one
         // published delta for them, so the per-event cost is shared.
         let batch = if interval.is_zero() { BURST } else { 1 };
         let batch = batch.min(usize::try_from(max_steps - steps).unwrap_or(usize::MAX));
-        let Stepped { delta, checkpoint } = match session.step(generation, batch).await {
+        let stepped = session.step(generation, batch, work, workers.ways).await;
+        let Stepped {
+            delta,
+            checkpoint,
+            plans: next,
+        } = match stepped {
             Ok(stepped) => {
                 unreachable = false;
                 stepped
@@ -340,11 +437,14 @@ async fn step_until_stopped<T: Task>(
         // what subscribers were told.
         metrics.steps.inc_by(delta.version - delta.base);
         steps = delta.change.steps();
+        plans = next;
         let running = delta.status == Status::Running;
         // Each announcement wakes the threads that serve streams; as fast as
         // possible, a batch can come every few microseconds.
         let batches = unannounced.map_or(1, |(_, batches)| batches + 1);
+        // Steps that had work come a few times a second: each is told.
         if interval.is_zero()
+            && !worked
             && running
             && batches < ANNOUNCE_AFTER_BATCHES
             && announced.elapsed() < ANNOUNCE_EVERY

@@ -350,7 +350,7 @@ async fn a_store_that_cannot_be_written_stops_the_start_with_the_reason() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("hailstone.db");
-    drop(server::store::SqliteStore::<shared::SavedRun>::open(&store).unwrap());
+    drop(server::store::SqliteStore::<shared::job::SavedJob>::open(&store).unwrap());
     // Immutable: not even root may write it (the test may run as root).
     let chattr = |flag: &str| {
         let status = Command::new("chattr")

@@ -96,6 +96,8 @@ impl Task for Tally {
     type Change = Counted;
     type Summary = u64;
     type Saved = Kept;
+    type Work = ();
+    type Plan = ();
 
     fn interval_ms(settings: &u32) -> u32 {
         *settings

@@ -8,8 +8,11 @@ use std::{sync::Arc, time::Duration};
 use proptest::prelude::*;
 use server::{store::Store, Hailstone as Runtime};
 
-type Session = server::session::Session<shared::collatz::Run>;
-use shared::wire::{Command, Failure, Snapshot, Status};
+type Session = server::session::Session<shared::job::Job>;
+use shared::{
+    job::{JobCommand, Snapshot, Update},
+    wire::{Command, Failure, Status, View as _},
+};
 
 fn runtime(interval_ms: u64) -> Arc<Runtime> {
     let mut config = support::config();
@@ -17,12 +20,12 @@ fn runtime(interval_ms: u64) -> Arc<Runtime> {
     Runtime::new(&config, config.session_settings(), support::store(&config))
 }
 
-fn set_number(text: &str) -> Command {
-    Command::SetNumber { text: text.into() }
+fn set_number(text: &str) -> JobCommand {
+    Command::SetNumber { text: text.into() }.into()
 }
 
-fn set_running(running: bool) -> Command {
-    Command::SetRunning { running }
+fn set_running(running: bool) -> JobCommand {
+    Command::SetRunning { running }.into()
 }
 
 /// Lets every ready task run until none is left to run.
@@ -33,7 +36,7 @@ async fn settle() {
 }
 
 async fn steps(session: &Session) -> u64 {
-    session.snapshot().await.run.map_or(0, |run| run.steps)
+    session.snapshot().await.run.map_or(0, |run| run.steps())
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,6 +97,7 @@ async fn a_new_number_while_running_keeps_the_same_task() {
     assert_eq!(runtime.tasks.len(), 1);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let run = session.snapshot().await.run.unwrap();
+    let run = run.collatz().unwrap();
     assert_eq!(run.start, "6");
     assert_eq!(run.recent, ["6", "3", "10"]);
     runtime.stop().await;
@@ -108,7 +112,7 @@ async fn a_finished_run_ends_its_task() {
     settle().await;
     let snapshot = session.snapshot().await;
     assert_eq!(snapshot.status, Status::Finished);
-    assert_eq!(snapshot.run.unwrap().steps, 111);
+    assert_eq!(snapshot.run.unwrap().steps(), 111);
     assert_eq!(runtime.tasks.len(), 0);
     runtime.stop().await;
 }
@@ -121,7 +125,7 @@ async fn idle_sessions_expire_but_running_ones_stay() {
     let runtime = Runtime::new(&config, config.session_settings(), store.clone());
     let visitor = std::net::IpAddr::from([127, 0, 0, 1]);
     let (idle, _) = runtime
-        .start_session(visitor, Command::SetInterval { ms: 250 })
+        .start_session(visitor, Command::SetInterval { ms: 250 }.into())
         .await
         .unwrap();
     // 524 steps: still running
@@ -148,7 +152,7 @@ async fn idle_sessions_expire_but_running_ones_stay() {
 /// What a user or the clock can do.
 #[derive(Debug, Clone)]
 enum Event {
-    Command(Command),
+    Command(JobCommand),
     Wait(u64),
 }
 
@@ -161,9 +165,9 @@ fn any_event() -> impl Strategy<Value = Event> {
             Just(set_number("abc")),
             Just(set_running(true)),
             Just(set_running(false)),
-            Just(Command::SetInterval { ms: 0 }),
-            Just(Command::SetInterval { ms: 300 }),
-            Just(Command::SetInterval { ms: 500 }),
+            Just(Command::SetInterval { ms: 0 }.into()),
+            Just(Command::SetInterval { ms: 300 }.into()),
+            Just(Command::SetInterval { ms: 500 }.into()),
         ]
         .prop_map(Event::Command),
         2 => (0u64..1200).prop_map(Event::Wait),
@@ -213,17 +217,17 @@ async fn play(events: Vec<Event>) -> Result<(), TestCaseError> {
             incarnation,
             cursor: shared::wire::Cursor {
                 version: client.version,
-                steps: client.run.as_ref().map_or(0, |run| run.steps),
+                steps: client.run.as_ref().map_or(0, |run| run.steps()),
             },
         });
         if let Some((_, update)) = session.update(|state| state.since(last)).await {
             let version = match update {
-                shared::wire::Update::Snapshot(snapshot) => {
+                Update::Snapshot(snapshot) => {
                     prop_assert!(snapshot.version > client.version);
                     client = snapshot;
                     client.version
                 }
-                shared::wire::Update::Delta(delta) => {
+                Update::Delta(delta) => {
                     prop_assert!(delta.version > client.version);
                     client.apply(&delta, 256).unwrap();
                     delta.version
@@ -322,7 +326,7 @@ async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     while session.snapshot().await.status == Status::Running {
         doorbell.changed().await.unwrap();
     }
-    assert_eq!(session.snapshot().await.run.unwrap().steps, 111);
+    assert_eq!(session.snapshot().await.run.unwrap().steps(), 111);
     runtime.stop().await;
     assert_eq!(threads_named("hailstone-tasks"), Vec::<i64>::new());
 }
@@ -332,7 +336,7 @@ async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
     let runtime = runtime(500);
     let session = runtime.sessions.create().unwrap().session;
     runtime
-        .command(&session, Command::SetInterval { ms: 10_000 })
+        .command(&session, Command::SetInterval { ms: 10_000 }.into())
         .await
         .unwrap();
     runtime.command(&session, set_number("27")).await.unwrap();
@@ -341,7 +345,7 @@ async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
     // One second into the 10 s wait the user picks 0.5 s: the next step is
     // due 0.5 s after the last one, which has passed, so it comes at once.
     runtime
-        .command(&session, Command::SetInterval { ms: 500 })
+        .command(&session, Command::SetInterval { ms: 500 }.into())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -350,13 +354,13 @@ async fn a_shorter_interval_wakes_a_task_sleeping_a_long_one() {
     assert_eq!(steps(&session).await, 3, "then one step every 0.5 s");
     // And as fast as possible from a long interval.
     runtime
-        .command(&session, Command::SetInterval { ms: 10_000 })
+        .command(&session, Command::SetInterval { ms: 10_000 }.into())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let before = steps(&session).await;
     runtime
-        .command(&session, Command::SetInterval { ms: 0 })
+        .command(&session, Command::SetInterval { ms: 0 }.into())
         .await
         .unwrap();
     settle().await;
@@ -426,7 +430,7 @@ async fn a_failed_checkpoint_fails_the_run_with_its_reason_and_that_is_kept() {
         "failed, not running, and why"
     );
     // The first checkpoint is due after 32 versions and a second.
-    let steps = snapshot.run.unwrap().steps;
+    let steps = snapshot.run.unwrap().steps();
     assert!(
         (32..111).contains(&steps),
         "stopped at the failed checkpoint: {steps}"
@@ -438,7 +442,7 @@ async fn a_failed_checkpoint_fails_the_run_with_its_reason_and_that_is_kept() {
         (kept[0].status, kept[0].failure),
         (Status::Failed, Some(Failure::StoreRefused))
     );
-    assert_eq!(kept[0].run.steps, steps);
+    assert_eq!(kept[0].run.collatz.steps, steps);
     runtime.stop().await;
 }
 
@@ -479,7 +483,7 @@ async fn a_request_racing_expiry_does_not_bring_the_session_back() {
     let (session, _) = runtime
         .start_session(
             std::net::IpAddr::from([127, 0, 0, 1]),
-            Command::SetInterval { ms: 250 },
+            Command::SetInterval { ms: 250 }.into(),
         )
         .await
         .unwrap();
@@ -491,7 +495,7 @@ async fn a_request_racing_expiry_does_not_bring_the_session_back() {
     assert_eq!(runtime.sessions.expire(Duration::from_secs(60)).await, 1);
     // ...and its command arrives after: refused, nothing stored again.
     let answer = runtime
-        .command(&found, Command::SetInterval { ms: 500 })
+        .command(&found, Command::SetInterval { ms: 500 }.into())
         .await;
     assert_eq!(answer, Err(shared::wire::CommandError::Ended));
     assert_eq!(
@@ -525,7 +529,7 @@ async fn a_run_nobody_watches_is_paused_or_cancelled_after_its_wait_and_a_watche
     // The default pauses; this one is cancelled instead; this one has a page.
     let policy = Unwatched::Cancel { minutes: 2 };
     runtime
-        .command(&cancelled, Command::SetUnwatched { policy })
+        .command(&cancelled, Command::SetUnwatched { policy }.into())
         .await
         .unwrap();
     watched

@@ -246,6 +246,8 @@ impl Task for Run {
     type Change = RunChange;
     type Summary = RunBrief;
     type Saved = SavedRun;
+    type Work = ();
+    type Plan = ();
 
     fn interval_ms(settings: &Settings) -> u32 {
         settings.interval_ms

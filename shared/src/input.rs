@@ -37,6 +37,15 @@ pub enum InputError {
         /// The most allowed.
         max: usize,
     },
+    /// More characters than a field takes, separators included.
+    TooWide {
+        /// The characters entered.
+        chars: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A start of a search at or above 2^64 - 1.
+    TooLarge,
 }
 
 impl fmt::Display for InputError {
@@ -56,6 +65,15 @@ impl fmt::Display for InputError {
             }
             InputError::NonAsciiDigit => f.write_str("Use the digits 0 to 9 only."),
             InputError::NotANumber => f.write_str("That is not a number: use the digits 0 to 9."),
+            InputError::TooWide { chars, max } => write!(
+                f,
+                "That is {} characters long; the most allowed is {}.",
+                group_digits(&chars.to_string()),
+                group_digits(&max.to_string())
+            ),
+            InputError::TooLarge => {
+                f.write_str("Enter a start below 18,446,744,073,709,551,615 (2^64 - 1).")
+            }
             InputError::TooLong { digits, max } => write!(
                 f,
                 "That number has {} digits; the most allowed is {}.",

@@ -378,6 +378,36 @@ impl Search {
         &self.records
     }
 
+    /// Whether a search read back from a store could have been made by
+    /// [`Search::absorb`]: its range and position in bounds, its records
+    /// in order inside what was checked, the first start a record of both
+    /// kinds, the most steps and the highest peak those of its records.
+    pub fn is_consistent(&self) -> bool {
+        let bounded = 1 <= self.from
+            && self.from <= self.to
+            && self.to < u64::MAX
+            && self.from <= self.next
+            && self.next <= self.to + 1;
+        let ordered = self
+            .records
+            .windows(2)
+            .all(|pair| (pair[0].start, pair[0].kind) < (pair[1].start, pair[1].kind));
+        let inside = self
+            .records
+            .iter()
+            .all(|record| self.from <= record.start && record.start < self.next);
+        let best = |kind| self.records.iter().rev().find(|record| record.kind == kind);
+        let led = match self.records.first() {
+            None => self.next == self.from && self.most.is_none() && self.highest.is_none(),
+            Some(first) => {
+                first.start == self.from
+                    && best(Kind::Delay).map(|record| record.steps) == self.most
+                    && best(Kind::Peak).map(|record| &record.peak) == self.highest.as_ref()
+            }
+        };
+        bounded && ordered && inside && led
+    }
+
     /// The next stretch to check, of at most `len` starts.
     pub fn next_stretch(&self, len: u64) -> Option<(u64, u64)> {
         (!self.is_done()).then(|| (self.next, self.to.min(self.next + len.max(1) - 1)))

@@ -52,6 +52,21 @@ pub trait Task: Clone + fmt::Debug + Send + Sync + Sized + 'static {
     /// What a store keeps of a session's run (or of its absence), enough to
     /// rebuild it exactly.
     type Saved: Clone + fmt::Debug + PartialEq + Eq + Serialize + DeserializeOwned + Send + Sync;
+    /// What a step is given that was worked out before it, outside the
+    /// run's lock (CPU-bound work, on the tasks' threads); `()` for a kind
+    /// whose steps are cheap enough to make under the lock. A cluster keeps
+    /// it with the step, so other nodes take the step without the work.
+    type Work: Clone
+        + fmt::Debug
+        + Default
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
+    /// What such work needs, cut from the run under its lock.
+    type Plan: Send + 'static;
 
     /// The step interval a session starts with.
     fn interval_ms(settings: &Self::Settings) -> u32;
@@ -71,6 +86,28 @@ pub trait Task: Clone + fmt::Debug + Send + Sync + Sized + 'static {
     fn steps(&self) -> u64;
     /// One step; the run is not done.
     fn step(&mut self, settings: &Self::Settings) -> Self::Change;
+    /// The work of up to `ways` next steps, to be done at once on as many
+    /// threads outside the run's lock; none (the default) when each step
+    /// does its own under the lock.
+    fn plan(&self, _settings: &Self::Settings, _ways: usize) -> Vec<Self::Plan> {
+        Vec::new()
+    }
+    /// Does a plan's work: pure, on any thread, outside the run's lock.
+    fn work(_plan: Self::Plan) -> Self::Work {
+        Self::Work::default()
+    }
+    /// One step with the work done for it (planned from this state or an
+    /// earlier one of the same run); a step given no work, or work that no
+    /// longer fits, does its own. The run is not done.
+    fn step_with(&mut self, settings: &Self::Settings, _work: Self::Work) -> Self::Change {
+        self.step(settings)
+    }
+    /// Goes on with the run where it is when `input` only extends it (a
+    /// search whose end is raised): what changed, or `None` (the default)
+    /// when `input` begins a new run. Refusing `input` is [`Task::begin`]'s.
+    fn extend(&mut self, _settings: &Self::Settings, _input: &Self::Input) -> Option<Self::Change> {
+        None
+    }
     /// The whole run, for a page.
     fn view(&self) -> Self::View;
     /// The run in a line, for a list of runs.
@@ -410,13 +447,20 @@ impl<T: Task> Machine<T> {
         let before = (self.status, self.interval_ms, self.unwatched);
         let mut start_task = None;
         let mut restart = false;
+        // What an input that extends the run changed (see `Task::extend`).
+        let mut extended = None;
         match T::control(command) {
             Control::Begin(input) => {
-                let run = T::begin(&self.settings, input)?;
-                let done = run.done();
-                self.run = Some(run);
-                self.started_at = at;
-                restart = true;
+                extended = match self.run.as_mut() {
+                    Some(run) => run.extend(&self.settings, input),
+                    None => None,
+                };
+                if extended.is_none() {
+                    self.run = Some(T::begin(&self.settings, input)?);
+                    self.started_at = at;
+                    restart = true;
+                }
+                let done = self.run.as_ref().is_some_and(T::done);
                 let status = match self.status {
                     _ if done => Status::Finished,
                     // The user's pause is respected: the new run waits.
@@ -460,10 +504,13 @@ impl<T: Task> Machine<T> {
                 self.unwatched = policy;
             }
         }
-        let changed = restart || (self.status, self.interval_ms, self.unwatched) != before;
+        let changed = restart
+            || extended.is_some()
+            || (self.status, self.interval_ms, self.unwatched) != before;
         let delta = changed.then(|| {
-            let change = match (restart, &self.run) {
-                (true, Some(run)) => run.since(None).expect("a new run is held whole"),
+            let change = match (restart, &self.run, extended) {
+                (true, Some(run), _) => run.since(None).expect("a new run is held whole"),
+                (_, _, Some(change)) => change,
                 _ => self.unchanged(),
             };
             self.publish(restart, change)
@@ -506,13 +553,23 @@ impl<T: Task> Machine<T> {
     /// One step of the background task of `generation`. Refused unless that
     /// generation is current and the run is running; the task must then stop.
     pub fn step(&mut self, generation: u64) -> Result<DeltaOf<T::Change>, Refused> {
+        self.step_with(generation, T::Work::default())
+    }
+
+    /// [`Machine::step`], with the work done for it outside the lock (see
+    /// [`Task::plan`]).
+    pub fn step_with(
+        &mut self,
+        generation: u64,
+        work: T::Work,
+    ) -> Result<DeltaOf<T::Change>, Refused> {
         if generation != self.generation {
             return Err(Refused::Stale);
         }
         let (Status::Running, Some(run)) = (self.status, self.run.as_mut()) else {
             return Err(Refused::NotRunning);
         };
-        let change = run.step(&self.settings);
+        let change = run.step_with(&self.settings, work);
         if run.done() {
             self.enter(Status::Finished);
         }

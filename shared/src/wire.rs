@@ -71,6 +71,35 @@ pub enum CommandError {
     /// The server's store is damaged: no change can be saved until its
     /// operator repairs it; nothing was changed.
     StoreDamaged,
+    /// A bound of a search's range is not acceptable.
+    Range {
+        /// Which bound.
+        field: Bound,
+        /// The reason.
+        reason: InputError,
+    },
+    /// A search's From is above its To.
+    Backwards,
+}
+
+/// A bound of a search's range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// The first start.
+    From,
+    /// The last start.
+    To,
+}
+
+impl Bound {
+    /// Its label on the page.
+    pub fn label(self) -> &'static str {
+        match self {
+            Bound::From => "From",
+            Bound::To => "To",
+        }
+    }
 }
 
 impl fmt::Display for CommandError {
@@ -89,6 +118,8 @@ impl fmt::Display for CommandError {
             CommandError::Ended => {
                 f.write_str("Your session had ended, so nothing was changed; please try again.")
             }
+            CommandError::Range { field, reason } => write!(f, "{}: {reason}", field.label()),
+            CommandError::Backwards => f.write_str("From must not be above To."),
             CommandError::StoreDamaged => f.write_str(
                 "The server's store of sessions is damaged, so no change can be saved until \
                  its operator repairs it; nothing was changed.",

@@ -103,6 +103,8 @@ impl Task for Countdown {
     type Change = Counted;
     type Summary = u32;
     type Saved = SavedCount;
+    type Work = ();
+    type Plan = ();
 
     fn interval_ms(settings: &u32) -> u32 {
         *settings

@@ -10,7 +10,7 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
-use shared::{collatz::Run, trajectory::PageError, Number};
+use shared::{job::Job, trajectory::PageError, Number};
 
 use crate::session::Session;
 
@@ -20,7 +20,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// `step,value` for every step of the session's run so far, with a file name
 /// that says the start; 404 without a run.
 pub async fn csv(request: Request) -> Response {
-    let session = request.extensions().get::<Arc<Session<Run>>>().cloned();
+    let session = request.extensions().get::<Arc<Session<Job>>>().cloned();
     let trajectory = match session {
         Some(session) => super::trajectory(&session).await,
         None => None,

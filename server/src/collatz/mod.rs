@@ -1,6 +1,7 @@
 //! The Collatz kind's part of the server: what its page reaches through
-//! `app`'s [`SessionApi`] (commands, the state, pages of older values) and
-//! its CSV download. Everything else (sessions, the lock section, tasks,
+//! `app`'s [`SessionApi`] (commands, the state, pages of older values; a
+//! search's commands and state, which the same page reaches) and its CSV
+//! download. Everything else (sessions, the lock section, tasks,
 //! streams, the store, the cluster) is the runtime's, which knows no kind.
 
 pub mod download;
@@ -10,9 +11,11 @@ use std::sync::Arc;
 use app::api::{AppError, BoxFuture, CurrentSession, SessionApi};
 use axum::{extract::Request, middleware::Next, response::Response};
 use shared::{
-    collatz::Run,
+    job::{Job, JobCommand, Listed},
+    search::SearchCommand,
+    task::Task,
     trajectory::{Marks, Page, PageError},
-    wire::{Command, Listed, Snapshot, Window},
+    wire::{Command, Snapshot, SnapshotOf},
     Number,
 };
 
@@ -23,7 +26,7 @@ use crate::{http::SessionHandle, id::RunId, session::Session};
 pub async fn current_session(mut request: Request, next: Next) -> Response {
     if let Some(handle) = request
         .extensions()
-        .get::<Arc<SessionHandle<Run>>>()
+        .get::<Arc<SessionHandle<Job>>>()
         .cloned()
     {
         request.extensions_mut().insert(CurrentSession(handle));
@@ -31,13 +34,34 @@ pub async fn current_session(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-impl SessionApi for SessionHandle<Run> {
+impl SessionApi for SessionHandle<Job> {
     fn command(
         &self,
         run: Option<String>,
         command: Command,
     ) -> BoxFuture<'_, Result<u64, AppError>> {
+        Box::pin(async move { SessionHandle::command(self, named(run)?, command.into()).await })
+    }
+
+    fn search(
+        &self,
+        run: Option<String>,
+        from: String,
+        to: String,
+    ) -> BoxFuture<'_, Result<u64, AppError>> {
+        let command = JobCommand::Search(SearchCommand::SetRange { from, to });
         Box::pin(async move { SessionHandle::command(self, named(run)?, command).await })
+    }
+
+    fn search_snapshot(
+        &self,
+        run: String,
+    ) -> BoxFuture<'_, Result<shared::job::Snapshot, AppError>> {
+        Box::pin(async move {
+            let run = named(Some(run))?.ok_or(AppError::NoRun)?;
+            let session = self.run(Some(run)).await?.ok_or(AppError::NoRun)?;
+            Ok(session.snapshot().await)
+        })
     }
 
     fn snapshot(
@@ -46,7 +70,7 @@ impl SessionApi for SessionHandle<Run> {
     ) -> BoxFuture<'_, Result<(Option<String>, Snapshot), AppError>> {
         Box::pin(async move {
             let (id, snapshot) = SessionHandle::snapshot(self, named(run)?).await?;
-            Ok((id.map(|id| id.to_string()), snapshot))
+            Ok((id.map(|id| id.to_string()), collatz_only(snapshot)))
         })
     }
 
@@ -66,11 +90,15 @@ impl SessionApi for SessionHandle<Run> {
     }
 
     fn max_digits(&self) -> usize {
-        self.runtime().sessions.settings().max_digits
+        self.runtime().sessions.settings().collatz.max_digits
     }
 
-    fn window(&self) -> Window {
-        self.runtime().sessions.settings().window()
+    fn max_input_chars(&self) -> usize {
+        self.runtime().sessions.settings().search.max_input_chars
+    }
+
+    fn window(&self) -> shared::wire::Window {
+        self.runtime().sessions.settings().collatz.window()
     }
 
     fn values(
@@ -89,6 +117,20 @@ impl SessionApi for SessionHandle<Run> {
     }
 }
 
+/// A run's state as the Collatz view shows it: a search shows as no run
+/// (the page's search region follows searches).
+fn collatz_only(snapshot: shared::job::Snapshot) -> Snapshot {
+    SnapshotOf {
+        run: snapshot.run.and_then(|run| run.collatz().cloned()),
+        version: snapshot.version,
+        status: snapshot.status,
+        interval_ms: snapshot.interval_ms,
+        failure: snapshot.failure,
+        unwatched: snapshot.unwatched,
+        started_at: snapshot.started_at,
+    }
+}
+
 /// The run a page names by its id; an id that names no run is as a run
 /// that is gone.
 fn named(run: Option<String>) -> Result<Option<RunId>, AppError> {
@@ -96,12 +138,12 @@ fn named(run: Option<String>) -> Result<Option<RunId>, AppError> {
         .transpose()
 }
 
-/// The run's start and the steps taken from it, once there is a run.
-pub async fn trajectory(session: &Session<Run>) -> Option<(Number, u64)> {
+/// The Collatz run's start and the steps taken from it, once there is one.
+pub async fn trajectory(session: &Session<Job>) -> Option<(Number, u64)> {
     session
         .read(|machine| {
-            let (start, steps) = machine.trajectory()?;
-            Some((start.clone(), steps))
+            let run = machine.run()?.collatz()?;
+            Some((run.start().clone(), run.steps()))
         })
         .await
 }
@@ -116,7 +158,7 @@ struct Paging(std::sync::Mutex<Option<Marks>>);
 /// run's marks on the blocking pool (a page far into a long run of big
 /// numbers walks up to a stride of steps), outside the session's lock, so
 /// paging never holds up a step.
-async fn values(session: &Arc<Session<Run>>, from: u64, count: u64) -> Result<Page, PageError> {
+async fn values(session: &Arc<Session<Job>>, from: u64, count: u64) -> Result<Page, PageError> {
     let (start, steps) = trajectory(session).await.ok_or(PageError::NoRun)?;
     let session = session.clone();
     let answer = tokio::task::spawn_blocking(move || {

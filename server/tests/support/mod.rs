@@ -60,7 +60,7 @@ pub async fn metrics(server: &TestServer) -> String {
 }
 
 /// The store `config` names.
-pub fn store(config: &Config) -> Arc<dyn Store<shared::SavedRun>> {
+pub fn store(config: &Config) -> Arc<dyn Store<shared::job::SavedJob>> {
     server::store::open(&config.store.path).unwrap()
 }
 
@@ -78,7 +78,10 @@ impl TestServer {
     }
 
     /// A server saving in `store`.
-    pub async fn start_with(config: Config, store: Arc<dyn Store<shared::SavedRun>>) -> TestServer {
+    pub async fn start_with(
+        config: Config,
+        store: Arc<dyn Store<shared::job::SavedJob>>,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -386,7 +389,7 @@ pub struct FaultyStore {
     saves: std::sync::atomic::AtomicUsize,
     save: Box<dyn Fn(usize) -> Result<(), StoreError> + Send + Sync>,
     /// What [`Store::keep`] was given, in order.
-    pub kept: std::sync::Mutex<Vec<shared::Saved>>,
+    pub kept: std::sync::Mutex<Vec<shared::job::Saved>>,
 }
 
 impl FaultyStore {
@@ -414,19 +417,19 @@ pub fn disk_full() -> StoreError {
     }
 }
 
-impl Store<shared::SavedRun> for FaultyStore {
+impl Store<shared::job::SavedJob> for FaultyStore {
     fn index(&self) -> Receipt<Vec<Stored>> {
         Box::pin(async { Ok(Vec::new()) })
     }
-    fn get(&self, _: RunId) -> Receipt<Option<shared::Saved>> {
+    fn get(&self, _: RunId) -> Receipt<Option<shared::job::Saved>> {
         Box::pin(async { Ok(None) })
     }
-    fn save(&self, _: RunId, _: shared::Saved) -> Receipt<()> {
+    fn save(&self, _: RunId, _: shared::job::Saved) -> Receipt<()> {
         let before = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let answer = (self.save)(before);
         Box::pin(async move { answer })
     }
-    fn keep(&self, _: RunId, saved: shared::Saved) {
+    fn keep(&self, _: RunId, saved: shared::job::Saved) {
         self.kept.lock().unwrap().push(saved);
     }
     fn delete(&self, _: Vec<RunId>) -> Receipt<()> {
