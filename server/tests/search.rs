@@ -92,7 +92,8 @@ async fn a_search_runs_pauses_goes_on_and_downloads_exactly() {
     ] {
         let (status, body) = search(&browser, &run, from, to).await;
         assert_eq!(status, 422, "{body}");
-        assert!(body.contains(reason), "{from}…{to}: {body}");
+        let said = serde_json::from_str::<app::api::AppError>(&body).unwrap();
+        assert!(said.to_string().starts_with(reason), "{from}…{to}: {said}");
     }
     assert_eq!(state(&browser, &run).await.run, None);
 
