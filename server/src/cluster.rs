@@ -367,6 +367,21 @@ impl Cluster {
         self.scan
     }
 
+    /// How long a lease lasts.
+    pub fn lease_period(&self) -> Duration {
+        self.lease
+    }
+
+    /// The connection for commands and scripts.
+    pub(crate) fn connection(&self) -> redis::aio::ConnectionManager {
+        self.primary.links().redis.clone()
+    }
+
+    /// What a failed request to Redis means for a change (see `down`).
+    pub(crate) fn lost(&self, error: &redis::RedisError) -> CommitError {
+        self.down(error)
+    }
+
     /// Whether Redis answered last time; changes are watched by streams.
     pub fn up(&self) -> watch::Receiver<bool> {
         self.up.subscribe()

@@ -13,6 +13,7 @@ pub mod address;
 pub mod assets;
 pub mod backend;
 pub mod change;
+pub mod chunks;
 pub mod cluster;
 pub mod collatz;
 pub mod config;
@@ -218,6 +219,17 @@ pub async fn run_in(
                 .tasks
                 .handle()
                 .spawn(runtime.clone().take_over_lapsed_runs(cluster.clone())),
+            runtime.tasks.handle().spawn({
+                let runtime = runtime.clone();
+                let scan = cluster.scan_period();
+                async move {
+                    let workers = runtime.tasks.workers().clone();
+                    let stop = runtime.draining.clone();
+                    workers
+                        .serve_chunks::<Job>(runtime.metrics.clone(), stop, scan)
+                        .await;
+                }
+            }),
         ],
         _ => Vec::new(),
     };

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub fenced_commits: Counter,
     /// Cluster mode: runs this node took over after their lease lapsed.
     pub takeovers: Counter,
+    /// Cluster mode: chunks of steps' work (any node's runs) this node
+    /// computed and committed.
+    pub chunks_done: Counter,
     /// Whether the store answered when last asked (cluster mode: Redis, at
     /// each scan); always 1 for one process.
     pub store_up: Gauge,
@@ -78,6 +81,7 @@ impl Metrics {
             sessions_refused: Counter::default(),
             fenced_commits: Counter::default(),
             takeovers: Counter::default(),
+            chunks_done: Counter::default(),
             store_up: Gauge::default(),
             command_seconds: latency_histogram(),
             server_fn_seconds: latency_histogram(),
@@ -140,6 +144,11 @@ impl Metrics {
             "takeovers",
             "Runs taken over after their lease lapsed",
             metrics.takeovers.clone(),
+        );
+        registry.register(
+            "chunks_done",
+            "Chunks of steps' work computed and committed here",
+            metrics.chunks_done.clone(),
         );
         registry.register(
             "store_up",

@@ -145,6 +145,7 @@ impl<T: Task> Runtime<T> {
         metrics: Arc<Metrics>,
     ) -> Arc<Runtime<T>> {
         let shutdown = CancellationToken::new();
+        let cluster = backend.cluster().cloned();
         Arc::new(Runtime {
             sessions: Sessions::new(
                 settings,
@@ -160,7 +161,7 @@ impl<T: Task> Runtime<T> {
             new_per_minute: config.sessions.new_per_minute,
             tasks: tasks
                 .limited_to(config.sessions.max_steps)
-                .working_in(config.search.threads),
+                .working_in(config.search.threads, cluster),
             metrics,
             shutdown,
             draining: CancellationToken::new(),

@@ -9,7 +9,10 @@
 
 use std::{
     panic::AssertUnwindSafe,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -28,6 +31,7 @@ use tracing::Instrument;
 
 use crate::{
     backend::CommitError,
+    cluster::Cluster,
     metrics::Metrics,
     session::{Session, Started, StepError, Stepped},
 };
@@ -73,14 +77,26 @@ pub struct Tasks {
 
 /// The threads that do the work of steps outside their run's lock (see
 /// `Task::plan`): the tasks' blocking pool, at the tasks' priority, no
-/// more pieces at once over every run than `ways`.
+/// more pieces at once over every run than `ways`. In a cluster the pieces
+/// are chunks shared by every node (see [`crate::chunks`]).
 #[derive(Clone)]
 pub struct Workers {
     /// One per piece of work being done.
     permits: Arc<Semaphore>,
-    /// How many pieces one run plans at once, and all runs do at once.
+    /// How many pieces all runs do at once here.
     ways: usize,
+    /// How many pieces one run plans at once: `ways`, or in a cluster
+    /// every node's (as the nodes last said).
+    planned: Arc<AtomicUsize>,
+    /// The cluster the pieces are shared in, in cluster mode.
+    cluster: Option<Arc<Cluster>>,
 }
+
+/// How often a run's node looks for the results of its chunks.
+const RESULTS_EVERY: Duration = Duration::from_millis(5);
+/// The longest an idle chunk worker waits before it looks again (it looks
+/// again at once after a chunk, and backs off from 5 ms while none come).
+const IDLE_AT_MOST: Duration = Duration::from_millis(50);
 
 impl Workers {
     /// Up to `ways` pieces at once (at least one).
@@ -89,7 +105,14 @@ impl Workers {
         Workers {
             permits: Arc::new(Semaphore::new(ways)),
             ways,
+            planned: Arc::new(AtomicUsize::new(ways)),
+            cluster: None,
         }
+    }
+
+    /// How many pieces a run plans at once.
+    fn planned(&self) -> usize {
+        self.planned.load(Ordering::Relaxed).max(1)
     }
 
     /// One per core.
@@ -106,6 +129,9 @@ impl Workers {
         plans: Vec<T::Plan>,
         cancel: &CancellationToken,
     ) -> Option<Vec<T::Work>> {
+        if let Some(cluster) = &self.cluster {
+            return shared_work::<T>(cluster, plans, cancel).await;
+        }
         let pieces = plans.into_iter().map(|plan| {
             let permits = self.permits.clone();
             async move {
@@ -150,12 +176,13 @@ impl Tasks {
     }
 
     /// The same tasks, doing steps' work `ways` pieces at once (0: one
-    /// per core).
-    pub fn working_in(self, ways: usize) -> Tasks {
+    /// per core), shared with the other nodes of `cluster` if there is one.
+    pub fn working_in(self, ways: usize, cluster: Option<Arc<Cluster>>) -> Tasks {
         let workers = match ways {
             0 => Workers::per_core(),
             ways => Workers::new(ways),
         };
+        let workers = Workers { cluster, ..workers };
         Tasks { workers, ..self }
     }
 
@@ -222,6 +249,11 @@ impl Tasks {
     /// The runtime the tasks run on.
     pub fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    /// Where steps' work is done.
+    pub fn workers(&self) -> &Workers {
+        &self.workers
     }
 
     /// Tasks alive now.
@@ -354,7 +386,10 @@ async fn step_until_stopped<T: Task>(
     let mut beat = Beat::new(session, since_step).await;
     let (mut steps, mut plans) = session
         .read(|machine| match machine.run() {
-            Some(run) if !run.done() => (run.steps(), run.plan(&machine.settings(), workers.ways)),
+            Some(run) if !run.done() => (
+                run.steps(),
+                run.plan(&machine.settings(), workers.planned()),
+            ),
             run => (run.map_or(0, T::steps), Vec::new()),
         })
         .await;
@@ -394,7 +429,9 @@ async fn step_until_stopped<T: Task>(
         // published delta for them, so the per-event cost is shared.
         let batch = if interval.is_zero() { BURST } else { 1 };
         let batch = batch.min(usize::try_from(max_steps - steps).unwrap_or(usize::MAX));
-        let stepped = session.step(generation, batch, work, workers.ways).await;
+        let stepped = session
+            .step(generation, batch, work, workers.planned())
+            .await;
         let Stepped {
             delta,
             checkpoint,
@@ -479,4 +516,153 @@ fn announce_last<T: Task>(session: &Session<T>, unannounced: Option<(u64, u32)>)
         session.announce(version);
     }
     tracing::debug!("ended");
+}
+
+/// Cluster mode: offers `plans` as chunks to every node and waits for their
+/// results, in order; `None` if `cancel` comes first (the chunks are then
+/// dropped: one being computed finishes unseen). While Redis cannot be
+/// reached it keeps trying.
+async fn shared_work<T: Task>(
+    cluster: &Cluster,
+    plans: Vec<T::Plan>,
+    cancel: &CancellationToken,
+) -> Option<Vec<T::Work>> {
+    let plans: Vec<String> = plans
+        .iter()
+        .map(|plan| serde_json::to_string(plan).expect("a plan serialises"))
+        .collect();
+    let ids = loop {
+        match cluster.offer_chunks(&plans).await {
+            Ok(ids) => break ids,
+            Err(error) => tracing::warn!(%error, "cannot offer chunks; trying again"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            () = tokio::time::sleep(RETRY_AFTER) => {}
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                let _ = cluster.drop_chunks(&ids).await;
+                return None;
+            }
+            () = tokio::time::sleep(RESULTS_EVERY) => {}
+        }
+        let Ok(results) = cluster.chunk_results(&ids).await else {
+            continue;
+        };
+        if results.iter().all(Option::is_some) {
+            let _ = cluster.drop_chunks(&ids).await;
+            // A result that does not read (a node of another build) is no
+            // work: the step does its own.
+            let work = results
+                .into_iter()
+                .flatten()
+                .map(|result| serde_json::from_str(&result).unwrap_or_default());
+            return Some(work.collect());
+        }
+    }
+}
+
+impl Workers {
+    /// Cluster mode: takes chunks of any node's runs while a work thread is
+    /// free, until `stop`; each is computed on the blocking pool under a
+    /// lease renewed as it goes, and its result committed once, by this
+    /// node while it holds the lease. Chunks whose node died go back to
+    /// the queue once their lease lapses (looked for every `scan`).
+    pub async fn serve_chunks<T: Task>(
+        &self,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+        scan: Duration,
+    ) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let reclaiming = {
+            let (cluster, stop, ways) = (cluster.clone(), stop.clone(), self.ways);
+            let planned = self.planned.clone();
+            async move {
+                let mut ticks = tokio::time::interval(scan);
+                while tokio::select! { () = stop.cancelled() => false, _ = ticks.tick() => true } {
+                    if let Ok(all) = cluster.working(ways, scan * 3).await {
+                        planned.store(all, Ordering::Relaxed);
+                    }
+                    if let Ok(back) = cluster.reclaim_chunks().await {
+                        if back > 0 {
+                            tracing::info!(back, "chunks whose node stopped were put back");
+                        }
+                    }
+                }
+            }
+        };
+        let serving =
+            (0..self.ways).map(|_| take_chunks::<T>(&cluster, &self.permits, &metrics, &stop));
+        futures::future::join(reclaiming, futures::future::join_all(serving)).await;
+    }
+}
+
+/// One work thread's loop of [`Workers::serve_chunks`].
+async fn take_chunks<T: Task>(
+    cluster: &Arc<Cluster>,
+    permits: &Arc<Semaphore>,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) {
+    let mut idle = Duration::ZERO;
+    loop {
+        if !idle.is_zero() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(idle) => {}
+            }
+        }
+        let permit = tokio::select! {
+            () = stop.cancelled() => return,
+            permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+        };
+        let taken = match cluster.take_chunk().await {
+            Ok(Some(taken)) => taken,
+            Ok(None) => {
+                idle = (idle * 2).clamp(Duration::from_millis(5), IDLE_AT_MOST);
+                continue;
+            }
+            Err(_) => {
+                idle = RETRY_AFTER;
+                continue;
+            }
+        };
+        idle = Duration::ZERO;
+        let Ok(plan) = serde_json::from_str::<T::Plan>(&taken.plan) else {
+            tracing::warn!(chunk = taken.id, "a chunk whose plan does not read is left");
+            continue;
+        };
+        let mut computing = tokio::task::spawn_blocking(move || {
+            let work = T::work(plan);
+            drop(permit);
+            work
+        });
+        let mut renew = tokio::time::interval(cluster.lease_period() / 3);
+        renew.tick().await;
+        let work = loop {
+            tokio::select! {
+                done = &mut computing => break done,
+                _ = renew.tick() => {
+                    if cluster.renew_chunk(taken.id).await == Ok(false) {
+                        tracing::warn!(chunk = taken.id, "a chunk's lease was lost; another node takes it");
+                    }
+                }
+            }
+        };
+        let work = match work {
+            Ok(work) => work,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        let result = serde_json::to_string(&work).expect("work serialises");
+        if cluster.finish_chunk(taken.id, &result).await == Ok(true) {
+            metrics.chunks_done.inc();
+        }
+    }
 }

@@ -666,3 +666,93 @@ async fn a_search_whose_node_is_killed_goes_on_elsewhere_and_its_records_are_exa
         .unwrap();
     assert_eq!(csv, shared::records::csv(search.records()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_is_split_over_the_nodes_and_a_node_killed_mid_chunk_loses_nothing() {
+    const TO: u64 = 30_000_000;
+    let redis = Redis::start().await;
+    let env = [
+        ("HAILSTONE_SEARCH_THREADS", "1"),
+        ("HAILSTONE_SEARCH_STRETCH", "500000"),
+    ];
+    let a = Node::start_with(&redis, "a", LEASE_MS, SCAN_MS, &env).await;
+    let mut b = Node::start_with(&redis, "b", LEASE_MS, SCAN_MS, &env).await;
+    let on_a = Browser::at(&a.url());
+    on_a.attach().await;
+    let run = on_a.new_run().await;
+    let (status, body) = on_a
+        .call(
+            "search",
+            serde_json::json!({ "from": "1", "to": TO.to_string(), "run": run }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Node a owns the run; both nodes take its chunks.
+    until(
+        Duration::from_secs(60),
+        "both nodes take chunks",
+        || async {
+            a.metric("hailstone_chunks_done_total").await >= 5.0
+                && b.metric("hailstone_chunks_done_total").await >= 5.0
+        },
+    )
+    .await;
+    // Killed while it holds a chunk's lease (a chunk takes it ~60 ms).
+    let redis_link = redis.connection().await;
+    until(Duration::from_secs(30), "b holds a chunk", || {
+        let mut redis_link = redis_link.clone();
+        async move {
+            let leases: Vec<String> = redis::cmd("KEYS")
+                .arg("hs:chunk:*:lease")
+                .query_async(&mut redis_link)
+                .await
+                .unwrap();
+            for lease in leases {
+                let holder: Option<String> = redis::cmd("GET")
+                    .arg(&lease)
+                    .query_async(&mut redis_link)
+                    .await
+                    .unwrap();
+                if holder.as_deref() == Some("b") {
+                    return true;
+                }
+            }
+            false
+        }
+    })
+    .await;
+    b.kill();
+    let before = checked(&search_state(&on_a, &run).await);
+    assert!(before < TO, "the search ended before the kill");
+    let done = {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let state = search_state(&on_a, &run).await;
+            if state.status == Status::Finished {
+                break state;
+            }
+            assert!(Instant::now() < deadline, "not finished: {state:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(checked(&done), TO);
+    assert!(
+        a.logged()
+            .contains("chunks whose node stopped were put back"),
+        "{}",
+        a.logged()
+    );
+    let mut search = shared::records::Search::new(1, TO).unwrap();
+    while let Some((first, last)) = search.next_stretch(1 << 20) {
+        search.absorb(&shared::records::scan(1, first, last));
+    }
+    let csv = on_a
+        .get(&format!("/records.csv?run={run}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv, shared::records::csv(search.records()));
+}

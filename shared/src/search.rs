@@ -115,7 +115,7 @@ pub struct SearchRun {
 }
 
 /// A stretch to check: the range's first start and the stretch's bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// The range's first start.
     from: u64,

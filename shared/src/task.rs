@@ -65,8 +65,9 @@ pub trait Task: Clone + fmt::Debug + Send + Sync + Sized + 'static {
         + Send
         + Sync
         + 'static;
-    /// What such work needs, cut from the run under its lock.
-    type Plan: Send + 'static;
+    /// What such work needs, cut from the run under its lock (a cluster
+    /// sends it to whichever node does it).
+    type Plan: fmt::Debug + Serialize + DeserializeOwned + Send + 'static;
 
     /// The step interval a session starts with.
     fn interval_ms(settings: &Self::Settings) -> u32;
