@@ -11,6 +11,9 @@
 #   scripts/bench.sh restart    # restart with 100,000 stored sessions; memory per session
 #   scripts/bench.sh pages      # a page of values far into a 1,000-digit run
 #   scripts/bench.sh lighthouse # Lighthouse (mobile) on the release build, three runs
+#   scripts/bench.sh search     # [1, 10^9] searched through the server on every core;
+#                               # 1,000 sessions' command round trips with and without a search
+#   scripts/bench.sh search-cluster  # [1, 10^9] searched by a cluster of one node, then two
 #   scripts/bench.sh cluster [NAME]  # nodes, Redis (with Sentinel) and haproxy: load,
 #                                    # memory, the cost of WAIT, a node killed, the
 #                                    # Redis primary killed, a rolling restart
@@ -95,6 +98,59 @@ if [ "$what" = pages ]; then
   # steps, through the server function.
   cargo run --release -p server --example pages -- \
     --server "$CARGO_TARGET_DIR/release/server" | tee "$out/pages.txt"
+  exit 0
+fi
+
+if [ "$what" = search ]; then
+  cargo build --release -p server --example search
+  search_bench="$CARGO_TARGET_DIR/release/examples/search"
+  "$search_bench" --server "$CARGO_TARGET_DIR/release/server" --to "${2:-1000000000}" | tee "$out/search.txt"
+  # 1,000 sessions at 0.5 s on a server with every core (not pinned, as a
+  # search uses them all), with no search and then beside one.
+  for beside in none search; do
+    rm -f "$out/store.db" "$out/store.db-wal" "$out/store.db-shm"
+    LEPTOS_SITE_ADDR=$addr HAILSTONE_MAX_SESSIONS=100000 HAILSTONE_STORE_PATH="$out/store.db" \
+      RUST_LOG=warn "$CARGO_TARGET_DIR/release/server" &
+    server_pid=$!
+    for _ in $(seq 100); do curl -fs "http://$addr/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    held=""
+    if [ "$beside" = search ]; then
+      "$search_bench" --addr $addr --to 100000000000 --hold 40 >"$out/search-held.txt" &
+      held=$!
+      sleep 3
+    fi
+    echo "== n1000 beside $beside: 1000 sessions, interval 500 ms, 30 s" | tee -a "$out/search.txt"
+    "$CARGO_TARGET_DIR/release/loadgen" --addr $addr --sessions 1000 --interval 500 --duration 30 \
+      --pid "$server_pid" | tee -a "$out/search.txt"
+    if [ -n "$held" ]; then
+      wait "$held"
+      tee -a "$out/search.txt" <"$out/search-held.txt"
+    fi
+    stop_server
+  done
+  exit 0
+fi
+
+if [ "$what" = search-cluster ]; then
+  # One Redis (no sentinels) and one node, then two, on this machine: the
+  # search offered as chunks, every node taking them.
+  scripts/setup.sh cluster
+  cargo build --release -p server --example search
+  : >"$out/search-cluster.txt"
+  for nodes in 1 2; do
+    cluster_dir=/tmp/hailstone-bench-search-$nodes
+    rm -rf "$cluster_dir"
+    CLUSTER_DIR=$cluster_dir CLUSTER_PORT=3990 CLUSTER_NODES=$nodes CLUSTER_REDIS_PORT=6499 \
+      CLUSTER_SENTINELS=0 RUST_LOG=warn scripts/cluster.sh >"$out/search-cluster-run.txt" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 600); do [ -f "$cluster_dir/ready" ] && break; sleep 0.1; done
+    [ -f "$cluster_dir/ready" ] || { cat "$out/search-cluster-run.txt"; exit 1; }
+    echo "== $nodes node(s), one Redis" | tee -a "$out/search-cluster.txt"
+    "$CARGO_TARGET_DIR/release/examples/search" --addr 127.0.0.1:3991 --to "${2:-1000000000}" |
+      tee -a "$out/search-cluster.txt"
+    stop_server
+    rm -rf "$cluster_dir"
+  done
   exit 0
 fi
 
