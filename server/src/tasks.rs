@@ -76,8 +76,9 @@ pub struct Tasks {
 }
 
 /// The threads that do the work of steps outside their run's lock (see
-/// `Task::plan`): the tasks' blocking pool, at the tasks' priority, no
-/// more pieces at once over every run than `ways`. In a cluster the pieces
+/// `Task::plan`): `ways` threads of their own at the lowest priority
+/// there is (`SCHED_IDLE`: the CPU that requests, streams and steps leave
+/// over), one piece at a time each. In a cluster the pieces
 /// are chunks shared by every node (see [`crate::chunks`]).
 #[derive(Clone)]
 pub struct Workers {
@@ -90,6 +91,80 @@ pub struct Workers {
     planned: Arc<AtomicUsize>,
     /// The cluster the pieces are shared in, in cluster mode.
     cluster: Option<Arc<Cluster>>,
+    /// The threads, started on the first piece.
+    pool: Arc<std::sync::OnceLock<Pool>>,
+}
+
+/// A piece of work for the pool.
+type Piece = Box<dyn FnOnce() + Send>;
+
+/// `Workers`' threads and the queue they take pieces from.
+struct Pool {
+    pieces: std::sync::mpsc::Sender<Piece>,
+}
+
+impl Pool {
+    /// `threads` threads, each lowered to `SCHED_IDLE`; they end when the
+    /// pool is dropped.
+    fn start(threads: usize) -> Pool {
+        let (pieces, queue) = std::sync::mpsc::channel::<Piece>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..threads {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name("hailstone-work".into())
+                .spawn(move || {
+                    idle_priority();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match next {
+                            Ok(piece) => piece(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a work thread");
+            }
+        }
+        Pool { pieces }
+    }
+
+    /// Runs `work` on a thread of the pool; its panic, if it panics.
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::Result<R> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let piece: Piece = Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(AssertUnwindSafe(work)));
+        });
+        if self.pieces.send(piece).is_err() {
+            return Err(Box::new("the work threads are gone"));
+        }
+        result
+            .await
+            .unwrap_or_else(|_| Err(Box::new("a work thread ended")))
+    }
+}
+
+/// Moves the calling thread to `SCHED_IDLE`: it runs only when nothing
+/// else wants the CPU, and yields at once to any thread that wakes. Best
+/// effort: otherwise it keeps the tasks' nice value.
+fn idle_priority() {
+    lower_priority();
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call on the calling thread with a valid
+    // parameter block.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot give the work threads the idle priority"
+            );
+        }
+    }
 }
 
 /// How often a run's node looks for the results of its chunks.
@@ -107,7 +182,19 @@ impl Workers {
             ways,
             planned: Arc::new(AtomicUsize::new(ways)),
             cluster: None,
+            pool: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// Runs one piece of work on the pool, which starts on the first.
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::Result<R> {
+        self.pool
+            .get_or_init(|| Pool::start(self.ways))
+            .run(work)
+            .await
     }
 
     /// How many pieces a run plans at once.
@@ -120,7 +207,7 @@ impl Workers {
         Workers::new(std::thread::available_parallelism().map_or(1, usize::from))
     }
 
-    /// Does `plans` at once, each on a thread of the blocking pool once a
+    /// Does `plans` at once, each on a work thread once a
     /// permit is free; `None` if `cancel` comes first (work already begun
     /// finishes unseen). A piece that panics panics the task, whose run is
     /// then failed.
@@ -136,7 +223,7 @@ impl Workers {
             let permits = self.permits.clone();
             async move {
                 let permit = permits.acquire_owned().await.expect("never closed");
-                tokio::task::spawn_blocking(move || {
+                self.run(move || {
                     let work = T::work(plan);
                     drop(permit);
                     work
@@ -151,7 +238,7 @@ impl Workers {
         };
         let work = done.into_iter().map(|piece| match piece {
             Ok(work) => work,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
+            Err(panic) => std::panic::resume_unwind(panic),
         });
         Some(work.collect())
     }
@@ -568,7 +655,7 @@ async fn shared_work<T: Task>(
 
 impl Workers {
     /// Cluster mode: takes chunks of any node's runs while a work thread is
-    /// free, until `stop`; each is computed on the blocking pool under a
+    /// free, until `stop`; each is computed on a work thread under a
     /// lease renewed as it goes, and its result committed once, by this
     /// node while it holds the lease. Chunks whose node died go back to
     /// the queue once their lease lapses (looked for every `scan`).
@@ -598,16 +685,15 @@ impl Workers {
                 }
             }
         };
-        let serving =
-            (0..self.ways).map(|_| take_chunks::<T>(&cluster, &self.permits, &metrics, &stop));
+        let serving = (0..self.ways).map(|_| take_chunks::<T>(self, &cluster, &metrics, &stop));
         futures::future::join(reclaiming, futures::future::join_all(serving)).await;
     }
 }
 
 /// One work thread's loop of [`Workers::serve_chunks`].
 async fn take_chunks<T: Task>(
+    workers: &Workers,
     cluster: &Arc<Cluster>,
-    permits: &Arc<Semaphore>,
     metrics: &Metrics,
     stop: &CancellationToken,
 ) {
@@ -621,7 +707,7 @@ async fn take_chunks<T: Task>(
         }
         let permit = tokio::select! {
             () = stop.cancelled() => return,
-            permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+            permit = workers.permits.clone().acquire_owned() => permit.expect("never closed"),
         };
         let taken = match cluster.take_chunk().await {
             Ok(Some(taken)) => taken,
@@ -639,11 +725,11 @@ async fn take_chunks<T: Task>(
             tracing::warn!(chunk = taken.id, "a chunk whose plan does not read is left");
             continue;
         };
-        let mut computing = tokio::task::spawn_blocking(move || {
+        let mut computing = std::pin::pin!(workers.run(move || {
             let work = T::work(plan);
             drop(permit);
             work
-        });
+        }));
         let mut renew = tokio::time::interval(cluster.lease_period() / 3);
         renew.tick().await;
         let work = loop {
@@ -658,7 +744,7 @@ async fn take_chunks<T: Task>(
         };
         let work = match work {
             Ok(work) => work,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
+            Err(panic) => std::panic::resume_unwind(panic),
         };
         let result = serde_json::to_string(&work).expect("work serialises");
         if cluster.finish_chunk(taken.id, &result).await == Ok(true) {
