@@ -78,11 +78,14 @@ impl Redis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// A connection for the test's own checks.
+    /// A connection for the test's own checks and writes (some large: it
+    /// waits for an answer as long as they take on a busy machine).
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(30)));
         redis::Client::open(self.url())
             .unwrap()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .unwrap()
     }
