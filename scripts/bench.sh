@@ -137,15 +137,21 @@ if [ "$what" = search-cluster ]; then
   scripts/setup.sh cluster
   cargo build --release -p server --example search
   : >"$out/search-cluster.txt"
-  for nodes in 1 2; do
-    cluster_dir=/tmp/hailstone-bench-search-$nodes
+  # Then each node on one core of its own with one work thread, as nodes on
+  # machines of one core: what the split gains with every node added.
+  for run in "1 free" "2 free" "1 pinned" "2 pinned"; do
+    read -r nodes how <<<"$run"
+    cluster_dir=/tmp/hailstone-bench-search-$nodes-$how
     rm -rf "$cluster_dir"
-    CLUSTER_DIR=$cluster_dir CLUSTER_PORT=3990 CLUSTER_NODES=$nodes CLUSTER_REDIS_PORT=6499 \
-      CLUSTER_SENTINELS=0 RUST_LOG=warn scripts/cluster.sh >"$out/search-cluster-run.txt" 2>&1 &
+    pinned=()
+    [ "$how" = free ] || pinned=(CLUSTER_PIN=1 HAILSTONE_SEARCH_THREADS=1)
+    env "${pinned[@]}" CLUSTER_DIR="$cluster_dir" CLUSTER_PORT=3990 CLUSTER_NODES="$nodes" \
+      CLUSTER_REDIS_PORT=6499 CLUSTER_SENTINELS=0 RUST_LOG=warn \
+      scripts/cluster.sh >"$out/search-cluster-run.txt" 2>&1 &
     server_pid=$!
     for _ in $(seq 600); do [ -f "$cluster_dir/ready" ] && break; sleep 0.1; done
     [ -f "$cluster_dir/ready" ] || { cat "$out/search-cluster-run.txt"; exit 1; }
-    echo "== $nodes node(s), one Redis" | tee -a "$out/search-cluster.txt"
+    echo "== $nodes node(s), $how, one Redis" | tee -a "$out/search-cluster.txt"
     "$CARGO_TARGET_DIR/release/examples/search" --addr 127.0.0.1:3991 --to "${2:-1000000000}" |
       tee -a "$out/search-cluster.txt"
     stop_server

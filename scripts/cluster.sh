@@ -18,6 +18,8 @@
 #                       nodes find the primary through; 0: one redis-server
 #                       alone, named to the nodes by its URL
 #   CLUSTER_BIN         the server binary (default: the release build)
+#   CLUSTER_PIN         set: node i runs on core (i - 1) mod cores alone
+#                       (taskset), so nodes stand for machines of one core
 #   CLUSTER_DIR         where data, logs and pid files go (default: a new
 #                       temporary directory); <name>.pid per process
 # Any HAILSTONE_* variable set is passed on to every node.
@@ -131,11 +133,13 @@ servers=""
 for i in $(seq "$nodes"); do
   node_port=$((port + i))
   say "node n$i on 127.0.0.1:$node_port"
+  pin=()
+  [ -z "${CLUSTER_PIN:-}" ] || pin=(taskset -c "$(( (i - 1) % $(nproc) ))")
   env "${node_env[@]}" \
     LEPTOS_SITE_ADDR="127.0.0.1:$node_port" \
     HAILSTONE_NODE_ID="n$i" \
     HAILSTONE_CLIENT_ADDRESS_HEADER="${HAILSTONE_CLIENT_ADDRESS_HEADER:-x-forwarded-for}" \
-    "$bin" > "$dir/n$i.log" 2>&1 &
+    "${pin[@]}" "$bin" > "$dir/n$i.log" 2>&1 &
   pids+=($!); echo $! > "$dir/n$i.pid"
   servers+="  server n$i 127.0.0.1:$node_port check inter 500 fall 1 rise 1"$'\n'
 done
