@@ -217,7 +217,7 @@ pub fn IntervalPicker() -> impl IntoView {
 }
 
 /// The policies offered for a run nobody watches, and their labels.
-const UNWATCHED: [(Unwatched, &str); 7] = [
+pub(crate) const UNWATCHED: [(Unwatched, &str); 7] = [
     (Unwatched::Keep, "Keep running"),
     (Unwatched::Pause { minutes: 1 }, "Pause after 1 min"),
     (Unwatched::Pause { minutes: 10 }, "Pause after 10 min"),
@@ -228,7 +228,7 @@ const UNWATCHED: [(Unwatched, &str); 7] = [
 ];
 
 /// An option's value: `keep`, `pause-10`, `cancel-60`.
-fn unwatched_value(policy: Unwatched) -> String {
+pub(crate) fn unwatched_value(policy: Unwatched) -> String {
     match policy {
         Unwatched::Keep => "keep".into(),
         Unwatched::Pause { minutes } => format!("pause-{minutes}"),
@@ -237,7 +237,7 @@ fn unwatched_value(policy: Unwatched) -> String {
 }
 
 /// The policy an option's value names.
-fn unwatched_policy(value: &str) -> Option<Unwatched> {
+pub(crate) fn unwatched_policy(value: &str) -> Option<Unwatched> {
     let (then, minutes) = match value.split_once('-') {
         Some((then, minutes)) => (then, minutes.parse().ok()?),
         None => (value, 0),

@@ -152,6 +152,10 @@ pub fn RecordSearch() -> impl IntoView {
                     {move || describe(shown)}
                 </p>
             </div>
+            <div class="row">
+                <CancelSearch shown error/>
+                <SearchUnwatched shown error/>
+            </div>
             <Progress shown/>
             <RecordTable shown error/>
             {move || {
@@ -211,6 +215,62 @@ fn start(
     });
     #[cfg(not(feature = "hydrate"))]
     let _ = (state, shown, run, asked, error);
+}
+
+/// "Cancel search": ends the search where it is, for good (the switch only
+/// pauses it); its records stay.
+#[component]
+fn CancelSearch(shown: Shown, error: RwSignal<Option<String>>) -> impl IntoView {
+    let state = expect_context::<PageState>();
+    let cancellable = move || shown.search().is_some() && shown.status().cancellable();
+    let cancel = move |_| {
+        if let Some(run) = state.search.get_untracked() {
+            state.send.run((Some(run), Command::Cancel, report(error)));
+        }
+    };
+    view! {
+        <button type="button" class="cancel" disabled=move || !cancellable() on:click=cancel>
+            "Cancel search"
+        </button>
+    }
+}
+
+/// What happens to the search while no page of it is open, as the main
+/// view's "When no page is open" does for its run.
+#[component]
+fn SearchUnwatched(shown: Shown, error: RwSignal<Option<String>>) -> impl IntoView {
+    use crate::controls::{unwatched_policy, unwatched_value, UNWATCHED};
+    let state = expect_context::<PageState>();
+    let current = move || {
+        shown
+            .snapshot
+            .with(|snapshot| snapshot.as_ref().map(|s| s.unwatched).unwrap_or_default())
+    };
+    let on_change = move |event| {
+        let (Some(policy), Some(run)) = (
+            unwatched_policy(&event_target_value(&event)),
+            state.search.get_untracked(),
+        ) else {
+            return;
+        };
+        state
+            .send
+            .run((Some(run), Command::SetUnwatched { policy }, report(error)));
+    };
+    view! {
+        <div class="field interval">
+            <label for="search-unwatched">"While no page is open"</label>
+            <select id="search-unwatched" on:change=on_change prop:value=move || unwatched_value(current())
+                disabled=move || shown.search().is_none()>
+                {UNWATCHED
+                    .iter()
+                    .map(|(policy, label)| view! {
+                        <option value=unwatched_value(*policy) selected=move || *policy == current()>{*label}</option>
+                    })
+                    .collect_view()}
+            </select>
+        </div>
+    }
 }
 
 /// The line beside the switch.

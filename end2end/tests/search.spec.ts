@@ -116,8 +116,20 @@ test("a record search: refused input, progress while searching, pause, a finishe
   expect(await table(page).getByRole("row").count()).toBeGreaterThan(before);
   expect(await downloaded(page)).toEqual(plainCsv(1, 600_000));
 
+  // What happens while no page is open is the search's own; Cancel ends it for good.
+  await region(page).getByLabel("While no page is open").selectOption("pause-10");
+  await expect(region(page).getByLabel("While no page is open")).toHaveValue("pause-10");
+  await to(page).fill("3,000,000,000");
+  await searching(page).click();
+  await expect(status(page)).toHaveText("Searching…");
+  await region(page).getByRole("button", { name: "Cancel search" }).click();
+  await expect(status(page)).toHaveText("Cancelled.");
+  await expect(searching(page)).toHaveAttribute("aria-checked", "false");
+  await expect(region(page).getByRole("button", { name: "Cancel search" })).toBeDisabled();
+  await expect(page.getByRole("list", { name: "Runs" })).toContainText("Cancelled");
+
   // The session's list names the search; a record opens as a Collatz run.
-  await expect(page.getByRole("list", { name: "Runs" })).toContainText("Search 1–600,000");
+  await expect(page.getByRole("list", { name: "Runs" })).toContainText("Search 1–3,000,000,000");
   await page.getByRole("button", { name: "Open 27 as a run" }).first().click();
   await expect(numberInput(page)).toHaveValue("27");
   await expect(page.getByRole("switch", { name: "Running" })).toHaveAttribute("aria-checked", "true");
