@@ -81,8 +81,8 @@ impl Redis {
     /// A connection for the test's own checks and writes (some large: it
     /// waits for an answer as long as they take on a busy machine).
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(30)));
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
         redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection_with_config(&config)
