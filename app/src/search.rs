@@ -390,7 +390,7 @@ fn RecordRow(record: Record, error: RwSignal<Option<String>>) -> impl IntoView {
             {
                 let text = text.clone();
                 leptos::task::spawn_local(async move {
-                    match stream::open_as_run(state, text).await {
+                    match stream::open_as_run(text).await {
                         Ok(run) => state.open(Some(run)),
                         Err(refused) => error.set(Some(refused.to_string())),
                     }
@@ -558,8 +558,7 @@ mod stream {
     }
 
     /// A new Collatz run of the session from `start`; its id.
-    pub async fn open_as_run(state: PageState, start: String) -> Result<String, AppError> {
-        let _ = state;
+    pub async fn open_as_run(start: String) -> Result<String, AppError> {
         let run = crate::api::new_run().await?;
         crate::api::send_command(Command::SetNumber { text: start }, Some(run.clone())).await?;
         Ok(run)

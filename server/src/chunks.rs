@@ -145,7 +145,7 @@ impl Cluster {
         offer
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))
+            .map_err(|error| self.down(&error))
     }
 
     /// Takes the oldest open chunk, leased to this node.
@@ -158,7 +158,7 @@ impl Cluster {
             .arg(self.lease_period().as_millis() as u64)
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))?;
+            .map_err(|error| self.down(&error))?;
         Ok(taken.map(|(id, plan)| Taken { id, plan }))
     }
 
@@ -174,7 +174,7 @@ impl Cluster {
             .arg(CHUNK_TTL.as_secs())
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))?;
+            .map_err(|error| self.down(&error))?;
         Ok(held == 1)
     }
 
@@ -189,7 +189,7 @@ impl Cluster {
             .arg(self.lease_period().as_millis() as u64)
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))?;
+            .map_err(|error| self.down(&error))?;
         Ok(held == 1)
     }
 
@@ -201,7 +201,7 @@ impl Cluster {
             .arg(&keys)
             .query_async(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))
+            .map_err(|error| self.down(&error))
     }
 
     /// Forgets chunks `ids`: collected, or no longer wanted (a chunk being
@@ -216,7 +216,7 @@ impl Cluster {
             .arg(&keys)
             .query_async::<()>(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))
+            .map_err(|error| self.down(&error))
     }
 
     /// Says that this node has `threads` work threads for the next
@@ -231,7 +231,7 @@ impl Cluster {
             .arg(period.as_millis() as u64)
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))
+            .map_err(|error| self.down(&error))
     }
 
     /// Puts the chunks whose node stopped renewing back in the queue.
@@ -242,6 +242,6 @@ impl Cluster {
             .key(QUEUE)
             .invoke_async(&mut redis)
             .await
-            .map_err(|error| self.lost(&error))
+            .map_err(|error| self.down(&error))
     }
 }

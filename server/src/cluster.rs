@@ -377,11 +377,6 @@ impl Cluster {
         self.primary.links().redis.clone()
     }
 
-    /// What a failed request to Redis means for a change (see `down`).
-    pub(crate) fn lost(&self, error: &redis::RedisError) -> CommitError {
-        self.down(error)
-    }
-
     /// Whether Redis answered last time; changes are watched by streams.
     pub fn up(&self) -> watch::Receiver<bool> {
         self.up.subscribe()
@@ -455,7 +450,7 @@ impl Cluster {
     }
 
     /// Notes that a request to Redis failed.
-    fn down(&self, error: &redis::RedisError) -> CommitError {
+    pub(crate) fn down(&self, error: &redis::RedisError) -> CommitError {
         let lost = error.is_io_error() || error.is_timeout() || error.is_connection_dropped();
         if lost {
             self.up.send_if_modified(|up| std::mem::replace(up, false));

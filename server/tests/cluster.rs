@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use shared::wire::{Command, EventId, Status, Update};
 use support::{
     cluster::{until, Node, Redis},
+    search::{self, checked, expected_csv, search, searcher},
     trajectory, Browser, Events,
 };
 
@@ -591,23 +592,6 @@ async fn a_run_watched_through_another_node_runs_on_and_pauses_once_nobody_watch
     );
 }
 
-/// A search's state on `browser`'s node.
-async fn search_state(browser: &Browser, run: &str) -> shared::job::Snapshot {
-    let (status, body) = browser
-        .call("search_state", serde_json::json!({ "run": run }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-fn checked(snapshot: &shared::job::Snapshot) -> u64 {
-    snapshot
-        .run
-        .as_ref()
-        .and_then(|run| run.search())
-        .map_or(0, |search| search.checked)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_search_whose_node_is_killed_goes_on_elsewhere_and_its_records_are_exact() {
     const TO: u64 = 20_000_000;
@@ -618,53 +602,27 @@ async fn a_search_whose_node_is_killed_goes_on_elsewhere_and_its_records_are_exa
     ];
     let mut a = Node::start_with(&redis, "a", LEASE_MS, SCAN_MS, &env).await;
     let b = Node::start_with(&redis, "b", LEASE_MS, SCAN_MS, &env).await;
-    let on_a = Browser::at(&a.url());
-    on_a.attach().await;
-    let run = on_a.new_run().await;
-    let (status, body) = on_a
-        .call(
-            "search",
-            serde_json::json!({ "from": "1", "to": TO.to_string(), "run": run }),
-        )
-        .await;
+    let (on_a, run) = searcher(&a.url()).await;
+    let (status, body) = search(&on_a, &run, "1", &TO.to_string()).await;
     assert_eq!(status, 200, "{body}");
     let on_b = same_session(&b, &on_a);
     // Node a checks it (its command started the task); b follows.
-    until(Duration::from_secs(60), "a tenth searched", || async {
-        checked(&search_state(&on_b, &run).await) >= TO / 10
-    })
-    .await;
-    let before = checked(&search_state(&on_b, &run).await);
+    let before = checked(
+        &search::until(&on_b, &run, Duration::from_secs(60), |s| {
+            checked(s) >= TO / 10
+        })
+        .await,
+    );
     assert!(before < TO, "the search ended before the kill");
     a.kill();
-    let done = {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let state = search_state(&on_b, &run).await;
-            if state.status == Status::Finished {
-                break state;
-            }
-            assert!(Instant::now() < deadline, "not finished: {state:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let done = search::until(&on_b, &run, Duration::from_secs(300), |s| {
+        s.status == Status::Finished
+    })
+    .await;
     assert_eq!(checked(&done), TO);
     assert_eq!(b.metric("hailstone_takeovers_total").await, 1.0);
-    // Exactly the engine's records of the range, checked here on one core
-    // (the engine is tested against a plain loop in `shared`).
-    let mut search = shared::records::Search::new(1, TO).unwrap();
-    while let Some((first, last)) = search.next_stretch(1 << 20) {
-        search.absorb(&shared::records::scan(1, first, last));
-    }
-    let csv = on_b
-        .get(&format!("/records.csv?run={run}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(csv, shared::records::csv(search.records()));
+    // Exactly the engine's records of the range, checked here on one core.
+    assert_eq!(search::csv(&on_b, &run).await, expected_csv(1, TO));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -677,15 +635,8 @@ async fn a_search_is_split_over_the_nodes_and_a_node_killed_mid_chunk_loses_noth
     ];
     let a = Node::start_with(&redis, "a", LEASE_MS, SCAN_MS, &env).await;
     let mut b = Node::start_with(&redis, "b", LEASE_MS, SCAN_MS, &env).await;
-    let on_a = Browser::at(&a.url());
-    on_a.attach().await;
-    let run = on_a.new_run().await;
-    let (status, body) = on_a
-        .call(
-            "search",
-            serde_json::json!({ "from": "1", "to": TO.to_string(), "run": run }),
-        )
-        .await;
+    let (on_a, run) = searcher(&a.url()).await;
+    let (status, body) = search(&on_a, &run, "1", &TO.to_string()).await;
     assert_eq!(status, 200, "{body}");
     // Node a owns the run; both nodes take its chunks.
     until(
@@ -722,19 +673,12 @@ async fn a_search_is_split_over_the_nodes_and_a_node_killed_mid_chunk_loses_noth
     })
     .await;
     b.kill();
-    let before = checked(&search_state(&on_a, &run).await);
+    let before = checked(&search::state(&on_a, &run).await);
     assert!(before < TO, "the search ended before the kill");
-    let done = {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let state = search_state(&on_a, &run).await;
-            if state.status == Status::Finished {
-                break state;
-            }
-            assert!(Instant::now() < deadline, "not finished: {state:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let done = search::until(&on_a, &run, Duration::from_secs(300), |s| {
+        s.status == Status::Finished
+    })
+    .await;
     assert_eq!(checked(&done), TO);
     assert!(
         a.logged()
@@ -742,17 +686,5 @@ async fn a_search_is_split_over_the_nodes_and_a_node_killed_mid_chunk_loses_noth
         "{}",
         a.logged()
     );
-    let mut search = shared::records::Search::new(1, TO).unwrap();
-    while let Some((first, last)) = search.next_stretch(1 << 20) {
-        search.absorb(&shared::records::scan(1, first, last));
-    }
-    let csv = on_a
-        .get(&format!("/records.csv?run={run}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(csv, shared::records::csv(search.records()));
+    assert_eq!(search::csv(&on_a, &run).await, expected_csv(1, TO));
 }

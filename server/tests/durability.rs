@@ -7,82 +7,25 @@ use std::{
     collections::BTreeMap,
     net::{SocketAddr, TcpListener},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use shared::wire::{Command as UserCommand, Cursor, EventId, Status, Update};
-use support::{trajectory, Browser};
-
-/// The server's process, killed when dropped: a failing assertion leaves no
-/// server running behind the test.
-struct Server(Child);
-
-impl std::ops::Deref for Server {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{
+    spawned::{place, start_with, wait_ready, Server},
+    trajectory, Browser,
+};
 
 /// The server binary on `addr` and `store`, stepping every 50 ms.
 fn start(addr: SocketAddr, store: &Path) -> Server {
     start_with(addr, store, &[("HAILSTONE_STEP_INTERVAL_MS", "50")])
 }
 
-/// The server binary on `addr` and `store`, with `env` on top.
-fn start_with(addr: SocketAddr, store: &Path, env: &[(&str, &str)]) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(Path::new(".."))
-        .env("LEPTOS_SITE_ADDR", addr.to_string())
-        .env("HAILSTONE_STORE_PATH", store)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server(child)
-}
-
-async fn wait_ready(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("http://{addr}/healthz")).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("server not ready");
-}
-
 /// Held by each test for its whole run: the tests pick a free port by
 /// binding port 0 and releasing it for the server, so two at once could be
 /// handed the same port and talk to each other's server.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A directory for the store, the store's path in it, and a free address.
-fn place() -> (tempfile::TempDir, std::path::PathBuf, SocketAddr) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("hailstone.db");
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    (dir, store, addr)
-}
 
 /// Runs the server binary on `store` until it exits by itself (it must
 /// refuse to start).

@@ -5,76 +5,17 @@
 
 mod support;
 
-use std::{
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use serde_json::json;
 use shared::{
-    job::Snapshot,
-    records::{self, Search},
-    search::SearchView,
+    records,
     wire::{Command as UserCommand, Status},
 };
-use support::{Browser, TestServer};
-
-/// A browser with a session and a run of its own for a search.
-async fn searcher(base: &str) -> (Browser, String) {
-    let browser = Browser::at(base);
-    browser.attach().await;
-    let run = browser.new_run().await;
-    (browser, run)
-}
-
-/// Asks run `run` to search `from`…`to`; the status and the answer.
-async fn search(browser: &Browser, run: &str, from: &str, to: &str) -> (u16, String) {
-    browser
-        .call("search", json!({ "from": from, "to": to, "run": run }))
-        .await
-}
-
-/// Run `run`'s state now.
-async fn state(browser: &Browser, run: &str) -> Snapshot {
-    let (status, body) = browser.call("search_state", json!({ "run": run })).await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-/// Waits (up to `within`) until run `run`'s state passes `test`.
-async fn until(
-    browser: &Browser,
-    run: &str,
-    within: Duration,
-    test: impl Fn(&Snapshot) -> bool,
-) -> Snapshot {
-    let deadline = Instant::now() + within;
-    loop {
-        let snapshot = state(browser, run).await;
-        if test(&snapshot) {
-            return snapshot;
-        }
-        assert!(Instant::now() < deadline, "not reached: {snapshot:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn search_of(snapshot: &Snapshot) -> SearchView {
-    snapshot.run.as_ref().unwrap().search().unwrap().clone()
-}
-
-/// The records of `from..=to` as the engine finds them, one stretch after
-/// another on this thread (the engine is tested against a plain loop in
-/// `shared`).
-fn expected_csv(from: u64, to: u64) -> String {
-    let mut search = Search::new(from, to).unwrap();
-    while let Some((first, last)) = search.next_stretch(1 << 20) {
-        search.absorb(&records::scan(from, first, last));
-    }
-    records::csv(search.records())
-}
+use support::{
+    search::{csv, expected_csv, search, search_of, searcher, state, until},
+    spawned::{place, start_with, wait_ready},
+    TestServer,
+};
 
 #[tokio::test]
 async fn a_search_runs_pauses_goes_on_and_downloads_exactly() {
@@ -137,13 +78,7 @@ async fn a_search_runs_pauses_goes_on_and_downloads_exactly() {
     assert!(found.steps > search_of(&paused).steps);
     assert_eq!(found.checked, 3_000_000);
 
-    let csv = browser
-        .get(&format!("/records.csv?run={run}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(csv.status(), 200);
-    assert_eq!(csv.text().await.unwrap(), expected_csv(1, 3_000_000));
+    assert_eq!(csv(&browser, &run).await, expected_csv(1, 3_000_000));
     // A Collatz run has no records.
     let not_a_search = browser
         .get(&format!("/records.csv?run={}", browser.first_run()))
@@ -154,50 +89,19 @@ async fn a_search_runs_pauses_goes_on_and_downloads_exactly() {
     server.stop().await;
 }
 
-/// The server's process, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(addr: std::net::SocketAddr, store: &Path) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(Path::new(".."))
-        .env("LEPTOS_SITE_ADDR", addr.to_string())
-        .env("HAILSTONE_STORE_PATH", store)
-        .env("HAILSTONE_SEARCH_THREADS", "1")
-        .env("HAILSTONE_SEARCH_STRETCH", "100000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server(child)
-}
-
-async fn wait_ready(addr: std::net::SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The server binary on one work thread, 100,000 starts per step.
+fn start(addr: std::net::SocketAddr, store: &std::path::Path) -> support::spawned::Server {
+    let env = [
+        ("HAILSTONE_SEARCH_THREADS", "1"),
+        ("HAILSTONE_SEARCH_STRETCH", "100000"),
+    ];
+    start_with(addr, store, &env)
 }
 
 #[tokio::test]
 async fn a_killed_server_resumes_its_search_from_the_last_checkpoint_losing_nothing() {
     const TO: u64 = 30_000_000;
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("hailstone.db");
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_dir, store, addr) = place();
     let base = support::TestServer::url_for(addr);
     let mut server = start(addr, &store);
     wait_ready(addr).await;
@@ -214,8 +118,8 @@ async fn a_killed_server_resumes_its_search_from_the_last_checkpoint_losing_noth
     let before = search_of(&state(&browser, &run).await);
     assert!(before.checked < TO, "the search ended before the kill");
 
-    server.0.kill().unwrap(); // SIGKILL: no shutdown, no last write
-    server.0.wait().unwrap();
+    server.kill().unwrap(); // SIGKILL: no shutdown, no last write
+    server.wait().unwrap();
     let _server = start(addr, &store);
     wait_ready(addr).await;
 
@@ -232,13 +136,5 @@ async fn a_killed_server_resumes_its_search_from_the_last_checkpoint_losing_noth
     })
     .await;
     assert_eq!(search_of(&done).checked, TO);
-    let csv = browser
-        .get(&format!("/records.csv?run={run}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(csv, expected_csv(1, TO));
+    assert_eq!(csv(&browser, &run).await, expected_csv(1, TO));
 }

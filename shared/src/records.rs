@@ -458,6 +458,16 @@ impl Search {
     }
 }
 
+/// The records of `from..=to`, a stretch of `len` starts at a time on the
+/// calling thread. Panics unless `1 <= from <= to < 2^64 - 1`.
+pub fn find(from: u64, to: u64, len: u64) -> Vec<Record> {
+    let mut search = Search::new(from, to).expect("a range 1 <= from <= to < 2^64 - 1");
+    while let Some((first, last)) = search.next_stretch(len) {
+        search.absorb(&scan(from, first, last));
+    }
+    search.records
+}
+
 /// The records as CSV: `kind,start,steps,peak`, one line each.
 pub fn csv(records: &[Record]) -> String {
     let mut out = String::from("kind,start,steps,peak\n");
@@ -480,14 +490,6 @@ mod tests {
     use super::*;
 
     /// The range searched in stretches of `len`.
-    fn search(from: u64, to: u64, len: u64) -> Vec<Record> {
-        let mut search = Search::new(from, to).unwrap();
-        while let Some((first, last)) = search.next_stretch(len) {
-            search.absorb(&scan(from, first, last));
-        }
-        search.records
-    }
-
     fn starts(records: &[Record], kind: Kind) -> Vec<u64> {
         records
             .iter()
@@ -504,7 +506,7 @@ mod tests {
             2223, 2463, 2919, 3711, 6171, 10971, 13255, 17647, 23529, 26623, 34239, 35655, 52527,
             77031, 106239, 142587, 156159, 216367, 230631, 410011, 511935, 626331, 837799,
         ];
-        let records = search(1, 1_000_000, 65_536);
+        let records = find(1, 1_000_000, 65_536);
         assert_eq!(starts(&records, Kind::Delay), a006877);
         let of_27 = records.iter().find(|r| r.start == 27).unwrap();
         assert_eq!((of_27.steps, of_27.peak.to_string()), (111, "9232".into()));
@@ -518,13 +520,13 @@ mod tests {
             60975, 77671, 113383, 138367, 159487, 270271, 665215, 704511, 1042431, 1212415,
             1441407, 1875711, 1988859, 2643183, 2684647, 3041127, 3873535, 4637979, 5656191,
         ];
-        let records = search(1, 6_000_000, 1 << 20);
+        let records = find(1, 6_000_000, 1 << 20);
         assert_eq!(starts(&records, Kind::Peak), a006884);
     }
 
     #[test]
     fn the_first_start_is_a_record_of_both_kinds() {
-        let records = search(28, 28, 1);
+        let records = find(28, 28, 1);
         assert_eq!(
             records.iter().map(|r| r.kind).collect::<Vec<_>>(),
             [Kind::Delay, Kind::Peak]
@@ -566,7 +568,7 @@ mod tests {
             stretch in 1u64..700,
         ) {
             let to = from + len - 1;
-            prop_assert_eq!(search(from, to, stretch), plain(from, to));
+            prop_assert_eq!(find(from, to, stretch), plain(from, to));
         }
 
         /// What a trajectory past 128 bits would take (none is known
@@ -588,7 +590,7 @@ mod tests {
             len in 1u64..300,
         ) {
             let to = from + len - 1;
-            prop_assert_eq!(search(from, to, 97), plain(from, to));
+            prop_assert_eq!(find(from, to, 97), plain(from, to));
         }
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod cluster;
 pub mod load;
+pub mod search;
+pub mod spawned;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
