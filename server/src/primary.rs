@@ -9,7 +9,7 @@
 //! it (`WAIT`): see [`Cluster`](crate::cluster::Cluster).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex, RwLock,
@@ -18,7 +18,7 @@ use std::{
 };
 
 use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
     io::tcp::TcpSettings,
     sentinel::{Sentinel, SentinelNodeConnectionInfo},
     Client, IntoConnectionInfo, ProtocolVersion, PushInfo,
@@ -216,6 +216,8 @@ enum Finder {
     Sentinels {
         /// The sentinels, with their connections (each look-up asks them).
         sentinels: tokio::sync::Mutex<Sentinel>,
+        /// The same sentinels, asked which replicas they hold up.
+        watchers: tokio::sync::Mutex<Vec<Watcher>>,
         /// The name they monitor the primary under.
         master: String,
         /// How to connect to the primary they name (database, password,
@@ -277,7 +279,7 @@ impl Primary {
                 .iter()
                 .map(|address| format!("redis://{address}/"))
                 .collect();
-            let sentinels = Sentinel::build(urls).map_err(|e| format!("sentinels: {e}"))?;
+            let sentinels = Sentinel::build(urls.clone()).map_err(|e| format!("sentinels: {e}"))?;
             let mut node = SentinelNodeConnectionInfo::default().set_tcp_settings(tcp());
             if !cluster.redis_url.is_empty() {
                 let info = cluster
@@ -287,8 +289,13 @@ impl Primary {
                     .map_err(|e| format!("{}: {e}", cluster.redis_url))?;
                 node = node.set_redis_connection_info(info.redis_settings().clone());
             }
+            let watchers = urls
+                .iter()
+                .map(|url| Watcher::new(url))
+                .collect::<Result<_, _>>()?;
             Finder::Sentinels {
                 sentinels: tokio::sync::Mutex::new(sentinels),
+                watchers: tokio::sync::Mutex::new(watchers),
                 master: cluster.sentinel_master.clone(),
                 node,
             }
@@ -299,7 +306,10 @@ impl Primary {
             up: AtomicUsize::new(0),
         });
         let (pushes, received) = mpsc::unbounded_channel();
-        let client = finder.find().await?;
+        // The replicas are counted before the first change, not at the
+        // first scan: until then a change would be made on the primary alone.
+        let (client, up) = finder.look().await?;
+        replicas.note(up.unwrap_or(0));
         let links = Links::open(&client, &pushes, &replicas).await?;
         let primary = Primary {
             finder,
@@ -336,7 +346,9 @@ impl Primary {
         let (client, replicas) = tokio::time::timeout(RESPONSE_TIMEOUT, self.finder.look())
             .await
             .map_err(|_| "the sentinels did not answer in time".to_owned())??;
-        self.replicas.note(replicas);
+        if let Some(replicas) = replicas {
+            self.replicas.note(replicas);
+        }
         let address = client.get_connection_info().addr().to_string();
         if address == self.links().address {
             return Ok(false);
@@ -383,31 +395,33 @@ impl Primary {
 
 impl Finder {
     /// With sentinels: a client of the primary, and how many of its
-    /// replicas are up.
-    async fn look(&self) -> Result<(Client, usize), String> {
+    /// replicas are up, as the first sentinel that names the same primary
+    /// says (`None` when none that answered does yet: during a failover a
+    /// sentinel may still speak of the primary before).
+    async fn look(&self) -> Result<(Client, Option<usize>), String> {
         let client = self.find().await?;
         let Finder::Sentinels {
-            sentinels,
-            master,
-            node,
+            watchers, master, ..
         } = self
         else {
-            return Ok((client, 0));
+            return Ok((client, Some(0)));
         };
-        let replicas = sentinels
-            .lock()
-            .await
-            .async_get_replica_clients(master, Some(node))
-            .await;
-        match replicas {
-            Ok(replicas) => Ok((client, replicas.len())),
-            Err(error) if error.kind() == redis::ErrorKind::NoValidReplicasFoundBySentinel => {
-                Ok((client, 0))
+        let primary = client.get_connection_info().addr().to_string();
+        let mut answered = false;
+        let mut last = String::from("no sentinel is configured");
+        for watcher in watchers.lock().await.iter_mut() {
+            match watcher.replicas_up(master).await {
+                Ok((named, up)) if named == primary => return Ok((client, Some(up))),
+                Ok(_) => answered = true,
+                Err(error) => last = error.to_string(),
             }
-            Err(error) => Err(format!(
-                "the sentinels cannot say which replicas are up: {error}"
-            )),
         }
+        if answered {
+            return Ok((client, None));
+        }
+        Err(format!(
+            "the sentinels cannot say which replicas are up: {last}"
+        ))
     }
 
     /// A client of the primary.
@@ -418,6 +432,7 @@ impl Finder {
                 sentinels,
                 master,
                 node,
+                ..
             } => sentinels
                 .lock()
                 .await
@@ -425,6 +440,76 @@ impl Finder {
                 .await
                 .map_err(|e| format!("the sentinels name no primary {master:?} that answers: {e}")),
         }
+    }
+}
+
+/// A sentinel asked which replicas are up, with its connection once open.
+struct Watcher {
+    /// Where it is.
+    client: Client,
+    /// Its connection, kept between scans.
+    connection: Option<MultiplexedConnection>,
+}
+
+impl Watcher {
+    fn new(url: &str) -> Result<Watcher, String> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| format!("{url}: {e}"))?
+            .set_tcp_settings(tcp());
+        Ok(Watcher {
+            client: Client::open(info).map_err(|e| format!("{url}: {e}"))?,
+            connection: None,
+        })
+    }
+
+    /// Where this sentinel says the primary of `master` is (`host:port`),
+    /// and how many of its replicas it holds up: not flagged down (`s_down`,
+    /// `o_down`), unreachable (`disconnected`) or just made primary
+    /// (`promoted`). Their judgement, not this node's reach: a replica may
+    /// miss their pings for `down-after-milliseconds` before they call it
+    /// down, and until then the primary still streams changes to it, so a
+    /// change waits for it (and is refused past the bound) rather than be
+    /// made on the primary alone while a replica that lags could be promoted.
+    async fn replicas_up(&mut self, master: &str) -> redis::RedisResult<(String, usize)> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
+                let opened = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                self.connection.insert(opened)
+            }
+        };
+        let answer: redis::RedisResult<((String, u16), Vec<HashMap<String, String>>)> =
+            redis::pipe()
+                .cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(master)
+                .cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(master)
+                .query_async(connection)
+                .await;
+        if answer.is_err() {
+            self.connection = None;
+        }
+        let ((host, port), replicas) = answer?;
+        let up = replicas
+            .iter()
+            .filter(|replica| {
+                replica.get("flags").is_some_and(|flags| {
+                    flags.split(',').all(|flag| {
+                        !matches!(flag, "s_down" | "o_down" | "disconnected" | "promoted")
+                    })
+                })
+            })
+            .count();
+        Ok((format!("{host}:{port}"), up))
     }
 }
 

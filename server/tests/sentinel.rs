@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    cluster::{until, Node, Sentinels},
+    cluster::{until, Node, Sentinels, DOWN_AFTER},
     load::{self, Load, Nodes},
 };
 
@@ -38,6 +38,7 @@ async fn the_primary_killed_under_load_loses_no_acknowledged_command_and_no_valu
     // sockets' buffers fills the way to it, so what the primary takes now
     // never reaches it. That must be neither acknowledged nor shown. The
     // primary dies meanwhile; the replica comes back and is promoted.
+    let stopped = Instant::now();
     sentinels.replica.signal(libc::SIGSTOP);
     let mut primary = sentinels.primary.connection().await;
     let _: () = redis::cmd("SET")
@@ -51,6 +52,15 @@ async fn the_primary_killed_under_load_loses_no_acknowledged_command_and_no_valu
     sentinels.primary.kill();
     sentinels.replica.signal(libc::SIGCONT);
     let killed = Instant::now();
+    // Had the sentinels seen the replica down, the nodes would rightly have
+    // made changes on the primary alone (see `primary::Replicas`), and the
+    // test would prove nothing: the stop must stay well inside their
+    // down-after (they ping once a second).
+    let stop = killed - stopped;
+    assert!(
+        stop + Duration::from_secs(1) < DOWN_AFTER,
+        "the replica was stopped for {stop:?}: the sentinels may have called it down"
+    );
     until(
         Duration::from_secs(30),
         "the sentinels promote the replica",

@@ -312,6 +312,12 @@ pub struct Sentinels {
 /// The name the sentinels know the primary by.
 pub const MASTER: &str = "hailstone";
 
+/// How long a Redis server may not answer before the sentinels call it
+/// down. Long enough that a replica stopped for a test's moment stays up in
+/// their eyes on a slow machine (they ping once a second, so a stop shorter
+/// than this less a second is never seen).
+pub const DOWN_AFTER: Duration = Duration::from_secs(5);
+
 impl Store for Sentinels {
     fn node_env(&self) -> Vec<(String, String)> {
         let addresses: Vec<String> = self
@@ -345,11 +351,12 @@ impl Sentinels {
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {}\n\
                      sentinel monitor {MASTER} 127.0.0.1 {} 2\n\
-                     sentinel down-after-milliseconds {MASTER} 1000\n\
+                     sentinel down-after-milliseconds {MASTER} {}\n\
                      sentinel failover-timeout {MASTER} 10000\n\
                      sentinel parallel-syncs {MASTER} 1\n",
                     dir.path().display(),
-                    primary.port
+                    primary.port,
+                    DOWN_AFTER.as_millis(),
                 ),
             )
             .unwrap();
