@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use shared::{
     group_digits,
     job::{JobBrief, Listed, Snapshot},
-    records::Record,
+    records::Shown as ShownRecord,
     search::{parse_range, SearchView},
     wire::{Command, Status},
 };
@@ -379,7 +379,7 @@ fn RecordTable(shown: Shown, error: RwSignal<Option<String>>) -> impl IntoView {
 
 /// One record; its start opens as a Collatz run of the session.
 #[component]
-fn RecordRow(record: Record, error: RwSignal<Option<String>>) -> impl IntoView {
+fn RecordRow(record: ShownRecord, error: RwSignal<Option<String>>) -> impl IntoView {
     let state = expect_context::<PageState>();
     let start = group_digits(&record.start.to_string());
     let open = {
@@ -408,7 +408,7 @@ fn RecordRow(record: Record, error: RwSignal<Option<String>>) -> impl IntoView {
                 </button>
             </td>
             <td>{group_digits(&record.steps.to_string())}</td>
-            <td>{group_digits(&record.peak.to_string())}</td>
+            <td>{group_digits(&record.peak)}</td>
             <td>{record.kind.name()}</td>
         </tr>
     }

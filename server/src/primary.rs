@@ -443,6 +443,9 @@ impl Finder {
     }
 }
 
+/// A server as `SENTINEL REPLICAS` describes it.
+type Fields = HashMap<String, String>;
+
 /// A sentinel asked which replicas are up, with its connection once open.
 struct Watcher {
     /// Where it is.
@@ -485,16 +488,15 @@ impl Watcher {
                 self.connection.insert(opened)
             }
         };
-        let answer: redis::RedisResult<((String, u16), Vec<HashMap<String, String>>)> =
-            redis::pipe()
-                .cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(master)
-                .cmd("SENTINEL")
-                .arg("REPLICAS")
-                .arg(master)
-                .query_async(connection)
-                .await;
+        let answer: redis::RedisResult<((String, u16), Vec<Fields>)> = redis::pipe()
+            .cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(master)
+            .cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(master)
+            .query_async(connection)
+            .await;
         if answer.is_err() {
             self.connection = None;
         }

@@ -1,8 +1,9 @@
 //! The task kinds the product serves, as one kind the runtime runs: a run
 //! of a session is a Collatz run or a record search, chosen by the command
 //! that begins it. Each part delegates to its kind; the JSON of a Collatz
-//! run is what it was before searches came (the search's types are told
-//! apart by their own fields), so stored sessions, logs and pages read on.
+//! run is what it was before searches came (a search's view, change and
+//! line are written under the key `search`; its command by its own fields),
+//! so stored sessions, logs and pages read on.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,7 @@ use crate::{
         Plan, SavedSearch, SearchBrief, SearchChange, SearchCommand, SearchRun, SearchSettings,
         SearchView,
     },
+    tagged,
     task::{self, Control, Task, Unrestorable},
     wire::{self, Command, CommandError, RunBrief, RunChange, RunView},
 };
@@ -63,20 +65,18 @@ impl From<SearchCommand> for JobCommand {
 }
 
 /// A run of either kind as the page shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobView {
-    /// A search (told apart by its `records` and `checked`).
+    /// A search (`{"search": …}`).
     Search(SearchView),
     /// A Collatz run.
     Collatz(RunView),
 }
 
 /// What changed in a run of either kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobChange {
-    /// A search's (told apart by its `from`, `to` and `checked`).
+    /// A search's (`{"search": …}`).
     Search(SearchChange),
     /// A Collatz run's.
     Collatz(RunChange),
@@ -89,14 +89,43 @@ impl Default for JobChange {
 }
 
 /// A run of either kind in a line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobBrief {
-    /// A search's.
+    /// A search's (`{"search": …}`).
     Search(SearchBrief),
     /// A Collatz run's.
     Collatz(RunBrief),
 }
+
+/// The JSON of a run of either kind, as the page reads it: a Collatz run's
+/// own, a search's under the key `search`.
+macro_rules! keyed_json {
+    ($job:ident) => {
+        impl Serialize for $job {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $job::Search(search) => tagged::serialize_keyed(serializer, "search", search),
+                    $job::Collatz(collatz) => collatz.serialize(serializer),
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $job {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$job, D::Error> {
+                Ok(
+                    match tagged::deserialize_keyed_or(deserializer, "search")? {
+                        tagged::Either::Keyed(search) => $job::Search(search),
+                        tagged::Either::Fields(collatz) => $job::Collatz(collatz),
+                    },
+                )
+            }
+        }
+    };
+}
+
+keyed_json!(JobView);
+keyed_json!(JobChange);
+keyed_json!(JobBrief);
 
 /// A session's run of either kind, in its list.
 pub type Listed = wire::ListedOf<JobBrief>;
@@ -483,6 +512,38 @@ mod tests {
         assert_eq!(saved.run, SavedJob::from(run.saved().run));
         let view: Snapshot = serde_json::from_str(&as_json(&run.snapshot())).unwrap();
         assert_eq!(view, job.snapshot());
+    }
+
+    #[test]
+    fn a_search_travels_under_its_key_and_reads_back_whole() {
+        let mut machine = Jobs::new(settings());
+        let generation = machine
+            .apply(&range("1", "100000"))
+            .unwrap()
+            .start_task
+            .unwrap();
+        let before = machine.cursor();
+        for plan in machine.run().unwrap().plan(&machine.settings(), 3) {
+            machine.step_with(generation, Job::work(plan)).unwrap();
+        }
+        let snapshot = machine.snapshot();
+        let json = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(json["run"]["search"]["from"], 1, "{json}");
+        assert!(!json["run"]["search"]["records"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        let read: Snapshot = serde_json::from_value(json).unwrap();
+        assert_eq!(read, snapshot);
+        let delta = machine.delta_since(before).unwrap();
+        let read: wire::DeltaOf<JobChange> =
+            serde_json::from_str(&serde_json::to_string(&delta).unwrap()).unwrap();
+        assert_eq!(read, delta);
+        let brief = machine.run().unwrap().summary();
+        let read: JobBrief = serde_json::from_str(&serde_json::to_string(&brief).unwrap()).unwrap();
+        assert_eq!(read, brief);
+        let refused = serde_json::from_str::<JobView>(r#"{"search":{},"steps":1}"#);
+        assert!(refused.is_err(), "a search's key stands alone");
     }
 
     /// JSON of values of different types, side by side.

@@ -57,9 +57,10 @@ impl Kind {
     }
 }
 
-/// One record of a range.
+/// One record of a range; its peak a [`Number`], or its decimal digits
+/// where it is only shown ([`Shown`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub struct Record<Peak = Number> {
     /// What it beat.
     pub kind: Kind,
     /// Its start.
@@ -67,7 +68,24 @@ pub struct Record {
     /// Every step of its trajectory to 1.
     pub steps: u64,
     /// The highest value of its trajectory.
-    pub peak: Number,
+    pub peak: Peak,
+}
+
+/// A record as a page shows it: the same JSON as a [`Record`]'s, its peak
+/// kept as the digits it came in (read as a [`Number`], it would bring
+/// big-number parsing and printing into the page's wasm for nothing).
+pub type Shown = Record<String>;
+
+impl Record {
+    /// The record as a page shows it.
+    pub fn shown(&self) -> Shown {
+        Record {
+            kind: self.kind,
+            start: self.start,
+            steps: self.steps,
+            peak: self.peak.to_string(),
+        }
+    }
 }
 
 /// The exact trajectory of `start`: its steps to 1 and its highest value.

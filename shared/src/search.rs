@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     input::{check_number, InputError},
-    records::{self, Record, Search, Stretch},
+    records::{self, Record, Search, Shown, Stretch},
     task::Unrestorable,
     wire::{Bound, CommandError},
 };
@@ -144,7 +144,7 @@ pub struct SearchView {
     /// Stretches absorbed.
     pub steps: u64,
     /// The records so far, by start.
-    pub records: Vec<Record>,
+    pub records: Vec<Shown>,
 }
 
 impl SearchView {
@@ -167,7 +167,7 @@ pub struct SearchChange {
     pub steps: u64,
     /// Records found since the page's position, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub records: Vec<Record>,
+    pub records: Vec<Shown>,
 }
 
 impl crate::wire::Change for SearchChange {
@@ -336,7 +336,7 @@ impl SearchRun {
             to: self.search.to(),
             checked: self.search.checked(),
             steps: self.steps,
-            records: self.search.records().to_vec(),
+            records: self.search.records().iter().map(Record::shown).collect(),
         }
     }
 
@@ -364,7 +364,10 @@ impl SearchRun {
             to: self.search.to(),
             checked: self.search.checked(),
             steps: self.steps,
-            records: self.search.records()[first..].to_vec(),
+            records: self.search.records()[first..]
+                .iter()
+                .map(Record::shown)
+                .collect(),
         }
     }
 
@@ -516,8 +519,10 @@ mod tests {
         finish(&mut run);
         assert_eq!(run.search().records(), records::plain(1, 100_000));
         let missed = run.since(Some(at));
-        assert_eq!(missed.records, run.search().records()[had..]);
-        assert_eq!(run.since(None).records, run.search().records());
+        let shown =
+            |records: &[Record]| -> Vec<Shown> { records.iter().map(Record::shown).collect() };
+        assert_eq!(missed.records, shown(&run.search().records()[had..]));
+        assert_eq!(run.since(None).records, shown(run.search().records()));
         // A page at the end of [1, 10000] is brought to the whole search.
         use crate::wire::View as _;
         let mut view = page;
