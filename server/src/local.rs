@@ -141,7 +141,7 @@ impl<T: Task> LocalLedger<T> {
                     || (enough && self.saved_at.elapsed() >= CHECKPOINT_PERIOD);
                 Ok(due.then(|| {
                     self.saved(after);
-                    self.store.save(self.id, record(after))
+                    self.store.checkpoint(self.id, record(after))
                 }))
             }
             Op::Halt { .. } => {

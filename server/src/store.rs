@@ -47,6 +47,12 @@ pub trait Store<S: Kept>: Send + Sync + 'static {
     /// Inserts or replaces one session's state; resolves once committed.
     /// A failure is reported and nothing is retried.
     fn save(&self, id: RunId, saved: Saved<S>) -> Receipt<()>;
+    /// A step's checkpoint: [`Store::save`], but never ahead of a command:
+    /// every save queued before or meanwhile is committed first, and a
+    /// checkpoint is never committed after a later save of its session.
+    fn checkpoint(&self, id: RunId, saved: Saved<S>) -> Receipt<()> {
+        self.save(id, saved)
+    }
     /// Inserts or replaces one session's state with nobody waiting: if it
     /// cannot be stored now, it is tried again until it, or a newer save of
     /// the session, is stored (a run paused because its checkpoint failed
@@ -217,6 +223,10 @@ impl<S: Kept> Store<S> for MemoryStore<S> {
 
 /// The most requests one transaction carries (group commit).
 const BATCH: usize = 512;
+/// The most step checkpoints one transaction carries: a command's save
+/// waits for at most one transaction of them (the one in progress), as
+/// checkpoints queued wait for every command's.
+const CHECKPOINTS_PER_TRANSACTION: usize = 128;
 /// A checkpoint starts at least this often, and whenever the write-ahead
 /// log grows past [`WAL_START_BYTES`].
 const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
@@ -272,6 +282,13 @@ type Answer = oneshot::Sender<Result<(), StoreError>>;
 /// A save on the store's thread: the session, its record, and who waits
 /// for it (nobody, for a [`Store::keep`]).
 type Write<S> = (RunId, Box<Saved<S>>, Option<Answer>);
+/// A write in the order it was asked for: a delete followed by a save of
+/// the same session leaves it saved, a save followed by a delete leaves it
+/// gone.
+enum Queued<S> {
+    Save(Write<S>),
+    Delete(Vec<RunId>, Answer),
+}
 
 /// One request to the store's thread, with where to send its answer.
 enum Request<S> {
@@ -283,6 +300,11 @@ enum Request<S> {
         oneshot::Sender<Result<(), StoreError>>,
     ),
     Keep(RunId, Box<Saved<S>>),
+    Checkpoint(
+        RunId,
+        Box<Saved<S>>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
     Delete(Vec<RunId>, oneshot::Sender<Result<(), StoreError>>),
     /// Test support: the most pages the database may grow to (0: no limit).
     #[doc(hidden)]
@@ -307,6 +329,7 @@ impl<S: Kept> SqliteStore<S> {
             path: path.to_owned(),
             checkpointer,
             retry: std::collections::HashMap::new(),
+            deferred: Deferred::default(),
             last_checkpoint: Instant::now(),
             damaged: None,
         };
@@ -359,6 +382,10 @@ impl<S: Kept> Store<S> for SqliteStore<S> {
 
     fn save(&self, id: RunId, saved: Saved<S>) -> Receipt<()> {
         self.ask(|answer| Request::Save(id, Box::new(saved), answer))
+    }
+
+    fn checkpoint(&self, id: RunId, saved: Saved<S>) -> Receipt<()> {
+        self.ask(|answer| Request::Checkpoint(id, Box::new(saved), answer))
     }
 
     fn keep(&self, id: RunId, saved: Saved<S>) {
@@ -505,6 +532,75 @@ fn classify(
     }
 }
 
+/// Step checkpoints waiting behind other writes, oldest first, and how
+/// many of each session's wait (most sessions have none: no search).
+struct Deferred<S> {
+    queue: std::collections::VecDeque<(RunId, Box<Saved<S>>, Answer)>,
+    per_session: std::collections::HashMap<RunId, usize>,
+}
+
+impl<S> Default for Deferred<S> {
+    fn default() -> Self {
+        Deferred {
+            queue: Default::default(),
+            per_session: Default::default(),
+        }
+    }
+}
+
+impl<S> Deferred<S> {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn push(&mut self, id: RunId, saved: Box<Saved<S>>, answer: Answer) {
+        *self.per_session.entry(id).or_default() += 1;
+        self.queue.push_back((id, saved, answer));
+    }
+
+    /// The checkpoints of `ids`, in order, taken out.
+    fn take(&mut self, ids: &[RunId]) -> Vec<Write<S>> {
+        if !ids.iter().any(|id| self.per_session.contains_key(id)) {
+            return Vec::new();
+        }
+        for id in ids {
+            self.per_session.remove(id);
+        }
+        let (taken, kept) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|(id, _, _)| ids.contains(id));
+        self.queue = kept;
+        taken
+            .into_iter()
+            .map(|(id, saved, answer)| (id, saved, Some(answer)))
+            .collect()
+    }
+
+    /// The `count` oldest checkpoints, taken out.
+    fn oldest(&mut self, count: usize) -> Vec<Write<S>> {
+        let count = count.min(self.queue.len());
+        self.queue
+            .drain(..count)
+            .map(|(id, saved, answer)| {
+                if let std::collections::hash_map::Entry::Occupied(mut left) =
+                    self.per_session.entry(id)
+                {
+                    *left.get_mut() -= 1;
+                    if *left.get() == 0 {
+                        left.remove();
+                    }
+                }
+                (id, saved, Some(answer))
+            })
+            .collect()
+    }
+
+    /// Every checkpoint, taken out.
+    fn take_all(&mut self) -> Vec<Write<S>> {
+        self.oldest(self.queue.len())
+    }
+}
+
 /// The store's thread: the connection and what it still has to retry.
 struct Writer<S> {
     connection: Connection,
@@ -513,6 +609,8 @@ struct Writer<S> {
     checkpointer: Option<Checkpointer>,
     /// Saves that failed with nobody waiting, newest per session.
     retry: std::collections::HashMap<RunId, Box<Saved<S>>>,
+    /// Step checkpoints not written yet, oldest first.
+    deferred: Deferred<S>,
     /// When the last checkpoint was started.
     last_checkpoint: Instant,
     /// Set once SQLite found the file damaged: from then on nothing is
@@ -524,10 +622,19 @@ struct Writer<S> {
 impl<S: Kept> Writer<S> {
     fn run(mut self, queue: mpsc::Receiver<Request<S>>) {
         loop {
-            let first = match queue.recv_timeout(RETRY_PERIOD.min(CHECKPOINT_PERIOD)) {
-                Ok(request) => Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            // Checkpoints waiting: whatever is queued now, without waiting.
+            let first = if self.deferred.is_empty() {
+                match queue.recv_timeout(RETRY_PERIOD.min(CHECKPOINT_PERIOD)) {
+                    Ok(request) => Some(request),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match queue.try_recv() {
+                    Ok(request) => Some(request),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
             };
             let mut batch: Vec<Request<S>> = first.into_iter().collect();
             while batch.len() < BATCH {
@@ -539,9 +646,11 @@ impl<S: Kept> Writer<S> {
             self.serve(batch);
             self.maybe_checkpoint();
         }
-        // The last requests are served; store what still waits for a retry.
-        if !self.retry.is_empty() {
-            self.commit(Vec::new(), Vec::new());
+        // The last requests are served; store the checkpoints still
+        // deferred, and what still waits for a retry.
+        let deferred = self.deferred.take_all();
+        if !(self.retry.is_empty() && deferred.is_empty()) {
+            self.commit(deferred.into_iter().map(Queued::Save).collect());
         }
         // Nothing writes any more: copy the whole log and empty it (not
         // into a damaged file).
@@ -553,23 +662,51 @@ impl<S: Kept> Writer<S> {
         }
     }
 
-    /// Commits the writes of `batch` (and any saves waiting for a retry) in
-    /// one transaction, then answers the reads, which so see every write
-    /// queued with them.
+    /// Commits the writes of `batch`, any saves waiting for a retry and the
+    /// oldest deferred checkpoints in one transaction, then answers the
+    /// reads, which so see every write queued before them. A checkpoint is
+    /// deferred behind the other writes, unless a request of its session
+    /// comes after it (it is then written first, in order).
     fn serve(&mut self, batch: Vec<Request<S>>) {
-        let mut saves = Vec::new();
-        let mut deletes = Vec::new();
+        let mut writes = Vec::new();
         let mut reads = Vec::new();
+        let save = |writes: &mut Vec<Queued<S>>, taken: Vec<Write<S>>| {
+            writes.extend(taken.into_iter().map(Queued::Save));
+        };
         for request in batch {
             match request {
-                Request::Save(id, saved, answer) => saves.push((id, saved, Some(answer))),
-                Request::Keep(id, saved) => saves.push((id, saved, None)),
-                Request::Delete(ids, answer) => deletes.push((ids, answer)),
+                Request::Checkpoint(id, saved, answer) => self.deferred.push(id, saved, answer),
+                Request::Save(id, saved, answer) => {
+                    save(&mut writes, self.deferred.take(&[id]));
+                    writes.push(Queued::Save((id, saved, Some(answer))));
+                }
+                Request::Keep(id, saved) => {
+                    save(&mut writes, self.deferred.take(&[id]));
+                    writes.push(Queued::Save((id, saved, None)));
+                }
+                Request::Delete(ids, answer) => {
+                    save(&mut writes, self.deferred.take(&ids));
+                    writes.push(Queued::Delete(ids, answer));
+                }
+                Request::Get(id, answer) => {
+                    save(&mut writes, self.deferred.take(&[id]));
+                    reads.push(Request::Get(id, answer));
+                }
+                Request::Index(answer) => {
+                    save(&mut writes, self.deferred.take_all());
+                    reads.push(Request::Index(answer));
+                }
                 read => reads.push(read),
             }
         }
-        if !(saves.is_empty() && deletes.is_empty() && self.retry.is_empty()) {
-            self.commit(saves, deletes);
+        // The deferred checkpoints left were all queued after this batch's
+        // other requests of their sessions: they go last.
+        save(
+            &mut writes,
+            self.deferred.oldest(CHECKPOINTS_PER_TRANSACTION),
+        );
+        if !(writes.is_empty() && self.retry.is_empty()) {
+            self.commit(writes);
         }
         for read in reads {
             match read {
@@ -594,21 +731,24 @@ impl<S: Kept> Writer<S> {
                         .map_err(|e| self.io(e));
                     let _ = answer.send(result);
                 }
-                Request::Save(..) | Request::Keep(..) | Request::Delete(..) => {}
+                Request::Save(..)
+                | Request::Keep(..)
+                | Request::Checkpoint(..)
+                | Request::Delete(..) => {}
             }
         }
     }
 
-    /// Writes `saves` and `deletes`, with the pending retries first, and
+    /// Writes `writes` in order, with the pending retries first, and
     /// answers each; on failure keeps the saves nobody waits for.
-    fn commit(&mut self, saves: Vec<Write<S>>, deletes: Vec<(Vec<RunId>, Answer)>) {
+    fn commit(&mut self, writes: Vec<Queued<S>>) {
         let retries: Vec<_> = self.retry.drain().collect();
         let result = match &self.damaged {
             Some(message) => Err(StoreError::Corrupt {
                 path: self.path.clone(),
                 message: message.clone(),
             }),
-            None => self.write(&retries, &saves, &deletes),
+            None => self.write(&retries, &writes),
         };
         self.note_damage(&result);
         match &result {
@@ -618,13 +758,22 @@ impl<S: Kept> Writer<S> {
                 }
             }
             Err(error) => {
-                // Keep what nobody waits for; the others hear of the failure.
+                // Keep what nobody waits for (unless deleted after); the
+                // others hear of the failure.
                 for (id, saved) in retries {
                     self.retry.insert(id, saved);
                 }
-                for (id, saved, answer) in &saves {
-                    if answer.is_none() {
-                        self.retry.insert(*id, saved.clone());
+                for write in &writes {
+                    match write {
+                        Queued::Save((id, saved, None)) => {
+                            self.retry.insert(*id, saved.clone());
+                        }
+                        Queued::Save(_) => {}
+                        Queued::Delete(ids, _) => {
+                            for id in ids {
+                                self.retry.remove(id);
+                            }
+                        }
                     }
                 }
                 if self.damaged.is_none() {
@@ -632,19 +781,20 @@ impl<S: Kept> Writer<S> {
                 }
             }
         }
-        for answer in saves.into_iter().filter_map(|(_, _, answer)| answer) {
-            let _ = answer.send(result.clone());
-        }
-        for (_, answer) in deletes {
-            let _ = answer.send(result.clone());
+        for write in writes {
+            match write {
+                Queued::Save((_, _, Some(answer))) | Queued::Delete(_, answer) => {
+                    let _ = answer.send(result.clone());
+                }
+                Queued::Save((_, _, None)) => {}
+            }
         }
     }
 
     fn write(
         &mut self,
         retries: &[(RunId, Box<Saved<S>>)],
-        saves: &[Write<S>],
-        deletes: &[(Vec<RunId>, Answer)],
+        writes: &[Queued<S>],
     ) -> Result<(), StoreError> {
         let seen = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -661,26 +811,31 @@ impl<S: Kept> Writer<S> {
                          running = excluded.running, seen = excluded.seen",
                 )
                 .map_err(|e| sqlite(&self.path, e))?;
-            // In order: a later save of a session replaces an earlier one.
-            let all = retries
-                .iter()
-                .map(|(id, saved)| (id, saved))
-                .chain(saves.iter().map(|(id, saved, _)| (id, saved)));
-            for (id, saved) in all {
+            let mut delete = transaction
+                .prepare_cached("DELETE FROM sessions WHERE id = ?1")
+                .map_err(|e| sqlite(&self.path, e))?;
+            let mut save = |id: &RunId, saved: &Saved<S>| {
                 let state = serde_json::to_string(saved).map_err(|e| io(&self.path, e))?;
                 let running = saved.status == Status::Running;
                 upsert
                     .execute(params![id.to_string(), state, running, seen])
-                    .map_err(|e| sqlite(&self.path, e))?;
+                    .map_err(|e| sqlite(&self.path, e))
+                    .map(drop)
+            };
+            // In order: a later write of a session replaces an earlier one.
+            for (id, saved) in retries {
+                save(id, saved)?;
             }
-            let mut delete = transaction
-                .prepare_cached("DELETE FROM sessions WHERE id = ?1")
-                .map_err(|e| sqlite(&self.path, e))?;
-            for (ids, _) in deletes {
-                for id in ids {
-                    delete
-                        .execute(params![id.to_string()])
-                        .map_err(|e| sqlite(&self.path, e))?;
+            for write in writes {
+                match write {
+                    Queued::Save((id, saved, _)) => save(id, saved)?,
+                    Queued::Delete(ids, _) => {
+                        for id in ids {
+                            delete
+                                .execute(params![id.to_string()])
+                                .map_err(|e| sqlite(&self.path, e))?;
+                        }
+                    }
                 }
             }
         }
@@ -978,6 +1133,101 @@ mod tests {
         store.delete(vec![a]).await.unwrap();
         assert_eq!(store.get(a).await.unwrap(), None);
         assert_eq!(store.get(b).await.unwrap(), Some(saved(3)));
+    }
+
+    /// What a test asks of the store, in order, for one of three sessions.
+    #[derive(Debug, Clone)]
+    enum Asked {
+        Checkpoint(usize, u64),
+        Save(usize, u64),
+        Keep(usize, u64),
+        Get(usize),
+        Delete(usize),
+    }
+
+    fn asked() -> impl proptest::strategy::Strategy<Value = Asked> {
+        use proptest::prelude::*;
+        let session = 0..3usize;
+        prop_oneof![
+            6 => (session.clone(), 0..1000u64).prop_map(|(s, n)| Asked::Checkpoint(s, n)),
+            2 => (session.clone(), 0..1000u64).prop_map(|(s, n)| Asked::Save(s, n)),
+            1 => (session.clone(), 0..1000u64).prop_map(|(s, n)| Asked::Keep(s, n)),
+            2 => session.clone().prop_map(Asked::Get),
+            1 => session.prop_map(Asked::Delete),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Checkpoints wait behind other writes, yet every read sees what
+        /// was queued before it (or, queued with it, after it), and a
+        /// session ends as its last request left it: a checkpoint never
+        /// overtakes, nor is overtaken by, a request of its own session.
+        /// Restarted, the store holds the same.
+        #[test]
+        fn deferred_checkpoints_keep_each_sessions_order(
+            requests in proptest::collection::vec(asked(), 1..300)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("hailstone.db");
+                let ids = [RunId::random(), RunId::random(), RunId::random()];
+                // Each session's states, in the order they were asked for.
+                let mut states: [Vec<Option<Saved>>; 3] = [vec![None], vec![None], vec![None]];
+                let mut reads = Vec::new();
+                let mut checkpoints = Vec::new();
+                {
+                    let store = SqliteStore::open(&path).unwrap();
+                    // Everything is queued first; receipts are awaited after.
+                    for request in &requests {
+                        match *request {
+                            Asked::Checkpoint(s, n) => {
+                                checkpoints.push(store.checkpoint(ids[s], saved(n)));
+                                states[s].push(Some(saved(n)));
+                            }
+                            Asked::Save(s, n) => {
+                                drop(store.save(ids[s], saved(n)));
+                                states[s].push(Some(saved(n)));
+                            }
+                            Asked::Keep(s, n) => {
+                                store.keep(ids[s], saved(n));
+                                states[s].push(Some(saved(n)));
+                            }
+                            Asked::Get(s) => {
+                                reads.push((store.get(ids[s]), s, states[s].len() - 1));
+                            }
+                            Asked::Delete(s) => {
+                                drop(store.delete(vec![ids[s]]));
+                                states[s].push(None);
+                            }
+                        }
+                    }
+                    for (read, s, from) in reads {
+                        let got = read.await.unwrap();
+                        assert!(
+                            states[s][from..].contains(&got),
+                            "read {got:?}, queued after {:?}",
+                            states[s][from]
+                        );
+                    }
+                    for checkpoint in checkpoints {
+                        checkpoint.await.unwrap();
+                    }
+                    for (s, id) in ids.iter().enumerate() {
+                        assert_eq!(&store.get(*id).await.unwrap(), states[s].last().unwrap());
+                    }
+                }
+                let store = SqliteStore::open(&path).unwrap();
+                for (s, id) in ids.iter().enumerate() {
+                    assert_eq!(&store.get(*id).await.unwrap(), states[s].last().unwrap());
+                }
+                let index = store.index().await.unwrap();
+                let kept = states.iter().filter(|s| s.last().unwrap().is_some()).count();
+                assert_eq!(index.len(), kept);
+            });
+        }
     }
 
     #[tokio::test]
