@@ -197,6 +197,9 @@ struct Subscriber<T: Task> {
     list_due: bool,
     /// When the list was last sent.
     listed_at: Instant,
+    /// The reconnection delay was sent (on the first event: a browser
+    /// keeps it for the stream's `EventSource`, so later events omit it).
+    retry_sent: bool,
 }
 
 /// What a stream sends next: its run's update, or the session's runs.
@@ -228,6 +231,7 @@ impl<T: Task> Subscriber<T> {
             listed: None,
             list_tick: Box::pin(tokio::time::sleep_until(Instant::now())),
             listed_at: Instant::now(),
+            retry_sent: false,
         }
     }
 
@@ -381,16 +385,16 @@ impl<T: Task> Subscriber<T> {
     }
 
     /// The SSE event carrying `update`.
-    fn event(&self, id: EventId, update: &Update<T>) -> Event {
+    fn event(&mut self, id: EventId, update: &Update<T>) -> Event {
         self.runtime
             .metrics
             .values_streamed
             .inc_by(update.values() as u64);
-        Event::default()
-            .id(id.to_string())
-            .retry(RECONNECT_AFTER)
-            .json_data(update)
-            .expect("updates serialise to JSON")
+        let mut event = Event::default().id(id.to_string());
+        if !std::mem::replace(&mut self.retry_sent, true) {
+            event = event.retry(RECONNECT_AFTER);
+        }
+        event.json_data(update).expect("updates serialise to JSON")
     }
 }
 

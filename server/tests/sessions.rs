@@ -86,6 +86,11 @@ async fn twenty_seven_reaches_one_in_order_for_two_subscribers() {
         assert_eq!(values, expected);
         let run = snapshot.run.unwrap();
         assert_eq!((run.steps, run.peak.as_str()), (111, "9232"));
+        // The reconnection delay comes once, with the first event: a
+        // browser keeps it; every event after it is the smaller for it.
+        let (first, rest) = events.retries.split_first().unwrap();
+        assert_eq!(*first, Some(std::time::Duration::from_secs(1)));
+        assert!(!rest.is_empty() && rest.iter().all(Option::is_none));
     }
     server.stop().await;
 }

@@ -297,6 +297,7 @@ impl From<reqwest::Response> for Events {
         Events {
             events: Box::pin(response.bytes_stream().eventsource()),
             runs: None,
+            retries: Vec::new(),
         }
     }
 }
@@ -315,6 +316,8 @@ pub struct Events {
     >,
     /// The session's runs, as the last `runs` event said.
     pub runs: Option<shared::wire::Runs>,
+    /// The reconnection delay (`retry:`) of each update event, in order.
+    pub retries: Vec<Option<Duration>>,
 }
 
 impl Events {
@@ -377,6 +380,7 @@ impl Events {
             self.runs = Some(serde_json::from_str(&event.data).unwrap());
             return None;
         }
+        self.retries.push(event.retry);
         Some((
             event.id.parse().expect("every event has an id"),
             serde_json::from_str(&event.data).unwrap(),
