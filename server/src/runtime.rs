@@ -346,9 +346,10 @@ impl<T: Task> Runtime<T> {
     /// the store (and from Redis, whichever node uses it), and its streams
     /// end.
     pub async fn remove_run(&self, run: &Arc<Session<T>>) -> Result<(), StoreError> {
-        self.backend.remove(run.id()).await?;
+        // Deleted in the run's lock section: a step of its task stored
+        // after the deletion would bring it back.
+        run.retire_deleted(|| self.backend.remove(run.id())).await?;
         self.sessions.remove(run.id());
-        run.retire().await;
         self.rosters.ring(run.id().session);
         tracing::info!(run = %run.id().short(), "a run was removed by its user");
         Ok(())

@@ -847,6 +847,24 @@ impl<T: Task> Session<T> {
     /// storing it again.
     pub async fn retire(&self) {
         let mut state = self.state.lock().await;
+        self.retire_locked(&mut state);
+    }
+
+    /// Lets the session go once `delete` (its removal from the store,
+    /// started in its lock section) succeeded: no step of its task can be
+    /// stored after the removal, so none brings it back. On failure the
+    /// session goes on as it was.
+    pub async fn retire_deleted<E, F>(&self, delete: impl FnOnce() -> F) -> Result<(), E>
+    where
+        F: std::future::Future<Output = Result<(), E>>,
+    {
+        let mut state = self.state.lock().await;
+        delete().await?;
+        self.retire_locked(&mut state);
+        Ok(())
+    }
+
+    fn retire_locked(&self, state: &mut State<T>) {
         self.retired.store(true, Ordering::Release);
         if let Some((_, cancel)) = state.task.take() {
             cancel.cancel();
