@@ -217,7 +217,7 @@ pub fn IntervalPicker() -> impl IntoView {
 }
 
 /// The policies offered for a run nobody watches, and their labels.
-pub(crate) const UNWATCHED: [(Unwatched, &str); 7] = [
+const UNWATCHED: [(Unwatched, &str); 7] = [
     (Unwatched::Keep, "Keep running"),
     (Unwatched::Pause { minutes: 1 }, "Pause after 1 min"),
     (Unwatched::Pause { minutes: 10 }, "Pause after 10 min"),
@@ -228,7 +228,7 @@ pub(crate) const UNWATCHED: [(Unwatched, &str); 7] = [
 ];
 
 /// An option's value: `keep`, `pause-10`, `cancel-60`.
-pub(crate) fn unwatched_value(policy: Unwatched) -> String {
+fn unwatched_value(policy: Unwatched) -> String {
     match policy {
         Unwatched::Keep => "keep".into(),
         Unwatched::Pause { minutes } => format!("pause-{minutes}"),
@@ -237,7 +237,7 @@ pub(crate) fn unwatched_value(policy: Unwatched) -> String {
 }
 
 /// The policy an option's value names.
-pub(crate) fn unwatched_policy(value: &str) -> Option<Unwatched> {
+fn unwatched_policy(value: &str) -> Option<Unwatched> {
     let (then, minutes) = match value.split_once('-') {
         Some((then, minutes)) => (then, minutes.parse().ok()?),
         None => (value, 0),
@@ -254,18 +254,37 @@ pub(crate) fn unwatched_policy(value: &str) -> Option<Unwatched> {
 #[component]
 pub fn UnwatchedPicker() -> impl IntoView {
     let state = expect_context::<PageState>();
-    let current = move || state.snapshot.with(|s| s.unwatched);
+    view! {
+        <UnwatchedSelect id="unwatched" label="When no page is open"
+            current=Signal::derive(move || state.snapshot.with(|s| s.unwatched))
+            disabled=Signal::stored(false)
+            pick=move |policy| state.command(Command::SetUnwatched { policy })/>
+    }
+}
+
+/// A select of the policies for a run nobody watches, showing `current`
+/// (a policy the list does not offer, say from `Leptos.toml`, as an option
+/// of its own) and calling `pick` with the one chosen.
+#[component]
+pub fn UnwatchedSelect(
+    id: &'static str,
+    label: &'static str,
+    #[prop(into)] current: Signal<Unwatched>,
+    #[prop(into)] disabled: Signal<bool>,
+    pick: impl Fn(Unwatched) + Send + Sync + 'static,
+) -> impl IntoView {
     let on_change = move |event| {
         if let Some(policy) = unwatched_policy(&event_target_value(&event)) {
-            state.command(Command::SetUnwatched { policy });
+            pick(policy);
         }
     };
     view! {
         <div class="field interval">
-            <label for="unwatched">"When no page is open"</label>
-            <select id="unwatched" name="unwatched" on:change=on_change prop:value=move || unwatched_value(current())>
+            <label for=id>{label}</label>
+            <select id=id name=id on:change=on_change prop:value=move || unwatched_value(current.get())
+                disabled=move || disabled.get()>
                 {move || {
-                    let current = current();
+                    let current = current.get();
                     let known = UNWATCHED.iter().any(|(policy, _)| *policy == current);
                     let custom = (!known).then(|| {
                         let label = match current {

@@ -239,37 +239,24 @@ fn CancelSearch(shown: Shown, error: RwSignal<Option<String>>) -> impl IntoView 
 /// view's "When no page is open" does for its run.
 #[component]
 fn SearchUnwatched(shown: Shown, error: RwSignal<Option<String>>) -> impl IntoView {
-    use crate::controls::{unwatched_policy, unwatched_value, UNWATCHED};
     let state = expect_context::<PageState>();
     let current = move || {
         shown
             .snapshot
             .with(|snapshot| snapshot.as_ref().map(|s| s.unwatched).unwrap_or_default())
     };
-    let on_change = move |event| {
-        let (Some(policy), Some(run)) = (
-            unwatched_policy(&event_target_value(&event)),
-            state.search.get_untracked(),
-        ) else {
-            return;
-        };
-        state
-            .send
-            .run((Some(run), Command::SetUnwatched { policy }, report(error)));
+    let pick = move |policy| {
+        if let Some(run) = state.search.get_untracked() {
+            state
+                .send
+                .run((Some(run), Command::SetUnwatched { policy }, report(error)));
+        }
     };
     view! {
-        <div class="field interval">
-            <label for="search-unwatched">"While no page is open"</label>
-            <select id="search-unwatched" on:change=on_change prop:value=move || unwatched_value(current())
-                disabled=move || shown.search().is_none()>
-                {UNWATCHED
-                    .iter()
-                    .map(|(policy, label)| view! {
-                        <option value=unwatched_value(*policy) selected=move || *policy == current()>{*label}</option>
-                    })
-                    .collect_view()}
-            </select>
-        </div>
+        <crate::controls::UnwatchedSelect id="search-unwatched" label="While no page is open"
+            current=Signal::derive(current)
+            disabled=Signal::derive(move || shown.search().is_none())
+            pick/>
     }
 }
 

@@ -533,9 +533,10 @@ fn classify(
 }
 
 /// Step checkpoints waiting behind other writes, oldest first, and how
-/// many of each session's wait (most sessions have none: no search).
+/// many of each session's wait (so a request of a session with none, the
+/// usual case, scans nothing).
 struct Deferred<S> {
-    queue: std::collections::VecDeque<(RunId, Box<Saved<S>>, Answer)>,
+    queue: std::collections::VecDeque<Write<S>>,
     per_session: std::collections::HashMap<RunId, usize>,
 }
 
@@ -555,7 +556,7 @@ impl<S> Deferred<S> {
 
     fn push(&mut self, id: RunId, saved: Box<Saved<S>>, answer: Answer) {
         *self.per_session.entry(id).or_default() += 1;
-        self.queue.push_back((id, saved, answer));
+        self.queue.push_back((id, saved, Some(answer)));
     }
 
     /// The checkpoints of `ids`, in order, taken out.
@@ -568,31 +569,23 @@ impl<S> Deferred<S> {
         }
         let (taken, kept) = std::mem::take(&mut self.queue)
             .into_iter()
-            .partition(|(id, _, _)| ids.contains(id));
+            .partition::<std::collections::VecDeque<_>, _>(|(id, _, _)| ids.contains(id));
         self.queue = kept;
-        taken
-            .into_iter()
-            .map(|(id, saved, answer)| (id, saved, Some(answer)))
-            .collect()
+        taken.into()
     }
 
     /// The `count` oldest checkpoints, taken out.
     fn oldest(&mut self, count: usize) -> Vec<Write<S>> {
-        let count = count.min(self.queue.len());
-        self.queue
-            .drain(..count)
-            .map(|(id, saved, answer)| {
-                if let std::collections::hash_map::Entry::Occupied(mut left) =
-                    self.per_session.entry(id)
-                {
-                    *left.get_mut() -= 1;
-                    if *left.get() == 0 {
-                        left.remove();
-                    }
+        let taken: Vec<_> = self.queue.drain(..count.min(self.queue.len())).collect();
+        for (id, _, _) in &taken {
+            if let Some(left) = self.per_session.get_mut(id) {
+                *left -= 1;
+                if *left == 0 {
+                    self.per_session.remove(id);
                 }
-                (id, saved, Some(answer))
-            })
-            .collect()
+            }
+        }
+        taken
     }
 
     /// Every checkpoint, taken out.
@@ -623,18 +616,15 @@ impl<S: Kept> Writer<S> {
     fn run(mut self, queue: mpsc::Receiver<Request<S>>) {
         loop {
             // Checkpoints waiting: whatever is queued now, without waiting.
-            let first = if self.deferred.is_empty() {
-                match queue.recv_timeout(RETRY_PERIOD.min(CHECKPOINT_PERIOD)) {
-                    Ok(request) => Some(request),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+            let wait = if self.deferred.is_empty() {
+                RETRY_PERIOD.min(CHECKPOINT_PERIOD)
             } else {
-                match queue.try_recv() {
-                    Ok(request) => Some(request),
-                    Err(mpsc::TryRecvError::Empty) => None,
-                    Err(mpsc::TryRecvError::Disconnected) => break,
-                }
+                Duration::ZERO
+            };
+            let first = match queue.recv_timeout(wait) {
+                Ok(request) => Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut batch: Vec<Request<S>> = first.into_iter().collect();
             while batch.len() < BATCH {

@@ -423,6 +423,20 @@ mod tests {
         }
     }
 
+    /// A search of [1, 100000] that took its first three planned steps.
+    fn searched_partly() -> Jobs {
+        let mut machine = Jobs::new(settings());
+        let generation = machine
+            .apply(&range("1", "100000"))
+            .unwrap()
+            .start_task
+            .unwrap();
+        for plan in machine.run().unwrap().plan(&machine.settings(), 3) {
+            machine.step_with(generation, Job::work(plan)).unwrap();
+        }
+        machine
+    }
+
     #[test]
     fn a_search_runs_finishes_and_goes_on_when_to_is_raised() {
         let mut machine = Jobs::new(settings());
@@ -463,15 +477,7 @@ mod tests {
 
     #[test]
     fn a_search_is_saved_and_restored_mid_range() {
-        let mut machine = Jobs::new(settings());
-        let generation = machine
-            .apply(&range("1", "100000"))
-            .unwrap()
-            .start_task
-            .unwrap();
-        for plan in machine.run().unwrap().plan(&machine.settings(), 3) {
-            machine.step_with(generation, Job::work(plan)).unwrap();
-        }
+        let machine = searched_partly();
         let saved: Saved =
             serde_json::from_str(&serde_json::to_string(&machine.saved()).unwrap()).unwrap();
         let mut back = Jobs::restore(settings(), &saved, 0, 1).unwrap();
@@ -516,16 +522,7 @@ mod tests {
 
     #[test]
     fn a_search_travels_under_its_key_and_reads_back_whole() {
-        let mut machine = Jobs::new(settings());
-        let generation = machine
-            .apply(&range("1", "100000"))
-            .unwrap()
-            .start_task
-            .unwrap();
-        let before = machine.cursor();
-        for plan in machine.run().unwrap().plan(&machine.settings(), 3) {
-            machine.step_with(generation, Job::work(plan)).unwrap();
-        }
+        let machine = searched_partly();
         let snapshot = machine.snapshot();
         let json = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(json["run"]["search"]["from"], 1, "{json}");
@@ -535,7 +532,13 @@ mod tests {
             .is_empty());
         let read: Snapshot = serde_json::from_value(json).unwrap();
         assert_eq!(read, snapshot);
-        let delta = machine.delta_since(before).unwrap();
+        // From a page that saw the range set (version 1, no step yet).
+        let delta = machine
+            .delta_since(crate::wire::Cursor {
+                version: 1,
+                steps: 0,
+            })
+            .unwrap();
         let read: wire::DeltaOf<JobChange> =
             serde_json::from_str(&serde_json::to_string(&delta).unwrap()).unwrap();
         assert_eq!(read, delta);

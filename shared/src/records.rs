@@ -507,7 +507,6 @@ mod tests {
 
     use super::*;
 
-    /// The range searched in stretches of `len`.
     fn starts(records: &[Record], kind: Kind) -> Vec<u64> {
         records
             .iter()

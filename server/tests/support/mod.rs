@@ -259,13 +259,14 @@ impl Browser {
 
     /// The event stream of run `run`.
     pub async fn events_of(&self, run: &str) -> Events {
-        let response = self
-            .get(&format!("/events?run={run}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        Events::from(response)
+        Events::from(self.get_ok(&format!("/events?run={run}")).await)
+    }
+
+    /// The answer to a GET of `path`, which must be 200.
+    pub async fn get_ok(&self, path: &str) -> reqwest::Response {
+        let response = self.get(path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response
     }
 
     /// Sends a command that must be accepted; returns its version.

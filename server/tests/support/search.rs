@@ -63,12 +63,7 @@ pub fn checked(snapshot: &Snapshot) -> u64 {
 
 /// Run `run`'s records as the server downloads them.
 pub async fn csv(browser: &Browser, run: &str) -> String {
-    let response = browser
-        .get(&format!("/records.csv?run={run}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let response = browser.get_ok(&format!("/records.csv?run={run}")).await;
     response.text().await.unwrap()
 }
 
