@@ -33,7 +33,7 @@ use clap::Parser;
 use crate::{
     args::Args,
     browser::Browser,
-    report::{cpu_ticks, rss_kib, Totals},
+    report::{cpu_ticks, rss_kib, CpuTicks, Totals},
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -99,7 +99,7 @@ async fn main() -> ExitCode {
     let before_messages = totals.messages.load(Ordering::Relaxed);
     let before_steps = steps_total(&http1, &args).await;
     let before_cpu = args.pid.and_then(cpu_ticks);
-    let watched_before: Vec<Option<u64>> =
+    let watched_before: Vec<Option<CpuTicks>> =
         args.watch.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
     let own_before = cpu_ticks(std::process::id());
     totals.measuring.store(true, Ordering::Relaxed);
@@ -110,7 +110,7 @@ async fn main() -> ExitCode {
     let values = totals.counts().values - before.values;
     let messages = totals.messages.load(Ordering::Relaxed) - before_messages;
     let after_cpu = args.pid.and_then(cpu_ticks);
-    let watched_after: Vec<Option<u64>> =
+    let watched_after: Vec<Option<CpuTicks>> =
         args.watch.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
     let after_steps = steps_total(&http1, &args).await;
     let own_after = cpu_ticks(std::process::id());
@@ -165,14 +165,26 @@ async fn main() -> ExitCode {
             load.saturating_sub(idle) as f64 / args.sessions as f64
         );
     }
-    let percent = |before: Option<u64>, after: Option<u64>| {
-        let ticks_per_s = 100.0; // USER_HZ on Linux
+    const TICKS_PER_S: f64 = 100.0; // USER_HZ on Linux
+    let percent = |before: Option<CpuTicks>, after: Option<CpuTicks>| {
         before
             .zip(after)
-            .map(|(b, a)| (a - b) as f64 / ticks_per_s / elapsed * 100.0)
+            .map(|(b, a)| b.until(a).total() as f64 / TICKS_PER_S / elapsed * 100.0)
     };
     if let Some(cpu) = percent(before_cpu, after_cpu) {
         println!("server_cpu_percent  {cpu:.0}");
+    }
+    // What one delivered event (an SSE message a browser read) cost the
+    // server, and how much of it was the kernel's.
+    if let Some(spent) = before_cpu.zip(after_cpu).map(|(b, a)| b.until(a)) {
+        if messages > 0 && spent.total() > 0 {
+            let micros = spent.total() as f64 / TICKS_PER_S * 1e6 / messages as f64;
+            println!("server_cpu_us_per_event {micros:.1}");
+            println!(
+                "server_cpu_system_percent {:.0}",
+                spent.system as f64 / spent.total() as f64 * 100.0
+            );
+        }
     }
     for (((name, _), before), after) in args.watch.iter().zip(watched_before).zip(watched_after) {
         if let Some(cpu) = percent(before, after) {

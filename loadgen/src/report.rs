@@ -143,15 +143,42 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// User + system CPU time of a process, in clock ticks, from /proc.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+/// CPU time a process spent, in clock ticks (`USER_HZ`), from /proc.
+#[derive(Clone, Copy)]
+pub struct CpuTicks {
+    /// In user space.
+    pub user: u64,
+    /// In the kernel on its behalf (system calls, its sockets' writes).
+    pub system: u64,
+}
+
+impl CpuTicks {
+    /// User and system time together.
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
+
+    /// The time from `self` to `later`.
+    pub fn until(self, later: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: later.user.saturating_sub(self.user),
+            system: later.system.saturating_sub(self.system),
+        }
+    }
+}
+
+/// User and system CPU time of a process, from /proc.
+pub fn cpu_ticks(pid: u32) -> Option<CpuTicks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces).
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some(CpuTicks {
+        user: utime,
+        system: stime,
+    })
 }
 
 #[cfg(test)]
