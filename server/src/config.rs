@@ -301,6 +301,9 @@ mod defaults {
     pub fn max_steps() -> u64 {
         100_000_000
     }
+    pub fn tick_ms() -> u64 {
+        2
+    }
 }
 
 /// The `[sessions]` table.
@@ -342,6 +345,11 @@ pub struct Sessions {
     /// saying so. Bounds the CPU one run can cost the server.
     #[serde(default = "defaults::max_steps")]
     pub max_steps: u64,
+    /// The scheduler's granularity, 1 to 5 ms: runs due within one tick
+    /// step together, so their events leave together (a step is at most
+    /// one tick late).
+    #[serde(default = "defaults::tick_ms")]
+    pub tick_ms: u64,
 }
 
 fn default_new_per_minute() -> u32 {
@@ -491,6 +499,9 @@ impl Config {
         if self.collatz.step_interval_ms > u64::from(MAX_INTERVAL_MS) {
             return invalid("collatz.step-interval-ms", "must be at most 10000");
         }
+        if !(1..=5).contains(&self.sessions.tick_ms) {
+            return invalid("sessions.tick-ms", "must be 1 to 5");
+        }
         match self.unwatched() {
             None => return invalid("sessions.unwatched", "must be keep, pause or cancel"),
             Some(policy) if policy.check().is_err() => {
@@ -577,6 +588,11 @@ impl Config {
             header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(self.limits.connection_idle_timeout_secs),
         }
+    }
+
+    /// The scheduler's tick (`sessions.tick-ms`).
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.sessions.tick_ms)
     }
 
     /// How long an idle session is kept.
@@ -706,6 +722,7 @@ const OVERRIDES: &[(&str, &str, Field)] = &[
     ("HAILSTONE_UNWATCHED", "sessions.unwatched", |c| &mut c.sessions.unwatched),
     ("HAILSTONE_UNWATCHED_MINUTES", "sessions.unwatched-minutes", |c| &mut c.sessions.unwatched_minutes),
     ("HAILSTONE_MAX_STEPS", "sessions.max-steps", |c| &mut c.sessions.max_steps),
+    ("HAILSTONE_TICK_MS", "sessions.tick-ms", |c| &mut c.sessions.tick_ms),
     ("HAILSTONE_STORE_PATH", "store.path", |c| &mut c.store.path),
     ("HAILSTONE_PUBLIC_ORIGIN", "http.public-origin", |c| &mut c.http.public_origin),
     ("HAILSTONE_METRICS_TOKEN", "http.metrics-token", |c| &mut c.http.metrics_token),

@@ -26,6 +26,7 @@ pub mod policy;
 pub mod primary;
 pub mod rosters;
 pub mod runtime;
+pub mod scheduler;
 pub mod search;
 pub mod serve;
 pub mod session;

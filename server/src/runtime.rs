@@ -116,7 +116,7 @@ impl<T: Task> Runtime<T> {
         store: Arc<dyn Store<T::Saved>>,
     ) -> Arc<Runtime<T>> {
         let metrics = Arc::new(Metrics::new(""));
-        let tasks = Tasks::new(metrics.clone());
+        let tasks = Tasks::new(metrics.clone(), config.tick());
         Runtime::with_tasks(config, settings, store.into(), tasks, metrics)
     }
 
@@ -131,7 +131,7 @@ impl<T: Task> Runtime<T> {
         let backend = backend.into();
         let node = backend.cluster().map_or("", |cluster| cluster.node());
         let metrics = Arc::new(Metrics::new(node));
-        let tasks = Tasks::on_own_threads(metrics.clone())?;
+        let tasks = Tasks::on_own_threads(metrics.clone(), config.tick())?;
         Ok(Runtime::with_tasks(
             config, settings, backend, tasks, metrics,
         ))

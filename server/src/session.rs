@@ -190,6 +190,13 @@ const COMMAND_TRIES: usize = 8;
 /// a session further behind reads the store.
 const INBOX: usize = 64;
 
+/// The scheduler rings a timed run's steps at the next tick.
+impl<T: Task> crate::scheduler::Doorbell for Session<T> {
+    fn ring(&self, version: u64) {
+        self.announce(version);
+    }
+}
+
 impl<T: Task> Session<T> {
     /// A session with the given state (fresh, or loaded) and its ledger.
     pub fn new(

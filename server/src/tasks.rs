@@ -1,11 +1,15 @@
-//! The background tasks: one stepper per running session, tracked
-//! so shutdown can cancel and wait for every one.
+//! The background tasks: one stepper per running run, tracked so shutdown
+//! can cancel and wait for every one.
 //!
 //! In the server the steppers run on a runtime of their own, whose threads
-//! run at a lower OS priority than the threads that answer requests. Stepping as fast
-//! as possible then takes the CPU only while no request or stream needs it,
-//! so the page stays interactive however busy the tasks are (on one shared
-//! runtime, a request waited its turn behind every runnable stepper).
+//! run at a lower OS priority than the threads that answer requests.
+//! Stepping as fast as possible then takes the CPU only while no request or
+//! stream needs it, so the page stays interactive however busy the tasks
+//! are. A timed run has no timer of its own: it waits in the
+//! [`Scheduler`]'s calendar, which wakes the runs of one tick together, and
+//! its steps are announced to their streams by the scheduler at the next
+//! tick, all at once: one wake-up of the streams' thread per tick, not one
+//! per event.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -24,7 +28,7 @@ use shared::{
 use tokio::{
     runtime::{Handle, Runtime},
     sync::{watch, Semaphore},
-    time::{sleep_until, Instant},
+    time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
@@ -33,6 +37,7 @@ use crate::{
     backend::CommitError,
     cluster::Cluster,
     metrics::Metrics,
+    scheduler::Scheduler,
     session::{Session, Started, StepError, Stepped},
 };
 
@@ -60,19 +65,11 @@ const NICENESS: i32 = 10;
 
 /// Owns every background task.
 pub struct Tasks {
-    /// Every task spawned, so shutdown can wait for them.
-    tracker: TaskTracker,
-    /// The runtime the tasks run on.
-    handle: Handle,
+    /// What each task is spawned with.
+    crew: Crew,
     /// The tasks' own runtime, if they have one; shut down after the last
     /// task has ended.
     own: Mutex<Option<Runtime>>,
-    /// Counts tasks and steps.
-    metrics: Arc<Metrics>,
-    /// The most steps one run may take (`sessions.max-steps`).
-    max_steps: u64,
-    /// Where steps' work is done outside the lock.
-    workers: Workers,
 }
 
 /// The threads that do the work of steps outside their run's lock (see
@@ -245,87 +242,71 @@ impl Workers {
 }
 
 impl Tasks {
-    /// Tasks on the caller's runtime (tests use it to pause time).
-    pub fn new(metrics: Arc<Metrics>) -> Tasks {
+    /// Tasks on the caller's runtime (tests use it to pause time), whose
+    /// timed runs wait in a scheduler of `tick`.
+    pub fn new(metrics: Arc<Metrics>, tick: Duration) -> Tasks {
         Tasks {
-            tracker: TaskTracker::new(),
-            handle: Handle::current(),
+            crew: Crew {
+                tracker: TaskTracker::new(),
+                tasks: Handle::current(),
+                scheduler: Scheduler::start(tick),
+                metrics,
+                max_steps: u64::MAX,
+                workers: Workers::per_core(),
+            },
             own: Mutex::new(None),
-            metrics,
-            max_steps: u64::MAX,
-            workers: Workers::per_core(),
         }
     }
 
     /// The same tasks, failing a run once it has taken `max_steps`.
-    pub fn limited_to(self, max_steps: u64) -> Tasks {
-        Tasks { max_steps, ..self }
+    pub fn limited_to(mut self, max_steps: u64) -> Tasks {
+        self.crew.max_steps = max_steps;
+        self
     }
 
     /// The same tasks, doing steps' work `ways` pieces at once (0: one
     /// per core), shared with the other nodes of `cluster` if there is one.
-    pub fn working_in(self, ways: usize, cluster: Option<Arc<Cluster>>) -> Tasks {
+    pub fn working_in(mut self, ways: usize, cluster: Option<Arc<Cluster>>) -> Tasks {
         let workers = match ways {
             0 => Workers::per_core(),
             ways => Workers::new(ways),
         };
-        let workers = Workers { cluster, ..workers };
-        Tasks { workers, ..self }
+        self.crew.workers = Workers { cluster, ..workers };
+        self
     }
 
     /// Tasks on a runtime of their own, whose threads run at a lower OS
     /// priority than the caller's. It has as many threads as tokio gives a
     /// runtime by default (one per core, or `TOKIO_WORKER_THREADS`), so the
-    /// tasks can use every core that requests leave idle.
-    pub fn on_own_threads(metrics: Arc<Metrics>) -> std::io::Result<Tasks> {
+    /// tasks can use every core that requests leave idle. The scheduler's
+    /// driver runs on the caller's runtime, where the streams are served.
+    pub fn on_own_threads(metrics: Arc<Metrics>, tick: Duration) -> std::io::Result<Tasks> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("hailstone-tasks")
             .on_thread_start(lower_priority)
             .enable_all()
             .build()?;
-        Ok(Tasks {
-            tracker: TaskTracker::new(),
-            handle: runtime.handle().clone(),
-            own: Mutex::new(Some(runtime)),
-            metrics,
-            max_steps: u64::MAX,
-            workers: Workers::per_core(),
-        })
+        let mut tasks = Tasks::new(metrics, tick);
+        tasks.crew.tasks = runtime.handle().clone();
+        tasks.own = Mutex::new(Some(runtime));
+        Ok(tasks)
     }
 
     /// Spawns the stepper a command started. If it panics, its run is
     /// failed, so the switch never says running while nothing runs.
     pub fn spawn<T: Task>(&self, session: Arc<Session<T>>, started: Started) {
-        let span = tracing::info_span!(
-            "task",
-            session = %session.id().short(),
-            generation = started.generation
-        );
-        let metrics = self.metrics.clone();
-        let max_steps = self.max_steps;
-        let workers = self.workers.clone();
-        metrics.running_tasks.inc();
-        self.tracker.spawn_on(
-            async move {
-                let generation = started.generation;
-                let stepping = step_until_stopped(&session, started, &metrics, &workers, max_steps);
-                if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
-                    tracing::error!("task panicked; its run is failed");
-                    session.halt(generation, Failure::Crashed).await;
-                }
-                metrics.running_tasks.dec();
-            }
-            .instrument(span),
-            &self.handle,
-        );
+        self.crew.metrics.running_tasks.inc();
+        self.crew.clone().launch(Stepper::new(session, started));
     }
 
     /// Stops accepting tasks and waits until every one has ended (their
     /// tokens are children of the shutdown token, so they end promptly),
-    /// then shuts the tasks' own runtime down, if they have one.
+    /// then stops the scheduler and shuts the tasks' own runtime down, if
+    /// they have one.
     pub async fn wait(&self) {
-        self.tracker.close();
-        self.tracker.wait().await;
+        self.crew.tracker.close();
+        self.crew.tracker.wait().await;
+        self.crew.scheduler.stop();
         let own = self.own.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(runtime) = own {
             // Dropping a runtime joins its threads: not on a runtime's own.
@@ -335,22 +316,70 @@ impl Tasks {
 
     /// The runtime the tasks run on.
     pub fn handle(&self) -> &Handle {
-        &self.handle
+        &self.crew.tasks
     }
 
     /// Where steps' work is done.
     pub fn workers(&self) -> &Workers {
-        &self.workers
+        &self.crew.workers
     }
 
     /// Tasks alive now.
     pub fn len(&self) -> usize {
-        self.tracker.len()
+        self.crew.tracker.len()
     }
 
     /// True when no task is alive.
     pub fn is_empty(&self) -> bool {
-        self.tracker.is_empty()
+        self.crew.tracker.is_empty()
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.crew.scheduler.stop();
+    }
+}
+
+/// What every run's task needs, wherever it runs: cloned into each.
+#[derive(Clone)]
+struct Crew {
+    /// Every task spawned, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// The runtime the tasks run on.
+    tasks: Handle,
+    /// The clock timed runs wait on, and announces their steps.
+    scheduler: Scheduler,
+    /// Counts tasks and steps.
+    metrics: Arc<Metrics>,
+    /// The most steps one run may take (`sessions.max-steps`).
+    max_steps: u64,
+    /// Where steps' work is done outside the lock.
+    workers: Workers,
+}
+
+impl Crew {
+    /// Runs `stepper` until it ends; if it panics, its run is failed.
+    fn launch<T: Task>(self, mut stepper: Stepper<T>) {
+        let span = tracing::info_span!(
+            "task",
+            session = %stepper.session.id().short(),
+            generation = stepper.generation
+        );
+        let (tracker, handle) = (self.tracker.clone(), self.tasks.clone());
+        tracker.spawn_on(
+            async move {
+                let stepping = step_until_stopped(&mut stepper, &self);
+                if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
+                    tracing::error!("task panicked; its run is failed");
+                    let generation = stepper.generation;
+                    stepper.session.halt(generation, Failure::Crashed).await;
+                }
+                self.metrics.running_tasks.dec();
+            }
+            .instrument(span),
+            &handle,
+        );
     }
 }
 
@@ -371,6 +400,123 @@ fn lower_priority() {
     }
 }
 
+/// One run's stepping: what its task's loop keeps between batches.
+struct Stepper<T: Task> {
+    session: Arc<Session<T>>,
+    /// The generation it steps for.
+    generation: u64,
+    /// Cancelled when the run is no longer wanted (stop, shutdown).
+    cancel: CancellationToken,
+    /// When it steps next.
+    beat: Beat,
+    /// Steps the run has taken; `None` until the first leg reads them.
+    steps: Option<u64>,
+    /// The work of the next steps, planned by the last one.
+    plans: Vec<T::Plan>,
+    /// The store was unreachable at the last try (logged once per outage).
+    unreachable: bool,
+}
+
+impl<T: Task> Stepper<T> {
+    fn new(session: Arc<Session<T>>, started: Started) -> Stepper<T> {
+        let beat = Beat::new(&session, started.since_step);
+        Stepper {
+            session,
+            generation: started.generation,
+            cancel: started.cancel,
+            beat,
+            steps: None,
+            plans: Vec::new(),
+            unreachable: false,
+        }
+    }
+
+    /// Reads the steps taken and the work of the next step, once.
+    async fn steps(&mut self, workers: &Workers) -> u64 {
+        if let Some(steps) = self.steps {
+            return steps;
+        }
+        self.beat.renew_every = self.session.renew_every().await;
+        let (steps, plans) = self
+            .session
+            .read(|machine| match machine.run() {
+                Some(run) if !run.done() => (
+                    run.steps(),
+                    run.plan(&machine.settings(), workers.planned()),
+                ),
+                run => (run.map_or(0, T::steps), Vec::new()),
+            })
+            .await;
+        self.plans = plans;
+        *self.steps.insert(steps)
+    }
+
+    /// Takes the next batch of steps (up to `batch`, or one per piece of
+    /// `work`) in the lock section; what the task does next.
+    async fn take_steps(
+        &mut self,
+        batch: usize,
+        work: Vec<T::Work>,
+        workers: &Workers,
+        metrics: &Metrics,
+    ) -> Turn<T> {
+        let stepped = self
+            .session
+            .step(self.generation, batch, work, workers.planned())
+            .await;
+        match stepped {
+            Ok(stepped) => {
+                self.unreachable = false;
+                // Counted before it is announced, so `/metrics` never lags
+                // behind what subscribers were told.
+                metrics
+                    .steps
+                    .inc_by(stepped.delta.version - stepped.delta.base);
+                self.steps = Some(stepped.delta.change.steps());
+                Turn::Stepped(stepped)
+            }
+            Err(StepError::Refused(refused)) => {
+                tracing::debug!(?refused, "refused");
+                Turn::Stop
+            }
+            Err(StepError::Commit(CommitError::Conflict)) => {
+                self.beat.at_once = true;
+                Turn::Again
+            }
+            Err(StepError::Commit(
+                CommitError::Unavailable(error) | CommitError::Damaged(error),
+            )) => {
+                if !std::mem::replace(&mut self.unreachable, true) {
+                    tracing::warn!(%error, "steps cannot be committed; the run waits for the store");
+                }
+                tokio::select! {
+                    () = self.cancel.cancelled() => Turn::Stop,
+                    () = tokio::time::sleep(RETRY_AFTER) => Turn::Again,
+                }
+            }
+            Err(StepError::Commit(CommitError::Fenced)) => {
+                metrics.fenced_commits.inc();
+                tracing::warn!("another node took the run over; this task stops");
+                Turn::Stop
+            }
+            Err(StepError::Commit(CommitError::Gone)) => {
+                tracing::warn!("the session is gone from the store; its task stops");
+                Turn::Stop
+            }
+        }
+    }
+}
+
+/// What a batch of steps leaves the task to do.
+enum Turn<T: Task> {
+    /// They were taken: announce them, await their checkpoint.
+    Stepped(Stepped<T::Change, T::Plan>),
+    /// None was taken; try again (the beat says when).
+    Again,
+    /// None was taken, nor will be: the task ends.
+    Stop,
+}
+
 /// When a task steps next: the interval as the lock section last set it,
 /// kept as a steady beat.
 struct Beat {
@@ -386,11 +532,19 @@ struct Beat {
     at_once: bool,
 }
 
+/// What a beat says.
+enum Next {
+    /// Step now, at this interval.
+    Step(Duration),
+    /// The task must stop (cancelled, or fenced while renewing).
+    Stop,
+}
+
 impl Beat {
-    async fn new<T: Task>(session: &Session<T>, since_step: Duration) -> Beat {
+    fn new<T: Task>(session: &Session<T>, since_step: Duration) -> Beat {
         Beat {
             interval_ms: session.watch_interval(),
-            renew_every: session.renew_every().await,
+            renew_every: None,
             last_due: Instant::now()
                 .checked_sub(since_step)
                 .unwrap_or_else(Instant::now),
@@ -398,24 +552,24 @@ impl Beat {
         }
     }
 
-    /// Waits until the next step is due, and returns the interval; `None`
-    /// when the task must stop (cancelled, or fenced while renewing).
+    /// Waits until the next step is due: in the scheduler's tick, or at
+    /// interval 0 after a yield to other tasks.
     async fn next<T: Task>(
         &mut self,
         session: &Session<T>,
         cancel: &CancellationToken,
-        metrics: &Metrics,
-    ) -> Option<Duration> {
+        crew: &Crew,
+    ) -> Next {
         loop {
             let interval = Duration::from_millis(u64::from(*self.interval_ms.borrow_and_update()));
             if interval.is_zero() || std::mem::take(&mut self.at_once) {
                 // As fast as possible, but let other tasks run.
                 tokio::select! {
                     biased;
-                    () = cancel.cancelled() => return None,
+                    () = cancel.cancelled() => return Next::Stop,
                     () = tokio::task::yield_now() => {
                         self.last_due = Instant::now();
-                        return Some(interval);
+                        return Next::Step(interval);
                     }
                 }
             }
@@ -431,19 +585,19 @@ impl Beat {
             };
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return None,
-                () = sleep_until(due) => {
+                () = cancel.cancelled() => return Next::Stop,
+                () = crew.scheduler.until(due) => {
                     self.last_due = due;
-                    return Some(interval);
+                    return Next::Step(interval);
                 }
                 // The interval changed: wait the new one from the last step.
                 Ok(()) = self.interval_ms.changed() => {}
                 // A long interval: the lease must not lapse meanwhile.
                 () = renewal => {
                     if session.renew().await == Err(CommitError::Fenced) {
-                        metrics.fenced_commits.inc();
+                        crew.metrics.fenced_commits.inc();
                         tracing::warn!("another node took the run over; this task stops");
-                        return None;
+                        return Next::Stop;
                     }
                 }
             }
@@ -451,133 +605,75 @@ impl Beat {
     }
 }
 
-/// The task's loop: wait for the interval outside the lock (or, for steps
-/// that have work, do it there: they go as fast as it is done), then in the
-/// lock section take the steps if this task's generation is still the
-/// current one and they are committed. Ends when refused (stopped,
-/// superseded, finished, fenced by another node), cancelled, or when the
-/// run has taken `max_steps` (it is failed, saying so).
-async fn step_until_stopped<T: Task>(
-    session: &Session<T>,
-    started: Started,
-    metrics: &Metrics,
-    workers: &Workers,
-    max_steps: u64,
-) {
-    let Started {
-        generation,
-        cancel,
-        since_step,
-    } = started;
+/// The task's loop: wait for the beat outside the lock (or, for steps that
+/// have work, do it there: they go as fast as it is done), then in the lock
+/// section take the steps if this task's generation is still the current
+/// one and they are committed. Ends when refused (stopped, superseded,
+/// finished, fenced by another node), cancelled, or when the run has taken
+/// `max_steps` (it is failed, saying so).
+async fn step_until_stopped<T: Task>(stepper: &mut Stepper<T>, crew: &Crew) {
     tracing::debug!("started");
-    let mut beat = Beat::new(session, since_step).await;
-    let (mut steps, mut plans) = session
-        .read(|machine| match machine.run() {
-            Some(run) if !run.done() => (
-                run.steps(),
-                run.plan(&machine.settings(), workers.planned()),
-            ),
-            run => (run.map_or(0, T::steps), Vec::new()),
-        })
-        .await;
-    // The version stepped to but not announced yet with the batches it
-    // holds, and when the last announcement was (real time: tests pause
-    // tokio's clock).
-    let mut unannounced: Option<(u64, u32)> = None;
-    let mut announced = std::time::Instant::now();
-    // The store was unreachable at the last try (logged once per outage).
-    let mut unreachable = false;
+    let mut coalescing = Coalescing::default();
     loop {
-        if steps >= max_steps {
-            announce_last(session, unannounced.take());
+        let steps = stepper.steps(&crew.workers).await;
+        if steps >= crew.max_steps {
+            coalescing.flush(&stepper.session);
             tracing::warn!(
-                max_steps,
+                max_steps = crew.max_steps,
                 "the run took as many steps as one run may; it is failed"
             );
-            session.halt(generation, Failure::StepLimit).await;
-            return;
+            stepper
+                .session
+                .halt(stepper.generation, Failure::StepLimit)
+                .await;
+            break;
         }
-        let (interval, work) = if plans.is_empty() {
-            let Some(interval) = beat.next(session, &cancel, metrics).await else {
-                return announce_last(session, unannounced);
-            };
-            (interval, Vec::new())
+        let left = usize::try_from(crew.max_steps - steps).unwrap_or(usize::MAX);
+        let (interval, mut work) = if stepper.plans.is_empty() {
+            let next = stepper
+                .beat
+                .next(&stepper.session, &stepper.cancel, crew)
+                .await;
+            match next {
+                Next::Step(interval) => (interval, Vec::new()),
+                Next::Stop => break,
+            }
         } else {
             // Steps with work go as fast as it is done.
-            let Some(work) = workers.work::<T>(std::mem::take(&mut plans), &cancel).await else {
-                return announce_last(session, unannounced);
+            let plans = std::mem::take(&mut stepper.plans);
+            let Some(work) = crew.workers.work::<T>(plans, &stepper.cancel).await else {
+                break;
             };
             (Duration::ZERO, work)
         };
-        let mut work = work;
-        work.truncate(usize::try_from(max_steps - steps).unwrap_or(usize::MAX));
+        work.truncate(left);
         let worked = !work.is_empty();
         // As fast as possible: several steps per lock section and one
         // published delta for them, so the per-event cost is shared.
-        let batch = if interval.is_zero() { BURST } else { 1 };
-        let batch = batch.min(usize::try_from(max_steps - steps).unwrap_or(usize::MAX));
-        let stepped = session
-            .step(generation, batch, work, workers.planned())
-            .await;
+        let batch = if interval.is_zero() { BURST } else { 1 }.min(left);
+        let stepped = match stepper
+            .take_steps(batch, work, &crew.workers, &crew.metrics)
+            .await
+        {
+            Turn::Stepped(stepped) => stepped,
+            Turn::Again => continue,
+            Turn::Stop => break,
+        };
         let Stepped {
             delta,
             checkpoint,
-            plans: next,
-        } = match stepped {
-            Ok(stepped) => {
-                unreachable = false;
-                stepped
-            }
-            Err(StepError::Refused(refused)) => {
-                tracing::debug!(?refused, "refused");
-                break;
-            }
-            Err(StepError::Commit(CommitError::Conflict)) => {
-                beat.at_once = true;
-                continue;
-            }
-            Err(StepError::Commit(
-                CommitError::Unavailable(error) | CommitError::Damaged(error),
-            )) => {
-                if !std::mem::replace(&mut unreachable, true) {
-                    tracing::warn!(%error, "steps cannot be committed; the run waits for the store");
-                }
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(RETRY_AFTER) => continue,
-                }
-            }
-            Err(StepError::Commit(CommitError::Fenced)) => {
-                metrics.fenced_commits.inc();
-                tracing::warn!("another node took the run over; this task stops");
-                break;
-            }
-            Err(StepError::Commit(CommitError::Gone)) => {
-                tracing::warn!("the session is gone from the store; its task stops");
-                break;
-            }
-        };
-        // Counted before it is announced, so `/metrics` never lags behind
-        // what subscribers were told.
-        metrics.steps.inc_by(delta.version - delta.base);
-        steps = delta.change.steps();
-        plans = next;
+            plans,
+        } = stepped;
+        stepper.plans = plans;
         let running = delta.status == Status::Running;
-        // Each announcement wakes the threads that serve streams; as fast as
-        // possible, a batch can come every few microseconds.
-        let batches = unannounced.map_or(1, |(_, batches)| batches + 1);
-        // Steps that had work come a few times a second: each is told.
-        if interval.is_zero()
-            && !worked
-            && running
-            && batches < ANNOUNCE_AFTER_BATCHES
-            && announced.elapsed() < ANNOUNCE_EVERY
-        {
-            unannounced = Some((delta.version, batches));
+        if interval.is_zero() || worked {
+            // Steps that had work come a few times a second: each is told.
+            let hold = interval.is_zero() && !worked && running;
+            coalescing.announce(&stepper.session, delta.version, hold);
         } else {
-            session.announce(delta.version);
-            announced = std::time::Instant::now();
-            unannounced = None;
+            // A timed step is told with the rest of its tick's.
+            crew.scheduler
+                .publish(stepper.session.clone(), delta.version);
         }
         // The checkpoint is awaited outside the lock section: a command never
         // waits for the disk behind a step. If it cannot be stored, the run
@@ -585,8 +681,11 @@ async fn step_until_stopped<T: Task>(
         if let Some(checkpoint) = checkpoint {
             if checkpoint.await.is_err() {
                 tracing::error!("checkpoint failed; the run is failed");
-                announce_last(session, unannounced.take());
-                session.halt(generation, Failure::StoreRefused).await;
+                coalescing.flush(&stepper.session);
+                stepper
+                    .session
+                    .halt(stepper.generation, Failure::StoreRefused)
+                    .await;
                 break;
             }
         }
@@ -594,17 +693,50 @@ async fn step_until_stopped<T: Task>(
             break;
         }
     }
-    announce_last(session, unannounced);
-}
-
-/// Announces what the task stepped and did not announce yet, as it ends.
-fn announce_last<T: Task>(session: &Session<T>, unannounced: Option<(u64, u32)>) {
-    if let Some((version, _)) = unannounced {
-        session.announce(version);
-    }
+    coalescing.flush(&stepper.session);
     tracing::debug!("ended");
 }
 
+/// At interval 0, the version stepped to but not announced yet, with the
+/// batches it holds, and when the last announcement was (real time: tests
+/// pause tokio's clock).
+struct Coalescing {
+    unannounced: Option<(u64, u32)>,
+    announced: std::time::Instant,
+}
+
+impl Default for Coalescing {
+    fn default() -> Coalescing {
+        Coalescing {
+            unannounced: None,
+            announced: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Coalescing {
+    /// Announces `version`, or, when `hold` (interval 0), keeps it for a
+    /// later batch unless [`ANNOUNCE_AFTER_BATCHES`] or
+    /// [`ANNOUNCE_EVERY`] has passed: each announcement wakes the threads
+    /// that serve streams, and a batch can come every few microseconds.
+    fn announce<T: Task>(&mut self, session: &Session<T>, version: u64, hold: bool) {
+        let batches = self.unannounced.map_or(1, |(_, batches)| batches + 1);
+        if hold && batches < ANNOUNCE_AFTER_BATCHES && self.announced.elapsed() < ANNOUNCE_EVERY {
+            self.unannounced = Some((version, batches));
+        } else {
+            session.announce(version);
+            self.announced = std::time::Instant::now();
+            self.unannounced = None;
+        }
+    }
+
+    /// Announces what was stepped and not announced yet.
+    fn flush<T: Task>(&mut self, session: &Session<T>) {
+        if let Some((version, _)) = self.unannounced.take() {
+            session.announce(version);
+        }
+    }
+}
 /// Cluster mode: offers `plans` as chunks to every node and waits for their
 /// results, in order; `None` if `cancel` comes first (the chunks are then
 /// dropped: one being computed finishes unseen). While Redis cannot be

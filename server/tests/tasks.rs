@@ -302,7 +302,8 @@ fn threads_named(name: &str) -> Vec<i64> {
 #[tokio::test]
 async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     let mut config = support::config();
-    config.collatz.step_interval_ms = 1;
+    // As fast as possible: the lane of the lower-priority threads.
+    config.collatz.step_interval_ms = 0;
     let runtime = Runtime::with_tasks_on_own_threads(
         &config,
         config.session_settings(),
@@ -329,6 +330,72 @@ async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     assert_eq!(session.snapshot().await.run.unwrap().steps(), 111);
     runtime.stop().await;
     assert_eq!(threads_named("hailstone-tasks"), Vec::<i64>::new());
+}
+
+/// Waits until `session` has taken more than `steps_taken` steps (or
+/// stopped running).
+async fn past(session: &Session, steps_taken: u64) {
+    let mut doorbell = session.subscribe();
+    while steps(session).await <= steps_taken && session.snapshot().await.status == Status::Running
+    {
+        doorbell.changed().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_switching_between_timed_and_fast_keeps_one_task_and_its_values() {
+    // On the server's own threads, timed steps are announced by the
+    // scheduler at the next tick, fast ones by the task itself: a run
+    // whose interval goes back and forth keeps one task, every step is
+    // told, and its values stay exact.
+    let mut config = support::config();
+    config.collatz.step_interval_ms = 5;
+    let runtime = Runtime::with_tasks_on_own_threads(
+        &config,
+        config.session_settings(),
+        support::store(&config),
+    )
+    .unwrap();
+    let session = runtime.sessions.create().unwrap().session;
+    // 2^200 - 1: 2,731 steps, too many for interval 0 to finish while
+    // the test changes the interval.
+    let start = "1606938044258990275541962092341162602522202993782792835301375";
+    runtime.command(&session, set_number(start)).await.unwrap();
+    let mut last = 0;
+    for ms in [0, 5, 0, 5] {
+        past(&session, last).await;
+        runtime
+            .command(&session, Command::SetInterval { ms }.into())
+            .await
+            .unwrap();
+        last = steps(&session).await;
+        past(&session, last).await;
+        last = steps(&session).await;
+        if session.snapshot().await.status == Status::Running {
+            assert_eq!(runtime.tasks.len(), 1, "one task at {ms} ms");
+        }
+    }
+    runtime
+        .command(&session, Command::SetInterval { ms: 0 }.into())
+        .await
+        .unwrap();
+    let mut doorbell = session.subscribe();
+    while session.snapshot().await.status == Status::Running {
+        doorbell.changed().await.unwrap();
+    }
+    let (mut n, mut expected) = (shared::Number::from_digits(start).unwrap(), 0);
+    while !n.is_one() {
+        n.step();
+        expected += 1;
+    }
+    assert_eq!(steps(&session).await, expected);
+    let run = session.snapshot().await.run.unwrap();
+    assert_eq!(
+        run.collatz().unwrap().recent.back().map(String::as_str),
+        Some("1")
+    );
+    runtime.stop().await;
+    assert_eq!(runtime.tasks.len(), 0);
 }
 
 #[tokio::test(start_paused = true)]
