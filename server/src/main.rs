@@ -7,13 +7,6 @@ use server::{cluster::Cluster, Config, Mode};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc rather than glibc's malloc: a stream's event, its frame and the
-/// step's delta are small allocations made and freed by the thousand per
-/// tick on one thread, where glibc's bins and consolidation took some 10 %
-/// of the server's CPU under load (see BENCHMARKS.md, the scheduler).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
