@@ -86,11 +86,6 @@ impl Scheduler {
         scheduler
     }
 
-    /// The granularity.
-    pub fn tick(&self) -> Duration {
-        self.shared.tick
-    }
-
     /// Finishes at the start of the first tick at or after `due`: at most
     /// one tick late, never early.
     pub fn until(&self, due: Instant) -> Wait {
@@ -165,14 +160,21 @@ impl Shared {
         self.epoch + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
+    /// The tick `at` falls in.
     fn tick_at_or_before(&self, at: Instant) -> Tick {
-        let since = at.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(since / self.tick.as_nanos()).unwrap_or(u64::MAX)
+        self.ticks_to(at, |since, tick| since / tick)
     }
 
+    /// The first tick that starts at or after `at`.
     fn tick_at_or_after(&self, at: Instant) -> Tick {
+        self.ticks_to(at, u128::div_ceil)
+    }
+
+    /// The ticks from the epoch to `at`, rounded by `round` (nanoseconds
+    /// since the epoch, nanoseconds per tick).
+    fn ticks_to(&self, at: Instant, round: fn(u128, u128) -> u128) -> Tick {
         let since = at.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(since.div_ceil(self.tick.as_nanos())).unwrap_or(u64::MAX)
+        u64::try_from(round(since, self.tick.as_nanos())).unwrap_or(u64::MAX)
     }
 }
 

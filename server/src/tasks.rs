@@ -295,8 +295,29 @@ impl Tasks {
     /// Spawns the stepper a command started. If it panics, its run is
     /// failed, so the switch never says running while nothing runs.
     pub fn spawn<T: Task>(&self, session: Arc<Session<T>>, started: Started) {
-        self.crew.metrics.running_tasks.inc();
-        self.crew.clone().launch(Stepper::new(session, started));
+        let span = tracing::info_span!(
+            "task",
+            session = %session.id().short(),
+            generation = started.generation
+        );
+        let crew = self.crew.clone();
+        crew.metrics.running_tasks.inc();
+        self.crew.tracker.spawn_on(
+            async move {
+                let generation = started.generation;
+                let stepping = async {
+                    let stepper = Stepper::start(session.clone(), started, &crew.workers).await;
+                    step_until_stopped(stepper, &crew).await;
+                };
+                if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
+                    tracing::error!("task panicked; its run is failed");
+                    session.halt(generation, Failure::Crashed).await;
+                }
+                crew.metrics.running_tasks.dec();
+            }
+            .instrument(span),
+            &self.crew.tasks,
+        );
     }
 
     /// Stops accepting tasks and waits until every one has ended (their
@@ -341,7 +362,7 @@ impl Drop for Tasks {
     }
 }
 
-/// What every run's task needs, wherever it runs: cloned into each.
+/// What every run's task needs: cloned into each.
 #[derive(Clone)]
 struct Crew {
     /// Every task spawned, so shutdown can wait for them.
@@ -356,31 +377,6 @@ struct Crew {
     max_steps: u64,
     /// Where steps' work is done outside the lock.
     workers: Workers,
-}
-
-impl Crew {
-    /// Runs `stepper` until it ends; if it panics, its run is failed.
-    fn launch<T: Task>(self, mut stepper: Stepper<T>) {
-        let span = tracing::info_span!(
-            "task",
-            session = %stepper.session.id().short(),
-            generation = stepper.generation
-        );
-        let (tracker, handle) = (self.tracker.clone(), self.tasks.clone());
-        tracker.spawn_on(
-            async move {
-                let stepping = step_until_stopped(&mut stepper, &self);
-                if AssertUnwindSafe(stepping).catch_unwind().await.is_err() {
-                    tracing::error!("task panicked; its run is failed");
-                    let generation = stepper.generation;
-                    stepper.session.halt(generation, Failure::Crashed).await;
-                }
-                self.metrics.running_tasks.dec();
-            }
-            .instrument(span),
-            &handle,
-        );
-    }
 }
 
 /// Lowers the calling thread's scheduling priority to [`NICENESS`]. Best
@@ -409,8 +405,8 @@ struct Stepper<T: Task> {
     cancel: CancellationToken,
     /// When it steps next.
     beat: Beat,
-    /// Steps the run has taken; `None` until the first leg reads them.
-    steps: Option<u64>,
+    /// Steps the run has taken.
+    steps: u64,
     /// The work of the next steps, planned by the last one.
     plans: Vec<T::Plan>,
     /// The store was unreachable at the last try (logged once per outage).
@@ -418,27 +414,11 @@ struct Stepper<T: Task> {
 }
 
 impl<T: Task> Stepper<T> {
-    fn new(session: Arc<Session<T>>, started: Started) -> Stepper<T> {
-        let beat = Beat::new(&session, started.since_step);
-        Stepper {
-            session,
-            generation: started.generation,
-            cancel: started.cancel,
-            beat,
-            steps: None,
-            plans: Vec::new(),
-            unreachable: false,
-        }
-    }
-
-    /// Reads the steps taken and the work of the next step, once.
-    async fn steps(&mut self, workers: &Workers) -> u64 {
-        if let Some(steps) = self.steps {
-            return steps;
-        }
-        self.beat.renew_every = self.session.renew_every().await;
-        let (steps, plans) = self
-            .session
+    /// The stepper of the task `started`: its beat, and the steps taken
+    /// and the work of the next step as the state has them.
+    async fn start(session: Arc<Session<T>>, started: Started, workers: &Workers) -> Stepper<T> {
+        let beat = Beat::new(&session, started.since_step).await;
+        let (steps, plans) = session
             .read(|machine| match machine.run() {
                 Some(run) if !run.done() => (
                     run.steps(),
@@ -447,8 +427,15 @@ impl<T: Task> Stepper<T> {
                 run => (run.map_or(0, T::steps), Vec::new()),
             })
             .await;
-        self.plans = plans;
-        *self.steps.insert(steps)
+        Stepper {
+            session,
+            generation: started.generation,
+            cancel: started.cancel,
+            beat,
+            steps,
+            plans,
+            unreachable: false,
+        }
     }
 
     /// Takes the next batch of steps (up to `batch`, or one per piece of
@@ -472,7 +459,7 @@ impl<T: Task> Stepper<T> {
                 metrics
                     .steps
                     .inc_by(stepped.delta.version - stepped.delta.base);
-                self.steps = Some(stepped.delta.change.steps());
+                self.steps = stepped.delta.change.steps();
                 Turn::Stepped(stepped)
             }
             Err(StepError::Refused(refused)) => {
@@ -541,10 +528,10 @@ enum Next {
 }
 
 impl Beat {
-    fn new<T: Task>(session: &Session<T>, since_step: Duration) -> Beat {
+    async fn new<T: Task>(session: &Session<T>, since_step: Duration) -> Beat {
         Beat {
             interval_ms: session.watch_interval(),
-            renew_every: None,
+            renew_every: session.renew_every().await,
             last_due: Instant::now()
                 .checked_sub(since_step)
                 .unwrap_or_else(Instant::now),
@@ -611,11 +598,11 @@ impl Beat {
 /// one and they are committed. Ends when refused (stopped, superseded,
 /// finished, fenced by another node), cancelled, or when the run has taken
 /// `max_steps` (it is failed, saying so).
-async fn step_until_stopped<T: Task>(stepper: &mut Stepper<T>, crew: &Crew) {
+async fn step_until_stopped<T: Task>(mut stepper: Stepper<T>, crew: &Crew) {
     tracing::debug!("started");
     let mut coalescing = Coalescing::default();
     loop {
-        let steps = stepper.steps(&crew.workers).await;
+        let steps = stepper.steps;
         if steps >= crew.max_steps {
             coalescing.flush(&stepper.session);
             tracing::warn!(

@@ -298,18 +298,26 @@ fn threads_named(name: &str) -> Vec<i64> {
         .collect()
 }
 
+/// A runtime whose tasks are on threads of their own, as the server's.
+fn on_own_threads(interval_ms: u64) -> Arc<Runtime> {
+    let mut config = support::config();
+    config.collatz.step_interval_ms = interval_ms;
+    Runtime::with_tasks_on_own_threads(&config, config.session_settings(), support::store(&config))
+        .unwrap()
+}
+
+/// Waits until `session` is no longer running.
+async fn until_stopped(session: &Session) {
+    let mut doorbell = session.subscribe();
+    while session.snapshot().await.status == Status::Running {
+        doorbell.changed().await.unwrap();
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
-    let mut config = support::config();
-    // As fast as possible: the lane of the lower-priority threads.
-    config.collatz.step_interval_ms = 0;
-    let runtime = Runtime::with_tasks_on_own_threads(
-        &config,
-        config.session_settings(),
-        support::store(&config),
-    )
-    .unwrap();
+    let runtime = on_own_threads(1);
     // The runtime starts its threads in the background, and each lowers its
     // own priority as it starts.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -323,10 +331,7 @@ async fn the_server_steps_on_lower_priority_threads_that_shutdown_ends() {
     }
     let session = runtime.sessions.create().unwrap().session;
     runtime.command(&session, set_number("27")).await.unwrap();
-    let mut doorbell = session.subscribe();
-    while session.snapshot().await.status == Status::Running {
-        doorbell.changed().await.unwrap();
-    }
+    until_stopped(&session).await;
     assert_eq!(session.snapshot().await.run.unwrap().steps(), 111);
     runtime.stop().await;
     assert_eq!(threads_named("hailstone-tasks"), Vec::<i64>::new());
@@ -348,14 +353,7 @@ async fn a_run_switching_between_timed_and_fast_keeps_one_task_and_its_values() 
     // scheduler at the next tick, fast ones by the task itself: a run
     // whose interval goes back and forth keeps one task, every step is
     // told, and its values stay exact.
-    let mut config = support::config();
-    config.collatz.step_interval_ms = 5;
-    let runtime = Runtime::with_tasks_on_own_threads(
-        &config,
-        config.session_settings(),
-        support::store(&config),
-    )
-    .unwrap();
+    let runtime = on_own_threads(5);
     let session = runtime.sessions.create().unwrap().session;
     // 2^200 - 1: 2,731 steps, too many for interval 0 to finish while
     // the test changes the interval.
@@ -379,10 +377,7 @@ async fn a_run_switching_between_timed_and_fast_keeps_one_task_and_its_values() 
         .command(&session, Command::SetInterval { ms: 0 }.into())
         .await
         .unwrap();
-    let mut doorbell = session.subscribe();
-    while session.snapshot().await.status == Status::Running {
-        doorbell.changed().await.unwrap();
-    }
+    until_stopped(&session).await;
     let (mut n, mut expected) = (shared::Number::from_digits(start).unwrap(), 0);
     while !n.is_one() {
         n.step();
