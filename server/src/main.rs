@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
         config.limits.max_connections = room.max(1);
     }
     let mode = if !config.cluster.enabled() {
-        match server::store::open(&config.store.path) {
+        match server::store::open(&config.store.path, config.tick()) {
             Ok(store) => Mode::Local(store),
             Err(error) => {
                 tracing::error!("{error}");

@@ -144,12 +144,16 @@ pub enum StoreError {
 }
 
 /// Opens the store at `path`: [`MemoryStore`] for `:memory:`, else
-/// [`SqliteStore`].
-pub fn open<S: Kept>(path: &Path) -> Result<std::sync::Arc<dyn Store<S>>, StoreError> {
+/// [`SqliteStore`], writing the step checkpoints of one `tick` (the
+/// scheduler's, `sessions.tick-ms`) together.
+pub fn open<S: Kept>(
+    path: &Path,
+    tick: Duration,
+) -> Result<std::sync::Arc<dyn Store<S>>, StoreError> {
     Ok(if path == Path::new(":memory:") {
         std::sync::Arc::new(MemoryStore::default())
     } else {
-        std::sync::Arc::new(SqliteStore::open(path)?)
+        std::sync::Arc::new(SqliteStore::open_grouping(path, tick)?)
     })
 }
 
@@ -224,9 +228,15 @@ impl<S: Kept> Store<S> for MemoryStore<S> {
 /// The most requests one transaction carries (group commit).
 const BATCH: usize = 512;
 /// The most step checkpoints one transaction carries: a command's save
-/// waits for at most one transaction of them (the one in progress), as
-/// checkpoints queued wait for every command's.
+/// arriving while one is written waits for at most that many rows.
 const CHECKPOINTS_PER_TRANSACTION: usize = 128;
+/// How long the first of a group of step checkpoints waits for the others
+/// when the store is opened without a tick: the scheduler's default.
+const DEFAULT_GROUPING: Duration = Duration::from_millis(2);
+/// Step checkpoints are held back while the checkpoint thread copies and
+/// the log holds this much: the last quarter below [`WAL_LIMIT_BYTES`] is
+/// left to commands, which so do not wait for the copy.
+const HOLD_CHECKPOINTS_BYTES: u64 = WAL_LIMIT_BYTES / 4 * 3;
 /// A checkpoint starts at least this often, and whenever the write-ahead
 /// log grows past [`WAL_START_BYTES`].
 const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
@@ -248,6 +258,16 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// request at once and commits the writes among them in one transaction (a
 /// group commit), then answers each.
 ///
+/// Step checkpoints go in transactions of their own, never with a
+/// command's save: the first one waits a tick for the others (the
+/// scheduler steps one tick's runs together, so what they checkpoint
+/// arrives together), then all of them, up to
+/// [`CHECKPOINTS_PER_TRANSACTION`], are written in one transaction, after
+/// the commands that came meanwhile. A command so waits for at most the
+/// transaction in progress, never for a queue of checkpoints. (A request of
+/// a session with a checkpoint waiting takes that checkpoint along first,
+/// in order.)
+///
 /// Commits do not wait for checkpoints (a truncating checkpoint on the
 /// writer held commits for 60-70 ms per 5 MB of log here, and each of its
 /// three disk syncs for 1-4 ms). Once a second, or after 2 MiB of rows, the
@@ -256,9 +276,10 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// writer), in a few passes that take what was committed meanwhile. Once
 /// every frame is copied, the next commit starts the log again from its
 /// beginning (and `journal_size_limit` cuts the file back to 4 MiB). Should
-/// the log grow past 4 MiB while the checkpoint thread still copies, the
-/// writer waits for it and copies the rest itself: the log stays bounded
-/// however busy the writer is.
+/// the log grow past 3 MiB while the checkpoint thread still copies, step
+/// checkpoints wait (commands still go through); past 4 MiB, the writer
+/// waits for it and copies the rest itself: the log stays bounded however
+/// busy the writer is.
 ///
 /// `synchronous = NORMAL`: a commit survives the process being killed at
 /// any moment; a power cut or kernel crash can lose the commits since the
@@ -314,8 +335,15 @@ enum Request<S> {
 impl<S: Kept> SqliteStore<S> {
     /// Opens (or creates) the store at `path`; `:memory:` keeps nothing.
     /// Refuses a file it cannot write (naming the permission problem) and a
-    /// damaged file (which it never wipes).
+    /// damaged file (which it never wipes). Step checkpoints are grouped
+    /// over the scheduler's default tick.
     pub fn open(path: &Path) -> Result<SqliteStore<S>, StoreError> {
+        SqliteStore::open_grouping(path, DEFAULT_GROUPING)
+    }
+
+    /// [`SqliteStore::open`], the first step checkpoint of a group waiting
+    /// `grouping` for the others.
+    pub fn open_grouping(path: &Path, grouping: Duration) -> Result<SqliteStore<S>, StoreError> {
         let connection = open_connection(path)?;
         let (requests, queue) = mpsc::channel();
         let in_memory = path == Path::new(":memory:");
@@ -330,6 +358,7 @@ impl<S: Kept> SqliteStore<S> {
             checkpointer,
             retry: std::collections::HashMap::new(),
             deferred: Deferred::default(),
+            grouping,
             last_checkpoint: Instant::now(),
             damaged: None,
         };
@@ -532,11 +561,11 @@ fn classify(
     }
 }
 
-/// Step checkpoints waiting behind other writes, oldest first, and how
-/// many of each session's wait (so a request of a session with none, the
-/// usual case, scans nothing).
+/// Step checkpoints waiting for their group's transaction, oldest first,
+/// each with when it arrived, and how many of each session's wait (so a
+/// request of a session with none, the usual case, scans nothing).
 struct Deferred<S> {
-    queue: std::collections::VecDeque<Write<S>>,
+    queue: std::collections::VecDeque<(Instant, Write<S>)>,
     per_session: std::collections::HashMap<RunId, usize>,
 }
 
@@ -550,13 +579,15 @@ impl<S> Default for Deferred<S> {
 }
 
 impl<S> Deferred<S> {
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+    /// When the oldest checkpoint waiting arrived.
+    fn since(&self) -> Option<Instant> {
+        self.queue.front().map(|(arrived, _)| *arrived)
     }
 
     fn push(&mut self, id: RunId, saved: Box<Saved<S>>, answer: Answer) {
         *self.per_session.entry(id).or_default() += 1;
-        self.queue.push_back((id, saved, Some(answer)));
+        self.queue
+            .push_back((Instant::now(), (id, saved, Some(answer))));
     }
 
     /// The checkpoints of `ids`, in order, taken out.
@@ -569,14 +600,18 @@ impl<S> Deferred<S> {
         }
         let (taken, kept) = std::mem::take(&mut self.queue)
             .into_iter()
-            .partition::<std::collections::VecDeque<_>, _>(|(id, _, _)| ids.contains(id));
+            .partition::<std::collections::VecDeque<_>, _>(|(_, (id, _, _))| ids.contains(id));
         self.queue = kept;
-        taken.into()
+        taken.into_iter().map(|(_, write)| write).collect()
     }
 
     /// The `count` oldest checkpoints, taken out.
     fn oldest(&mut self, count: usize) -> Vec<Write<S>> {
-        let taken: Vec<_> = self.queue.drain(..count.min(self.queue.len())).collect();
+        let taken: Vec<_> = self
+            .queue
+            .drain(..count.min(self.queue.len()))
+            .map(|(_, write)| write)
+            .collect();
         for (id, _, _) in &taken {
             if let Some(left) = self.per_session.get_mut(id) {
                 *left -= 1;
@@ -604,6 +639,9 @@ struct Writer<S> {
     retry: std::collections::HashMap<RunId, Box<Saved<S>>>,
     /// Step checkpoints not written yet, oldest first.
     deferred: Deferred<S>,
+    /// How long the first checkpoint of a group waits for the others (a
+    /// tick of the scheduler).
+    grouping: Duration,
     /// When the last checkpoint was started.
     last_checkpoint: Instant,
     /// Set once SQLite found the file damaged: from then on nothing is
@@ -615,13 +653,7 @@ struct Writer<S> {
 impl<S: Kept> Writer<S> {
     fn run(mut self, queue: mpsc::Receiver<Request<S>>) {
         loop {
-            // Checkpoints waiting: whatever is queued now, without waiting.
-            let wait = if self.deferred.is_empty() {
-                RETRY_PERIOD.min(CHECKPOINT_PERIOD)
-            } else {
-                Duration::ZERO
-            };
-            let first = match queue.recv_timeout(wait) {
+            let first = match queue.recv_timeout(self.wait()) {
                 Ok(request) => Some(request),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -634,6 +666,7 @@ impl<S: Kept> Writer<S> {
                 }
             }
             self.serve(batch);
+            self.write_due_checkpoints();
             self.maybe_checkpoint();
         }
         // The last requests are served; store the checkpoints still
@@ -652,10 +685,41 @@ impl<S: Kept> Writer<S> {
         }
     }
 
-    /// Commits the writes of `batch`, any saves waiting for a retry and the
-    /// oldest deferred checkpoints in one transaction, then answers the
-    /// reads, which so see every write queued before them. A checkpoint is
-    /// deferred behind the other writes, unless a request of its session
+    /// How long the thread may wait for a request: until the oldest step
+    /// checkpoint's group is due (a tick at a time while the log holds
+    /// them back), else until a retry or a checkpoint of the log is due.
+    fn wait(&self) -> Duration {
+        match self.deferred.since() {
+            None => RETRY_PERIOD.min(CHECKPOINT_PERIOD),
+            Some(_) if self.holding_checkpoints() => self.grouping,
+            Some(since) => (since + self.grouping).saturating_duration_since(Instant::now()),
+        }
+    }
+
+    /// Writes the step checkpoints waiting, up to
+    /// [`CHECKPOINTS_PER_TRANSACTION`] in one transaction, once the oldest
+    /// has waited for its group (unless the log holds them back).
+    fn write_due_checkpoints(&mut self) {
+        let due = self
+            .deferred
+            .since()
+            .is_some_and(|since| since.elapsed() >= self.grouping);
+        if due && !self.holding_checkpoints() {
+            let group = self.deferred.oldest(CHECKPOINTS_PER_TRANSACTION);
+            self.commit(group.into_iter().map(Queued::Save).collect());
+        }
+    }
+
+    /// Whether step checkpoints wait for the checkpoint thread: it is
+    /// copying and the log is past [`HOLD_CHECKPOINTS_BYTES`].
+    fn holding_checkpoints(&self) -> bool {
+        self.checkpointer.as_ref().is_some_and(|c| c.busy) && log_bytes() >= HOLD_CHECKPOINTS_BYTES
+    }
+
+    /// Commits the writes of `batch` and any saves waiting for a retry in
+    /// one transaction, then answers the reads, which so see every write
+    /// queued before them. A step checkpoint waits for its group (see
+    /// [`Writer::write_due_checkpoints`]), unless a request of its session
     /// comes after it (it is then written first, in order).
     fn serve(&mut self, batch: Vec<Request<S>>) {
         let mut writes = Vec::new();
@@ -689,12 +753,6 @@ impl<S: Kept> Writer<S> {
                 read => reads.push(read),
             }
         }
-        // The deferred checkpoints left were all queued after this batch's
-        // other requests of their sessions: they go last.
-        save(
-            &mut writes,
-            self.deferred.oldest(CHECKPOINTS_PER_TRANSACTION),
-        );
         if !(writes.is_empty() && self.retry.is_empty()) {
             self.commit(writes);
         }
@@ -1123,6 +1181,41 @@ mod tests {
         store.delete(vec![a]).await.unwrap();
         assert_eq!(store.get(a).await.unwrap(), None);
         assert_eq!(store.get(b).await.unwrap(), Some(saved(3)));
+    }
+
+    /// A command's save is written at once, with none of the step
+    /// checkpoints queued before it (they wait for their group, here an
+    /// hour), a read of a session with one waiting sees it, and the rest
+    /// are stored when the store closes.
+    #[tokio::test]
+    async fn a_command_never_waits_for_step_checkpoints() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hailstone.db");
+        let stepped: Vec<RunId> = (0..1000).map(|_| RunId::random()).collect();
+        let commanded = RunId::random();
+        let mut checkpoints = Vec::new();
+        {
+            let hour = Duration::from_secs(3600);
+            let store = SqliteStore::open_grouping(&path, hour).unwrap();
+            for id in &stepped {
+                checkpoints.push(store.checkpoint(*id, saved(7)));
+            }
+            store.save(commanded, saved(1)).await.unwrap();
+            for checkpoint in &mut checkpoints {
+                let written = checkpoint.as_mut().now_or_never();
+                assert!(written.is_none(), "a checkpoint was written with the save");
+            }
+            assert_eq!(store.get(stepped[0]).await.unwrap(), Some(saved(7)));
+            assert!(checkpoints.remove(0).now_or_never().is_some());
+            assert!(checkpoints[0].as_mut().now_or_never().is_none());
+        }
+        for checkpoint in checkpoints {
+            checkpoint.await.unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.index().await.unwrap().len(), 1001);
+        assert_eq!(store.get(stepped[999]).await.unwrap(), Some(saved(7)));
     }
 
     /// What a test asks of the store, in order, for one of three sessions.

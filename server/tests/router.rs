@@ -15,7 +15,7 @@ fn config() -> Config {
 async fn get(uri: &str) -> (StatusCode, String) {
     let mut config = config();
     config.store.path = ":memory:".into();
-    let store = server::store::open(&config.store.path).unwrap();
+    let store = server::store::open(&config.store.path, config.tick()).unwrap();
     let response = server::app(
         server::Hailstone::new(&config, config.session_settings(), store),
         &config,
@@ -48,7 +48,7 @@ async fn the_page_is_rendered_with_its_scripts() {
 async fn the_page_goes_gzipped_to_a_browser_that_takes_it() {
     let mut config = config();
     config.store.path = ":memory:".into();
-    let store = server::store::open(&config.store.path).unwrap();
+    let store = server::store::open(&config.store.path, config.tick()).unwrap();
     let app = server::app(
         server::Hailstone::new(&config, config.session_settings(), store),
         &config,

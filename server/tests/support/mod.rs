@@ -63,7 +63,7 @@ pub async fn metrics(server: &TestServer) -> String {
 
 /// The store `config` names.
 pub fn store(config: &Config) -> Arc<dyn Store<shared::job::SavedJob>> {
-    server::store::open(&config.store.path).unwrap()
+    server::store::open(&config.store.path, config.tick()).unwrap()
 }
 
 /// A server running in this process until dropped or stopped.
