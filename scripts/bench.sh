@@ -309,6 +309,11 @@ if [ "$what" = cluster ]; then
     echo "redis_bytes         $bytes"
     echo "redis_per_session_b $((bytes / (sessions > 0 ? sessions : 1)))"
     redis-cli -p "$port" info memory | grep -E '^used_memory:' | tr -d '\r'
+    # How the nodes' writes were grouped: each round of a lane ends with one
+    # WAIT (with sentinels), each commit is one EVALSHA of the commit
+    # script (leases and renewals are EVALSHAs too).
+    redis-cli -p "$port" info commandstats | grep -E '^cmdstat_(evalsha|wait|publish):' |
+      sed -E 's/^cmdstat_([a-z]+):calls=([0-9]+).*/redis_calls_\1 \2/' | tr -d '\r'
   }
   cluster_load n1000 500 20
   # The cost of WAIT: the same on one Redis primary alone.

@@ -33,7 +33,7 @@ use clap::Parser;
 use crate::{
     args::Args,
     browser::Browser,
-    report::{cpu_ticks, rss_kib, CpuTicks, Totals},
+    report::{cpu_ticks, machine_ticks, rss_kib, CpuTicks, Totals},
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -102,6 +102,7 @@ async fn main() -> ExitCode {
     let watched_before: Vec<Option<CpuTicks>> =
         args.watch.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
     let own_before = cpu_ticks(std::process::id());
+    let machine_before = machine_ticks();
     totals.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(args.duration).await;
@@ -114,6 +115,7 @@ async fn main() -> ExitCode {
         args.watch.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
     let after_steps = steps_total(&http1, &args).await;
     let own_after = cpu_ticks(std::process::id());
+    let machine_after = machine_ticks();
     let load_rss = args.pid.and_then(rss_kib);
     stop.cancel();
     for browser in browsers {
@@ -189,6 +191,15 @@ async fn main() -> ExitCode {
     for (((name, _), before), after) in args.watch.iter().zip(watched_before).zip(watched_after) {
         if let Some(cpu) = percent(before, after) {
             println!("{:<20}{cpu:.0}", format!("cpu_percent_{name}"));
+        }
+    }
+    // On a virtual machine, time its CPUs were runnable but not running:
+    // latency figures of a run with much of it say more about the host.
+    if let Some((before, after)) = machine_before.zip(machine_after) {
+        let total = after.total.saturating_sub(before.total);
+        if total > 0 {
+            let steal = after.steal.saturating_sub(before.steal) as f64 / total as f64;
+            println!("machine_steal_percent {:.1}", steal * 100.0);
         }
     }
     // Near 100 %, the load generator itself limits the latency figures.

@@ -181,6 +181,34 @@ pub fn cpu_ticks(pid: u32) -> Option<CpuTicks> {
     })
 }
 
+/// The machine's CPU time so far, in clock ticks over every core, from
+/// /proc/stat: all of it, and what the hypervisor took for other guests
+/// (steal: time a runnable virtual CPU did not run).
+#[derive(Clone, Copy)]
+pub struct MachineTicks {
+    /// Every state's ticks together.
+    pub total: u64,
+    /// Stolen by the hypervisor.
+    pub steal: u64,
+}
+
+/// The machine's CPU time so far (see [`MachineTicks`]).
+pub fn machine_ticks() -> Option<MachineTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal guest guest_nice;
+    // guest time is counted in user time already.
+    Some(MachineTicks {
+        total: fields.iter().take(8).sum(),
+        steal: *fields.get(7)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
