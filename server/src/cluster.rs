@@ -931,15 +931,11 @@ impl ClusterLedger {
                 change.base,
                 cluster.node
             );
-            let rung: redis::RedisResult<()> = redis::cmd("PUBLISH")
-                .arg(&self.keys.bell)
-                .arg(payload)
-                .query_async(&mut cluster.primary.links().connection(lane))
-                .await;
-            if let Err(error) = rung {
-                // Other nodes read the log when they next look.
-                tracing::debug!(%error, "a bell could not be rung");
-            }
+            // Rung with the lane's next round, not waited for: should it
+            // be lost, other nodes read the log when they next look.
+            let mut bell = redis::cmd("PUBLISH");
+            bell.arg(&self.keys.bell).arg(payload);
+            cluster.primary.links().ring(lane, bell);
         }
         match answer.as_slice() {
             [1, epoch] => {

@@ -66,6 +66,10 @@ pub type Answered = redis::RedisResult<(Vec<redis::Value>, bool)>;
 /// The most requests one round carries.
 const ROUND_MAX: usize = 256;
 
+/// One request of a round: its commands, and where to send their answers
+/// (none for a bell, which is rung and not waited for).
+type Request = (Vec<redis::Cmd>, Option<oneshot::Sender<Answered>>);
+
 /// Sends one lane's requests in rounds (group commit): every request
 /// waiting when a round starts goes in one pipeline, followed by one
 /// `WAIT` when a replica must have them. One round trip for many commits,
@@ -74,17 +78,18 @@ const ROUND_MAX: usize = 256;
 /// round rather than once per request. A request waits at most for the
 /// round in flight. (A read that must only see what a replica has ends
 /// with a write of its own, which the `WAIT` confirms: Redis replicates in
-/// order, so everything read before it is confirmed with it.)
+/// order, so everything read before it is confirmed with it.) The bells a
+/// round's commits ring once a replica has them go with the next round, in
+/// front of its commits; a round of bells alone needs no `WAIT`.
 struct Rounds {
-    /// Requests waiting for the next round, and where to answer each.
-    waiting: mpsc::UnboundedSender<(Vec<redis::Cmd>, oneshot::Sender<Answered>)>,
+    /// Requests waiting for the next round.
+    waiting: mpsc::UnboundedSender<Request>,
 }
 
 impl Rounds {
     /// Starts the rounds on `connection`.
     fn start(mut connection: ConnectionManager, replicas: Arc<Replicas>) -> Rounds {
-        let (waiting, mut asked) =
-            mpsc::unbounded_channel::<(Vec<redis::Cmd>, oneshot::Sender<Answered>)>();
+        let (waiting, mut asked) = mpsc::unbounded_channel::<Request>();
         tokio::spawn(async move {
             while let Some(first) = asked.recv().await {
                 let mut pipe = redis::pipe();
@@ -100,7 +105,8 @@ impl Rounds {
                         .then(|| asked.try_recv().ok())
                         .flatten();
                 }
-                let wait = replicas.wait();
+                let awaited = answers.iter().any(|(_, answer)| answer.is_some());
+                let wait = replicas.wait().filter(|_| awaited);
                 if let Some(bound) = wait {
                     pipe.cmd("WAIT").arg(1).arg(bound.as_millis() as u64);
                 }
@@ -117,9 +123,15 @@ impl Rounds {
         let closed = || redis::RedisError::from((redis::ErrorKind::Io, "the connection is closed"));
         let (answer, answered) = oneshot::channel();
         self.waiting
-            .send((commands, answer))
+            .send((commands, Some(answer)))
             .map_err(|_| closed())?;
         answered.await.map_err(|_| closed())?
+    }
+
+    /// Sends `bell` with the next round, unanswered.
+    fn ring(&self, bell: redis::Cmd) {
+        // Only fails once the connection's task has ended (at shutdown).
+        let _ = self.waiting.send((vec![bell], None));
     }
 }
 
@@ -127,12 +139,12 @@ impl Rounds {
 fn answer_round(
     round: redis::RedisResult<Vec<redis::RedisResult<redis::Value>>>,
     waited: bool,
-    answers: Vec<(usize, oneshot::Sender<Answered>)>,
+    answers: Vec<(usize, Option<oneshot::Sender<Answered>>)>,
 ) {
     let mut values = match round {
         Ok(values) => values,
         Err(error) => {
-            for (_, answer) in answers {
+            for answer in answers.into_iter().filter_map(|(_, answer)| answer) {
                 let _ = answer.send(Err(error.clone()));
             }
             return;
@@ -147,7 +159,9 @@ fn answer_round(
     let mut values = values.into_iter();
     for (count, answer) in answers {
         let mine: redis::RedisResult<Vec<redis::Value>> = values.by_ref().take(count).collect();
-        let _ = answer.send(mine.map(|mine| (mine, replicated)));
+        if let Some(answer) = answer {
+            let _ = answer.send(mine.map(|mine| (mine, replicated)));
+        }
     }
 }
 
@@ -162,9 +176,19 @@ impl Links {
 
     /// Sends `commands` (one request) on `lane` with its next round.
     pub async fn send(&self, lane: Lane, commands: Vec<redis::Cmd>) -> Answered {
+        self.rounds(lane).send(commands).await
+    }
+
+    /// Rings `bell` (a `PUBLISH`) on `lane` with its next round, without
+    /// waiting for it: a tick's bells leave together.
+    pub fn ring(&self, lane: Lane, bell: redis::Cmd) {
+        self.rounds(lane).ring(bell);
+    }
+
+    fn rounds(&self, lane: Lane) -> &Rounds {
         match lane {
-            Lane::Commands => self.redis_rounds.send(commands).await,
-            Lane::Steps => self.steps_rounds.send(commands).await,
+            Lane::Commands => &self.redis_rounds,
+            Lane::Steps => &self.steps_rounds,
         }
     }
 }
