@@ -314,6 +314,9 @@ if [ "$what" = cluster ]; then
     # script (leases and renewals are EVALSHAs too).
     redis-cli -p "$port" info commandstats | grep -E '^cmdstat_(evalsha|wait|publish):' |
       sed -E 's/^cmdstat_([a-z]+):calls=([0-9]+).*/redis_calls_\1 \2/' | tr -d '\r'
+    # Reads of client sockets: about one per pipeline a client sent.
+    redis-cli -p "$port" info stats | grep -E '^total_reads_processed:' |
+      sed -E 's/^total_reads_processed:/redis_reads         /' | tr -d '\r'
   }
   cluster_load n1000 500 20
   # The cost of WAIT: the same on one Redis primary alone.
