@@ -230,9 +230,6 @@ const BATCH: usize = 512;
 /// The most step checkpoints one transaction carries: a command's save
 /// arriving while one is written waits for at most that many rows.
 const CHECKPOINTS_PER_TRANSACTION: usize = 128;
-/// How long the first of a group of step checkpoints waits for the others
-/// when the store is opened without a tick: the scheduler's default.
-const DEFAULT_GROUPING: Duration = Duration::from_millis(2);
 /// Step checkpoints are held back while the checkpoint thread copies and
 /// the log holds this much: the last quarter below [`WAL_LIMIT_BYTES`] is
 /// left to commands, which so do not wait for the copy.
@@ -335,10 +332,10 @@ enum Request<S> {
 impl<S: Kept> SqliteStore<S> {
     /// Opens (or creates) the store at `path`; `:memory:` keeps nothing.
     /// Refuses a file it cannot write (naming the permission problem) and a
-    /// damaged file (which it never wipes). Step checkpoints are grouped
-    /// over the scheduler's default tick.
+    /// damaged file (which it never wipes). Step checkpoints wait for no
+    /// group: they are written right after the requests that came with them.
     pub fn open(path: &Path) -> Result<SqliteStore<S>, StoreError> {
-        SqliteStore::open_grouping(path, DEFAULT_GROUPING)
+        SqliteStore::open_grouping(path, Duration::ZERO)
     }
 
     /// [`SqliteStore::open`], the first step checkpoint of a group waiting
