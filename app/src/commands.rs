@@ -11,7 +11,18 @@ use crate::api::AppError;
 
 /// A command, the run it is for (its id when the command was given; `None`
 /// while the page follows no session), and what to do with its answer.
-pub type Queued = (Option<String>, Command, Callback<Result<u64, AppError>>);
+pub type Queued = (Option<String>, Command, Reply);
+
+/// What to do with a command's answer. A plain closure, not a `Callback`:
+/// a callback made in a click handler belongs to the handler's owner, which
+/// a redraw disposes (a list row's buttons are redrawn with every change of
+/// their run), and running a disposed callback when the answer comes panics.
+pub type Reply = Box<dyn FnOnce(Result<u64, AppError>) + Send>;
+
+/// A reply that does nothing with the answer.
+pub fn ignore() -> Reply {
+    Box::new(|_| {})
+}
 
 /// A callback that queues a command for sending. A command that succeeds
 /// while the page follows no session has started one: `rejoin` is bumped so
@@ -27,7 +38,7 @@ pub fn sender(attached: RwSignal<bool>, rejoin: RwSignal<u64>) -> Callback<Queue
                 if answer.is_ok() && !attached.get_untracked() {
                     rejoin.update(|n| *n += 1);
                 }
-                reply.run(answer);
+                reply(answer);
             }
         });
         Callback::new(move |item: Queued| {

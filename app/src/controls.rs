@@ -55,8 +55,8 @@ pub fn NumberInput() -> impl IntoView {
         }
         let this = sent.get_value() + 1;
         sent.set_value(this);
-        let reply = Callback::new(move |answer: Result<u64, crate::api::AppError>| {
-            if sent.get_value() == this {
+        let reply: crate::commands::Reply = Box::new(move |answer| {
+            if sent.try_get_value() == Some(this) {
                 error.set(answer.err().map(|e| e.to_string()));
             }
         });

@@ -113,7 +113,7 @@ fn RunItem(
         };
         state
             .send
-            .run((Some(listed.id), command, Callback::new(|_| {})));
+            .run((Some(listed.id), command, crate::commands::ignore()));
     };
     let remove = move |_| {
         error.set(None);

@@ -170,8 +170,8 @@ pub fn RecordSearch() -> impl IntoView {
 }
 
 /// What an answer that failed says, in the region's error line.
-fn report(error: RwSignal<Option<String>>) -> Callback<Result<u64, crate::api::AppError>> {
-    Callback::new(move |answer: Result<u64, crate::api::AppError>| {
+fn report(error: RwSignal<Option<String>>) -> crate::commands::Reply {
+    Box::new(move |answer| {
         if let Err(refused) = answer {
             error.set(Some(refused.to_string()));
         }

@@ -77,7 +77,7 @@ impl PageState {
     /// Queues `command` for the run shown now.
     pub fn command(&self, command: Command) {
         self.send
-            .run((self.run.get_untracked(), command, Callback::new(|_| {})));
+            .run((self.run.get_untracked(), command, crate::commands::ignore()));
     }
 }
 

@@ -79,6 +79,37 @@ test("two runs at once: each steps alone, the list names them, and either opens 
   await other.close();
 });
 
+test("a command's answer that comes after its run's row has changed still lands, and the page goes on", async ({
+  page,
+}) => {
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await open(page);
+  await enter(page, "27");
+  await waitForValues(page, 3);
+  await newRun(page).click();
+  await enter(page, "97");
+  await waitForValues(page, 3);
+
+  // The answer to "Pause run 27" is held until the stream has shown the run
+  // paused, so the row is redrawn while the command is still in flight.
+  await page.route(
+    "**/api/command",
+    async (route) => {
+      const response = await route.fetch();
+      await expect(item(page, "27")).toContainText("Paused");
+      await route.fulfill({ response });
+    },
+    { times: 1 },
+  );
+  await page.getByRole("button", { name: "Pause run 27" }).click();
+  // Commands leave one after the other: this one leaves once the held answer
+  // has been handled, and only a page still alive sends it.
+  await page.getByRole("button", { name: "Resume run 27" }).click();
+  await expect(item(page, "27")).toContainText("Running");
+  expect(errors).toEqual([]);
+});
+
 test("a run removed from the list is gone, and the page shows another", async ({ page }) => {
   await open(page);
   await enter(page, "6");
