@@ -14,10 +14,27 @@ export const numberError = (page: Page): Locator => page.locator("#number-error"
 export const stat = (page: Page, name: string): Locator => page.locator(`[data-stat="${name}"]`);
 export const runStatus = (page: Page): Locator => page.locator("#run-status");
 
+export const newRun = (page: Page): Locator => page.getByRole("button", { name: "New run", exact: true });
+/** The item of the list "Runs" whose run started from `start`. */
+export const runItem = (page: Page, start: string): Locator =>
+  page
+    .getByRole("list", { name: "Runs" })
+    .getByRole("listitem")
+    .filter({ has: page.locator(".run-start", { hasText: new RegExp(`^${start}$`) }) });
+
 /** Types a number and commits it with Enter. */
 export async function enter(page: Page, text: string): Promise<void> {
   await numberInput(page).fill(text);
   await numberInput(page).press("Enter");
+}
+
+/** Starts 27, then a second run of 97 beside it (the one shown); both have stepped. */
+export async function startTwoRuns(page: Page): Promise<void> {
+  await enter(page, "27");
+  await waitForValues(page, 3);
+  await newRun(page).click();
+  await enter(page, "97");
+  await waitForValues(page, 3);
 }
 
 /** The values in the result list, in order. */

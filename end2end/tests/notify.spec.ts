@@ -1,5 +1,16 @@
 import { expect, test, type Page } from "@playwright/test";
-import { enter, open, runStatus, runningSwitch, snap, trajectory, values, waitForValues } from "./helpers";
+import {
+  enter,
+  open,
+  runItem,
+  runStatus,
+  runningSwitch,
+  snap,
+  startTwoRuns,
+  trajectory,
+  values,
+  waitForValues,
+} from "./helpers";
 
 /**
  * Headless Chromium shows every tab as visible, so the tab is hidden by
@@ -137,13 +148,6 @@ test("a run that finished while no page was open is shown as such on the next vi
   await expect(page.getByText("while you were away")).toHaveCount(0);
 });
 
-const newRun = (page: Page) => page.getByRole("button", { name: "New run", exact: true });
-const runItem = (page: Page, start: string) =>
-  page
-    .getByRole("list", { name: "Runs" })
-    .getByRole("listitem")
-    .filter({ has: page.locator(".run-start", { hasText: new RegExp(`^${start}$`) }) });
-
 test("a run not shown that finishes in a hidden tab notifies as the one shown does", async ({ page, context }) => {
   await context.grantPermissions(["notifications"]);
   await instrument(page, "grant");
@@ -151,12 +155,8 @@ test("a run not shown that finishes in a hidden tab notifies as the one shown do
   const title = await page.title();
   await notifySwitch(page).click();
   await expect(notifySwitch(page)).toHaveAttribute("aria-checked", "true");
-  await enter(page, "27");
-  await waitForValues(page, 3);
   // The page shows a second, longer run; the first goes on in the list.
-  await newRun(page).click();
-  await enter(page, "97");
-  await waitForValues(page, 3);
+  await startTwoRuns(page);
   await setHidden(page, true);
   await expect(runItem(page, "27")).toContainText("Finished", { timeout: 30_000 });
   await expect(page).toHaveTitle(`✓ Finished · ${title}`);
@@ -174,11 +174,7 @@ test("a run not shown that finishes in a hidden tab notifies as the one shown do
 
 test("every run that finished while no page was open is named on the next visit", async ({ page }) => {
   await open(page);
-  await enter(page, "27");
-  await waitForValues(page, 3);
-  await newRun(page).click();
-  await enter(page, "97");
-  await waitForValues(page, 3);
+  await startTwoRuns(page);
   const second = new URL(page.url()).searchParams.get("run");
   expect(second).toMatch(/^[0-9a-f]{32}\.\d+$/);
   await page.goto("about:blank");

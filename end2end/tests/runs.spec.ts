@@ -1,8 +1,18 @@
 import { expect, type Page, test } from "@playwright/test";
-import { enter, open, runStatus, runningSwitch, trajectory, values, waitForValues } from "./helpers";
+import {
+  enter,
+  newRun,
+  open,
+  runItem as item,
+  runStatus,
+  runningSwitch,
+  startTwoRuns,
+  trajectory,
+  values,
+  waitForValues,
+} from "./helpers";
 
 const runList = (page: Page) => page.getByRole("list", { name: "Runs" });
-const newRun = (page: Page) => page.getByRole("button", { name: "New run", exact: true });
 /** "2 Dec 2026, 05:14 UTC": how the list says when a run began. */
 const utc = (ms: number) => {
   const d = new Date(ms);
@@ -17,10 +27,6 @@ const startedBetween = (from: number) => {
   for (let t = from - (from % 60_000); t <= Date.now(); t += 60_000) minutes.add(`started ${utc(t)}`);
   return new RegExp([...minutes].join("|"));
 };
-const item = (page: Page, start: string) =>
-  runList(page)
-    .getByRole("listitem")
-    .filter({ has: page.locator(".run-start", { hasText: new RegExp(`^${start}$`) }) });
 
 test("two runs at once: each steps alone, the list names them, and either opens in the main view", async ({
   page,
@@ -85,11 +91,7 @@ test("a command's answer that comes after its run's row has changed still lands,
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
   await open(page);
-  await enter(page, "27");
-  await waitForValues(page, 3);
-  await newRun(page).click();
-  await enter(page, "97");
-  await waitForValues(page, 3);
+  await startTwoRuns(page);
 
   // The answer to "Pause run 27" is held until the stream has shown the run
   // paused, so the row is redrawn while the command is still in flight.
