@@ -181,8 +181,15 @@ fn open(state: PageState, slot: &Slot) {
                     return;
                 };
                 // The run the server follows (the one asked for, or, when that
-                // is gone, the session's default): the page shows it.
-                if state.run.get_untracked().as_ref() != Some(&runs.selected) {
+                // is gone, the session's default): the page shows it. Unless
+                // the page has just asked for another (its stream opens next):
+                // a list this stream sent meanwhile must not take it back.
+                let shown = state.run.get_untracked();
+                let leaving = slot
+                    .upgrade()
+                    .and_then(|slot| slot.borrow().as_ref().map(|open| open.run != shown))
+                    .unwrap_or(true);
+                if shown.as_ref() != Some(&runs.selected) && !leaving {
                     follow(&slot, Some(runs.selected.clone()));
                     state.run.set(Some(runs.selected));
                 }

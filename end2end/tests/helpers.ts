@@ -28,11 +28,18 @@ export async function enter(page: Page, text: string): Promise<void> {
   await numberInput(page).press("Enter");
 }
 
+/** Clicks "New run" and waits until the main view shows the new run (a
+ * number typed before would go to the run shown until then). */
+export async function addRun(page: Page): Promise<void> {
+  await newRun(page).click();
+  await expect(runStatus(page)).toHaveText("Enter a number to start.");
+}
+
 /** Starts 27, then a second run of 97 beside it (the one shown); both have stepped. */
 export async function startTwoRuns(page: Page): Promise<void> {
   await enter(page, "27");
   await waitForValues(page, 3);
-  await newRun(page).click();
+  await addRun(page);
   await enter(page, "97");
   await waitForValues(page, 3);
 }
