@@ -68,7 +68,7 @@ pub struct Runtime<T: Task> {
     pub kept_runs: usize,
     /// What the streams of each session share: its list of runs as last
     /// read, and a bell rung when a run of it is added or removed here.
-    pub rosters: Rosters<T::Summary>,
+    pub rosters: Arc<Rosters<T::Summary>>,
 }
 
 /// Why no session could be started.
@@ -146,6 +146,7 @@ impl<T: Task> Runtime<T> {
     ) -> Arc<Runtime<T>> {
         let shutdown = CancellationToken::new();
         let cluster = backend.cluster().cloned();
+        let rosters = Arc::new(Rosters::default());
         Arc::new(Runtime {
             sessions: Sessions::new(
                 settings,
@@ -153,6 +154,7 @@ impl<T: Task> Runtime<T> {
                 config.idle_timeout(),
                 backend.clone(),
                 shutdown.clone(),
+                rosters.clone(),
             ),
             backend,
             new_sessions: RateLimiter::keyed(Quota::per_minute(
@@ -174,7 +176,7 @@ impl<T: Task> Runtime<T> {
             )),
             live_runs: config.sessions.live_runs,
             kept_runs: config.sessions.kept_runs,
-            rosters: Rosters::default(),
+            rosters,
         })
     }
 
@@ -460,6 +462,7 @@ impl<T: Task> Runtime<T> {
             session.retire().await;
         }
         self.metrics.sessions_evicted.inc();
+        self.rosters.ring(evicted.id.session);
         tracing::info!(session = %evicted.id.short(), "evicted to make room for a new session");
         if let Err(error) = self.backend.evict(evicted.id).await {
             tracing::error!(%error, "could not delete an evicted session");

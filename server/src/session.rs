@@ -3,11 +3,14 @@
 
 use std::{
     any::Any,
-    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use shared::{
-    task::{Machine, Outcome, Refused, Task},
+    task::{Machine, Outcome, Refused, Standing, Task},
     wire::{CommandError, DeltaOf, EventId, Failure, SnapshotOf, Status, UpdateOf},
 };
 use tokio::sync::{watch, Mutex};
@@ -16,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::id::{RunId, SessionId};
 use crate::{
     backend::{Change, CommitError, Heard, Ledger, Op},
+    rosters::Rosters,
     store::Receipt,
 };
 
@@ -62,6 +66,9 @@ pub struct Session<T: Task> {
     /// When a request last touched the session, in the registry's clock
     /// (milliseconds).
     last_seen: AtomicU64,
+    /// Told when the run changes state, for the lists of its session's
+    /// pages.
+    rosters: Arc<Rosters<T::Summary>>,
     /// What the task kind's own routes keep beside the state, outside the
     /// lock, so they never hold up a step (Collatz: the marks its pages of
     /// older values are recomputed from). Made on first use.
@@ -83,6 +90,9 @@ pub struct State<T: Task> {
     ledger: Ledger<T>,
     /// Cancelled on shutdown; each task's token is a child of it.
     shutdown: CancellationToken,
+    /// Where the run stood after the last change: when that changes, the
+    /// session's streams are told (see [`Rosters::moved`]).
+    standing: Standing,
 }
 
 /// What a command started: a task to spawn, with its generation and token.
@@ -205,8 +215,10 @@ impl<T: Task> Session<T> {
         ledger: Ledger<T>,
         now: u64,
         shutdown: CancellationToken,
+        rosters: Arc<Rosters<T::Summary>>,
     ) -> Session<T> {
         let version = machine.version();
+        let standing = machine.standing();
         let interval_ms = machine.interval_ms();
         let running = machine.status() == Status::Running;
         let machine_minutes = machine.unwatched().minutes().unwrap_or(0);
@@ -217,6 +229,7 @@ impl<T: Task> Session<T> {
                 task: None,
                 ledger,
                 shutdown,
+                standing,
             }),
             doorbell: watch::Sender::new(version),
             interval: watch::Sender::new(interval_ms),
@@ -228,6 +241,7 @@ impl<T: Task> Session<T> {
             behind: AtomicBool::new(false),
             inbox: Default::default(),
             last_seen: AtomicU64::new(now),
+            rosters,
             aside: std::sync::OnceLock::new(),
         }
     }
@@ -296,7 +310,7 @@ impl<T: Task> Session<T> {
                 spawn(state.start_task(generation));
             }
             let version = state.machine.version();
-            self.note_change(&state);
+            self.note_change(&mut state);
             drop(state);
             if version != before {
                 self.announce(version);
@@ -439,7 +453,7 @@ impl<T: Task> Session<T> {
         }
         state.retire_stale_task();
         let version = state.machine.version();
-        self.note_change(&state);
+        self.note_change(&mut state);
         drop(state);
         self.announce(version);
     }
@@ -468,7 +482,7 @@ impl<T: Task> Session<T> {
         }
         state.retire_stale_task();
         let version = state.machine.version();
-        self.note_change(&state);
+        self.note_change(&mut state);
         drop(state);
         self.announce(version);
         true
@@ -712,7 +726,7 @@ impl<T: Task> Session<T> {
         let result = change(&mut state);
         let after = state.machine.version();
         if after != before {
-            self.note_change(&state);
+            self.note_change(&mut state);
             drop(state);
             self.announce(after);
         }
@@ -721,7 +735,11 @@ impl<T: Task> Session<T> {
 
     /// Wakes the task if the interval changed, and notes whether the run is
     /// running (called in the lock section).
-    fn note_change(&self, state: &State<T>) {
+    fn note_change(&self, state: &mut State<T>) {
+        let standing = state.machine.standing();
+        if std::mem::replace(&mut state.standing, standing) != standing {
+            self.rosters.moved(self.id.session);
+        }
         self.running
             .store(state.machine.status() == Status::Running, Ordering::Relaxed);
         let minutes = state.machine.unwatched().minutes().unwrap_or(0);
@@ -799,6 +817,12 @@ impl<T: Task> Session<T> {
     /// Whether its run was running when last changed.
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Relaxed)
+    }
+
+    /// Whether its run, as last changed, steps at least once per `period`
+    /// (so its streams wake that often anyway).
+    pub fn steps_within(&self, period: std::time::Duration) -> bool {
+        self.is_running() && u128::from(*self.interval.borrow()) <= period.as_millis()
     }
 
     /// The minutes its policy lets it run unwatched when last changed;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     backend::{Backend, Ledger, Loaded},
     id::{RunId, SessionId},
+    rosters::Rosters,
     session::Session,
     store::StoreError,
 };
@@ -42,6 +43,8 @@ pub struct Sessions<T: Task> {
     backend: Backend<T>,
     /// Cancelled on shutdown; passed to every session.
     shutdown: CancellationToken,
+    /// Told of a run that changes state; passed to every session.
+    rosters: Arc<Rosters<T::Summary>>,
     /// Set once the store's index is read: from then on an id that is not
     /// in the map names no session, and the store is not asked. Never set
     /// in a cluster, whose other nodes make sessions.
@@ -110,6 +113,7 @@ impl<T: Task> Sessions<T> {
         idle_timeout: Duration,
         backend: Backend<T>,
         shutdown: CancellationToken,
+        rosters: Arc<Rosters<T::Summary>>,
     ) -> Sessions<T> {
         Sessions {
             map: Mutex::new(BTreeMap::new()),
@@ -119,6 +123,7 @@ impl<T: Task> Sessions<T> {
             epoch: Instant::now(),
             backend,
             shutdown,
+            rosters,
             indexed: AtomicBool::new(false),
             ready: watch::Sender::new(true),
         }
@@ -170,7 +175,15 @@ impl<T: Task> Sessions<T> {
     }
 
     fn session(&self, id: RunId, machine: Machine<T>, ledger: Ledger<T>) -> Session<T> {
-        Session::new(id, machine, ledger, self.now(), self.shutdown.clone())
+        let rosters = self.rosters.clone();
+        Session::new(
+            id,
+            machine,
+            ledger,
+            self.now(),
+            self.shutdown.clone(),
+            rosters,
+        )
     }
 
     /// The session named by `id` if it is in memory, untouched (for news
@@ -499,6 +512,9 @@ impl<T: Task> Sessions<T> {
             !idle
         });
         let count = expired.len();
+        for id in &expired {
+            self.rosters.ring(id.session);
+        }
         if count > 0 {
             if let Err(error) = self.backend.forget(expired).await {
                 tracing::error!(%error, "could not delete expired sessions; they will come back at the next start");

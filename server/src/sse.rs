@@ -42,28 +42,33 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(250);
 /// How soon a browser reconnects after the stream drops.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
-/// How often a stream looks at its session's list of runs, and sends it
-/// when a run was added or removed, or changed state.
-const LIST_EVERY: Duration = Duration::from_secs(1);
-
-/// The same in a cluster, where knowing the session's runs is a read of
-/// Redis: a run added through another node shows within this.
-const LIST_EVERY_IN_CLUSTER: Duration = Duration::from_secs(5);
-
-/// One process hears of every run added or removed (its session's roster
-/// rings), so the list of a session of one run is looked at again only
-/// then, or after this at the latest.
-const LIST_UNTIL_RUNG: Duration = Duration::from_secs(60);
-
-/// A list another stream of the session read this recently is used as it
-/// is (a session's streams look at its runs once per [`LIST_EVERY`], not
-/// once each).
-const LIST_SHARED_FOR: Duration = Duration::from_millis(500);
-
 /// How often, at most, a stream sends the list when only the other runs'
 /// steps and peaks moved on (their pages show them live; the list is a
-/// summary).
+/// summary). One process hears of every run added, removed or changing
+/// state (its session's roster rings), so a stream of a session of several
+/// runs looks at the list then, and otherwise only this often.
 const LIST_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// How often a stream looks at its session's list of runs in a cluster,
+/// where the bells of other nodes' runs do not reach the roster and knowing
+/// the session's runs is a read of Redis: a run added or changing state on
+/// another node shows within this.
+const LIST_EVERY_IN_CLUSTER: Duration = Duration::from_secs(5);
+
+/// A session of one run is looked at again only when a run is added (or
+/// removed), or after this at the latest: its page sees the run's state
+/// from its own stream.
+const LIST_UNTIL_RUNG: Duration = Duration::from_secs(60);
+
+/// A stream sends its session's list at most once per this when runs
+/// change state: a stream whose run steps at least this often sends it with
+/// its own next update after that (no wake-up of its own, one write for
+/// both); another is woken for it.
+const LIST_MOVED_WITHIN: Duration = Duration::from_secs(1);
+
+/// A list another stream of the session read this recently is used as it
+/// is (a session's streams read its runs once per change, not once each).
+const LIST_SHARED_FOR: Duration = Duration::from_millis(500);
 
 /// Opens the event stream of the request's session. A visitor without a
 /// session gets the idle state once (with incarnation 0) and then only
@@ -193,6 +198,14 @@ struct Subscriber<T: Task> {
     roster: Arc<Roster<T::Summary>>,
     /// That bell; when it rings, the list is looked at at once.
     roster_rung: watch::Receiver<()>,
+    /// The roster's bell of a run that changed state; listened to only
+    /// while the session has several runs (not `alone`).
+    roster_moved: watch::Receiver<()>,
+    /// The list last looked at held only this stream's run.
+    alone: bool,
+    /// A run of the session changed state since the list was last looked
+    /// at: it is, with this stream's next update (see [`LIST_MOVED_WITHIN`]).
+    list_moved: bool,
     /// The bell rang since the list was last looked at.
     list_due: bool,
     /// When the list was last sent.
@@ -220,6 +233,9 @@ impl<T: Task> Subscriber<T> {
         let roster = runtime.rosters.join(session.id().session);
         Subscriber {
             roster_rung: roster.bell(),
+            roster_moved: roster.moved(),
+            alone: false,
+            list_moved: false,
             roster,
             list_due: false,
             doorbell: session.subscribe(),
@@ -241,30 +257,35 @@ impl<T: Task> Subscriber<T> {
     async fn runs(&mut self) -> Option<RunsOf<T::Summary>> {
         let one_process = self.runtime.cluster().is_none();
         let every = if one_process {
-            LIST_EVERY
+            LIST_PROGRESS_EVERY
         } else {
             LIST_EVERY_IN_CLUSTER
         };
         self.list_tick.as_mut().reset(Instant::now() + every);
         self.list_due = false;
+        self.list_moved = false;
+        // Whatever rang before this look is seen by it.
+        self.roster_moved.mark_unchanged();
         let own = self.session.id();
         let alone =
             |listed: &[ListedOf<T::Summary>]| listed.len() == 1 && listed[0].id == own.to_string();
         let listed = match self.roster.fresh(LIST_SHARED_FOR) {
-            Some(listed) => listed,
-            None => {
+            Ok(listed) => listed,
+            Err(reading) => {
                 let ids = self.runtime.run_ids(own.session).await.ok()?;
                 if ids == [own] && self.listed.as_deref().is_some_and(|sent| alone(sent)) {
+                    self.alone = true;
                     self.rest_if(one_process);
                     return None;
                 }
                 let (runs, _) = self.runtime.load_runs(ids).await.ok()?;
                 let listed = Arc::new(crate::http::listed(&runs).await);
-                self.roster.keep(listed.clone());
+                self.roster.keep(listed.clone(), reading);
                 listed
             }
         };
-        if alone(&listed) {
+        self.alone = alone(&listed);
+        if self.alone {
             self.rest_if(one_process);
         }
         let states = |listed: &[ListedOf<T::Summary>]| {
@@ -298,6 +319,37 @@ impl<T: Task> Subscriber<T> {
             self.list_tick
                 .as_mut()
                 .reset(Instant::now() + LIST_UNTIL_RUNG);
+        }
+    }
+
+    /// Whether the list is to be looked at now: never sent yet, a run was
+    /// added or removed, its tick came, or a run changed state and the
+    /// stream's own update is ready to go with it.
+    fn list_wanted(&mut self, update_ready: bool) -> bool {
+        // A state change is heard when the stream wakes for anything else,
+        // too (a stream whose run steps often is not woken for it).
+        if !self.alone && self.roster_moved.has_changed().unwrap_or(false) {
+            self.roster_moved.mark_unchanged();
+            self.moved();
+        }
+        self.listed.is_none()
+            || self.list_due
+            || self.list_tick.is_elapsed()
+            || (self.list_moved && update_ready && self.listed_at.elapsed() >= LIST_MOVED_WITHIN)
+    }
+
+    /// Another run of the session changed state: the list is sent once a
+    /// list was last sent [`LIST_MOVED_WITHIN`] ago, with the next update of
+    /// a run that steps that often (its tick is only the backstop), else by
+    /// the tick.
+    fn moved(&mut self) {
+        self.list_moved = true;
+        let mut due = (self.listed_at + LIST_MOVED_WITHIN).max(Instant::now());
+        if self.session.steps_within(LIST_MOVED_WITHIN) {
+            due += LIST_MOVED_WITHIN;
+        }
+        if self.list_tick.deadline() > due {
+            self.list_tick.as_mut().reset(due);
         }
     }
 
@@ -340,16 +392,15 @@ impl<T: Task> Subscriber<T> {
                 self.last = Some(id);
                 return Some(Out::Update(id, idle));
             }
-            if last.is_some()
-                && (self.listed.is_none() || self.list_due || self.list_tick.is_elapsed())
-            {
+            let update_ready = last.is_none_or(|last| last.cursor.version != rung);
+            if last.is_some() && self.list_wanted(update_ready) {
                 if let Some(runs) = self.runs().await {
                     return Some(Out::Runs(runs));
                 }
             }
             // The lock is taken only when there is something to read: a new
             // version here, or one another node committed.
-            if self.session.is_behind() || last.is_none_or(|last| last.cursor.version != rung) {
+            if self.session.is_behind() || update_ready {
                 if let Some((id, update)) = self.session.since(last).await {
                     self.last = Some(id);
                     return Some(Out::Update(id, update));
@@ -372,6 +423,7 @@ impl<T: Task> Subscriber<T> {
             // A copy that could not catch up (the store failed for a moment)
             // tries again soon: no bell may ring for what it missed.
             let behind = self.session.is_behind();
+            let woken_by_moves = !self.alone && !self.session.steps_within(LIST_MOVED_WITHIN);
             tokio::select! {
                 () = self.runtime.draining.cancelled() => return None,
                 () = expired => return None,
@@ -380,6 +432,7 @@ impl<T: Task> Subscriber<T> {
                 () = tokio::time::sleep(CATCH_UP_RETRY), if behind => {}
                 () = &mut self.list_tick, if last.is_some() && !self.list_tick.is_elapsed() => {}
                 Ok(()) = self.roster_rung.changed() => self.list_due = true,
+                Ok(()) = self.roster_moved.changed(), if woken_by_moves => self.moved(),
             }
         }
     }

@@ -395,6 +395,7 @@ async fn lock_sections_dropped_while_redis_is_slow_leave_no_stale_copy() {
             backend.ledger(id, &fresh),
             0,
             CancellationToken::new(),
+            Default::default(),
         )
     };
     let (on_a, on_b) = (copy(&a), copy(&b));

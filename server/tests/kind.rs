@@ -206,6 +206,38 @@ async fn a_tally_counts_one_per_interval_to_its_target_then_its_task_ends() {
     runtime.stop().await;
 }
 
+/// The pages of a session of several runs hear of a run that changes state
+/// from its session's roster at once, not at their next look at the list;
+/// a step that only counts on does not ring it.
+#[tokio::test(start_paused = true)]
+async fn a_run_that_changes_state_rings_its_sessions_roster_and_a_step_does_not() {
+    let runtime = runtime(100, memory());
+    let session = runtime.sessions.create().unwrap().session;
+    let roster = runtime.rosters.join(session.id().session);
+    let mut moved = roster.moved();
+    let mut rang = |expected: bool, why: &str| {
+        assert_eq!(moved.has_changed().unwrap(), expected, "{why}");
+        moved.mark_unchanged();
+    };
+    let order = |order| runtime.command(&session, order);
+    order(Order::CountTo { target: 3 }).await.unwrap();
+    rang(true, "idle to running");
+    order(Order::Every { ms: 100 }).await.unwrap();
+    rang(false, "the interval is not a state");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(count(&session).await, 1);
+    rang(false, "a step that only counts");
+    order(Order::Run { on: false }).await.unwrap();
+    rang(true, "running to paused");
+    order(Order::Run { on: true }).await.unwrap();
+    rang(true, "paused to running");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    settle().await;
+    assert_eq!(session.snapshot().await.status, Status::Finished);
+    rang(true, "the step that reached the target");
+    runtime.stop().await;
+}
+
 #[derive(Debug, Clone)]
 enum Event {
     Order(usize, Order),

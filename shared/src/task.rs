@@ -193,6 +193,18 @@ pub enum Refused {
     NotRunning,
 }
 
+/// Where a run stands, as a list of runs shows it: its state, why it
+/// failed, and when it began (see [`Machine::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Its state.
+    pub status: Status,
+    /// Why it failed, while it is [`Status::Failed`].
+    pub failure: Option<Failure>,
+    /// When it began, in Unix seconds.
+    pub started_at: Option<u64>,
+}
+
 /// One session's state machine, for runs of kind `T`. Every change goes
 /// through [`Machine::apply`] (a user's command) or [`Machine::step`] (the
 /// background task), and each change returns the [`DeltaOf`] that describes
@@ -363,6 +375,16 @@ impl<T: Task> Machine<T> {
     /// Where the run stands.
     pub fn status(&self) -> Status {
         self.status
+    }
+
+    /// What a list of runs shows of where the run stands (it changes far
+    /// less often than its steps).
+    pub fn standing(&self) -> Standing {
+        Standing {
+            status: self.status,
+            failure: self.failure,
+            started_at: self.started_at,
+        }
     }
 
     /// The current generation (see [`Machine::step`]).
