@@ -191,9 +191,9 @@ fn open(state: PageState, slot: &Slot) {
                     .unwrap_or(true);
                 if shown.as_ref() != Some(&runs.selected) && !leaving {
                     follow(&slot, Some(runs.selected.clone()));
-                    state.run.set(Some(runs.selected));
+                    state.run.set(Some(runs.selected.clone()));
                 }
-                state.runs.set(runs.runs);
+                state.runs.update(|shown| runs.apply(shown));
             })
         };
     let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| state.link.set(Link::Live));

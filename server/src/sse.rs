@@ -70,6 +70,25 @@ const LIST_MOVED_WITHIN: Duration = Duration::from_secs(1);
 /// is (a session's streams read its runs once per change, not once each).
 const LIST_SHARED_FOR: Duration = Duration::from_millis(500);
 
+/// The runs of `listed` that differ from those `sent`, when both hold the
+/// same runs in the same order (a page applies them to the list it shows);
+/// `None` when the whole list must go.
+fn changed<S: Clone + PartialEq>(
+    sent: Option<&[ListedOf<S>]>,
+    listed: &[ListedOf<S>],
+) -> Option<Vec<ListedOf<S>>> {
+    let sent = sent?;
+    let same_runs =
+        sent.len() == listed.len() && sent.iter().zip(listed).all(|(sent, now)| sent.id == now.id);
+    same_runs.then(|| {
+        sent.iter()
+            .zip(listed)
+            .filter(|(sent, now)| sent != now)
+            .map(|(_, now)| now.clone())
+            .collect()
+    })
+}
+
 /// Opens the event stream of the request's session. A visitor without a
 /// session gets the idle state once (with incarnation 0) and then only
 /// keep-alives: its page reopens the stream once its first command has
@@ -304,11 +323,13 @@ impl<T: Task> Subscriber<T> {
         if unchanged {
             return None;
         }
+        let runs = changed(self.listed.as_deref().map(Vec::as_slice), &listed);
         self.listed = Some(listed.clone());
         self.listed_at = Instant::now();
         Some(RunsOf {
             selected: own.to_string(),
-            runs: listed.to_vec(),
+            partial: runs.is_some(),
+            runs: runs.unwrap_or_else(|| listed.to_vec()),
         })
     }
 
@@ -457,5 +478,39 @@ impl<T: Task> Drop for Subscriber<T> {
         self.runtime.metrics.subscribers.dec();
         // Unwatched from now: the idle clock starts when the page leaves.
         self.runtime.sessions.touch(&self.session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::wire::{ListedOf, Status};
+
+    use super::changed;
+
+    fn run(id: &str, status: Status, steps: u64) -> ListedOf<()> {
+        ListedOf {
+            id: id.into(),
+            status,
+            steps,
+            failure: None,
+            started_at: None,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn only_the_runs_that_changed_go_while_the_runs_stay_the_same() {
+        let sent = [run("b", Status::Running, 1), run("a", Status::Running, 5)];
+        let now = [run("b", Status::Running, 1), run("a", Status::Paused, 6)];
+        assert_eq!(changed(None, &now), None, "nothing sent yet: all of it");
+        assert_eq!(
+            changed(Some(&sent), &now),
+            Some(vec![run("a", Status::Paused, 6)])
+        );
+        let added = [run("c", Status::Idle, 0), sent[0].clone(), sent[1].clone()];
+        assert_eq!(changed(Some(&sent), &added), None, "a run added");
+        assert_eq!(changed(Some(&sent), &sent[..1]), None, "a run removed");
+        let reordered = [sent[1].clone(), sent[0].clone()];
+        assert_eq!(changed(Some(&sent), &reordered), None, "another order");
     }
 }

@@ -328,13 +328,33 @@ pub struct ListedOf<S> {
 }
 
 /// A session's runs, as its pages are sent them: the run this page shows,
-/// and every run, newest first.
+/// and every run, newest first, or only those that changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunsOf<S> {
     /// The id of the run the page's stream follows.
     pub selected: String,
-    /// Every run of the session, newest first.
+    /// Every run of the session, newest first; or, when `partial`, only the
+    /// runs that changed since the list this stream last sent.
     pub runs: Vec<ListedOf<S>>,
+    /// `runs` holds only runs that changed: the others, and the order, stand
+    /// as the stream last sent them (a run added or removed sends them all).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+impl<S> RunsOf<S> {
+    /// The list after this event, given the one shown before it.
+    pub fn apply(self, shown: &mut Vec<ListedOf<S>>) {
+        if !self.partial {
+            *shown = self.runs;
+            return;
+        }
+        for run in self.runs {
+            if let Some(row) = shown.iter_mut().find(|row| row.id == run.id) {
+                *row = run;
+            }
+        }
+    }
 }
 
 /// A Collatz run in a line: where it began and how high it climbed.

@@ -266,3 +266,39 @@ fn a_status_is_named_as_it_travels() {
         assert_eq!(serde_json::to_value(status).unwrap(), status.name());
     }
 }
+
+#[test]
+fn a_partial_list_replaces_the_runs_it_names_and_leaves_the_others() {
+    use shared::wire::{Listed, Runs};
+    let run = |id: &str, status: Status, steps: u64| Listed {
+        id: id.into(),
+        status,
+        steps,
+        failure: None,
+        started_at: None,
+        run: None,
+    };
+    let mut shown = Vec::new();
+    let full = Runs {
+        selected: "b".into(),
+        runs: vec![run("b", Status::Running, 1), run("a", Status::Running, 5)],
+        partial: false,
+    };
+    round_trip(&full).apply(&mut shown);
+    assert_eq!(shown, full.runs);
+    let partial: Runs = serde_json::from_str(
+        r#"{"selected":"b","runs":[{"id":"a","status":"paused","steps":6,"run":null}],"partial":true}"#,
+    )
+    .unwrap();
+    partial.apply(&mut shown);
+    assert_eq!(
+        shown,
+        [run("b", Status::Running, 1), run("a", Status::Paused, 6)],
+        "a's row replaced in place, b's as it was"
+    );
+    let json = serde_json::to_string(&full).unwrap();
+    assert!(
+        !json.contains("partial"),
+        "a full list says nothing: {json}"
+    );
+}

@@ -378,7 +378,16 @@ impl Events {
     /// An update event's id and update; a `runs` event is kept instead.
     fn take(&mut self, event: eventsource_stream::Event) -> Option<(EventId, Update)> {
         if event.event == "runs" {
-            self.runs = Some(serde_json::from_str(&event.data).unwrap());
+            // As a page does: a partial list changes the rows it names.
+            let runs: shared::wire::Runs = serde_json::from_str(&event.data).unwrap();
+            let mut shown = self.runs.take().map(|runs| runs.runs).unwrap_or_default();
+            let selected = runs.selected.clone();
+            runs.apply(&mut shown);
+            self.runs = Some(shared::wire::Runs {
+                selected,
+                runs: shown,
+                partial: false,
+            });
             return None;
         }
         self.retries.push(event.retry);
