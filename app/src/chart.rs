@@ -295,10 +295,10 @@ mod tests {
         let delta = shared::wire::Delta {
             base: 0,
             version: 1,
-            status: shared::wire::Status::Finished,
-            interval_ms: 0,
+            status: Some(shared::wire::Status::Finished),
+            interval_ms: None,
             failure: None,
-            unwatched: Default::default(),
+            unwatched: None,
             restart: true,
             started_at: None,
             change: shared::wire::RunChange {

@@ -248,6 +248,8 @@ impl Browser {
         let mut last_value: Option<Instant> = None;
         let mut newest_step: Option<u64> = None;
         let mut longest_gap = Duration::ZERO;
+        // Where the run stands: a delta names it only when it changed.
+        let mut status = Status::Idle;
 
         loop {
             let event = tokio::select! {
@@ -294,8 +296,9 @@ impl Browser {
                     self.id
                 );
             }
-            let status = match &update {
+            match &update {
                 Update::Delta(delta) => {
+                    status = delta.status.unwrap_or(status);
                     if !delta.change.appended.is_empty() {
                         if let Some(last) = last_value {
                             if self.totals.measuring.load(Ordering::Relaxed) {
@@ -304,7 +307,7 @@ impl Browser {
                         }
                         newest_step = Some(delta.change.steps);
                     }
-                    last_value = (delta.status == Status::Running).then_some(now);
+                    last_value = (status == Status::Running).then_some(now);
                     if delta.restart {
                         last_delta = None;
                     } else if !delta.change.appended.is_empty() {
@@ -315,7 +318,6 @@ impl Browser {
                         last_delta = Some(now);
                     }
                     check.delta(delta)?;
-                    delta.status
                 }
                 // The first message; or, later, the server coalescing a
                 // reader that fell further behind than the session's window
@@ -342,9 +344,9 @@ impl Browser {
                         last_value = Some(now);
                     }
                     newest_step = steps;
-                    snapshot.status
+                    status = snapshot.status;
                 }
-            };
+            }
             first_message = false;
             self.totals.add(check.take_new());
             if let (true, Some((_, sent_at))) = (shown, awaiting) {

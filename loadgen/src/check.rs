@@ -152,10 +152,10 @@ mod tests {
         Delta {
             base: 0,
             version: 1,
-            status: Status::Running,
-            interval_ms: 0,
+            status: None,
+            interval_ms: None,
             failure: None,
-            unwatched: Default::default(),
+            unwatched: None,
             restart,
             started_at: None,
             change: RunChange {

@@ -23,7 +23,7 @@ use std::{
 use futures::FutureExt;
 use shared::{
     task::Task,
-    wire::{Change, Failure, Status},
+    wire::{Change, Failure},
 };
 use tokio::{
     runtime::{Handle, Runtime},
@@ -652,7 +652,7 @@ async fn step_until_stopped<T: Task>(mut stepper: Stepper<T>, crew: &Crew) {
             plans,
         } = stepped;
         stepper.plans = plans;
-        let running = delta.status == Status::Running;
+        let running = delta.still_running();
         if interval.is_zero() || worked {
             // Steps that had work come a few times a second: each is told.
             let hold = interval.is_zero() && !worked && running;

@@ -83,7 +83,7 @@ impl Page {
                     self.values.extend(delta.change.appended);
                 }
                 self.version = delta.version;
-                self.status = delta.status;
+                self.status = delta.status.unwrap_or(self.status);
             }
         }
         self.last = Some(id);

@@ -2,7 +2,7 @@
 
 mod support;
 use serde_json::json;
-use shared::wire::{Command, Status, Update};
+use shared::wire::{Command, Status};
 use support::{trajectory, Browser, TestServer};
 
 /// Asks for a page of values; returns the status and the body.
@@ -27,11 +27,9 @@ async fn finished_run_of_27(server: &TestServer) -> Browser {
         .command(Command::SetNumber { text: "27".into() })
         .await;
     let mut events = browser.events(None).await;
+    let mut status = Status::Idle;
     while let Some((_, update)) = events.next().await {
-        let status = match update {
-            Update::Snapshot(snapshot) => snapshot.status,
-            Update::Delta(delta) => delta.status,
-        };
+        status = update.status_after(status);
         if status == Status::Finished {
             return browser;
         }

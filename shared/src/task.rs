@@ -238,23 +238,44 @@ pub struct Machine<T: Task> {
     /// When the run began, in Unix seconds, as the command that began it
     /// was stamped ([`Machine::apply_at`]); `None` before, or unstamped.
     started_at: Option<u64>,
+    /// The settings as of `version`, as its clients know them: a published
+    /// delta names only the ones that differ.
+    told: Told,
+}
+
+/// What a delta may say of a machine beside its run's change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Told {
+    /// Where the run stands, and why it failed.
+    standing: (Status, Option<Failure>),
+    /// Milliseconds between steps.
+    interval_ms: u32,
+    /// What happens to the run while nobody watches it.
+    unwatched: Unwatched,
 }
 
 impl<T: Task> Machine<T> {
     /// A fresh session: idle, version 0.
     pub fn new(settings: T::Settings) -> Machine<T> {
+        let interval_ms = T::interval_ms(&settings);
+        let unwatched = T::unwatched(&settings);
         Machine {
             settings,
             status: Status::Idle,
-            interval_ms: T::interval_ms(&settings),
+            interval_ms,
             generation: 0,
             version: 0,
             incarnation: 0,
             run: None,
             began: 0,
             failure: None,
-            unwatched: T::unwatched(&settings),
+            unwatched,
             started_at: None,
+            told: Told {
+                standing: (Status::Idle, None),
+                interval_ms,
+                unwatched,
+            },
         }
     }
 
@@ -363,6 +384,11 @@ impl<T: Task> Machine<T> {
             failure,
             unwatched: saved.unwatched,
             started_at,
+            told: Told {
+                standing: (status, failure),
+                interval_ms: saved.interval_ms,
+                unwatched: saved.unwatched,
+            },
         };
         Ok((machine, began))
     }
@@ -563,14 +589,14 @@ impl<T: Task> Machine<T> {
         let Some(run) = self.run.as_ref() else {
             // No run yet, so the client has none either: only the settings
             // changed.
-            return Some(self.delta_from(cursor.version, false, T::Change::default()));
+            return Some(self.delta_from(cursor.version, None, false, T::Change::default()));
         };
         let same_run = cursor.version >= self.began;
         if same_run && cursor.steps > run.steps() {
             return None; // not a state this run was ever in
         }
         let change = run.since(same_run.then_some(cursor.steps))?;
-        Some(self.delta_from(cursor.version, !same_run, change))
+        Some(self.delta_from(cursor.version, None, !same_run, change))
     }
 
     /// One step of the background task of `generation`. Refused unless that
@@ -625,18 +651,42 @@ impl<T: Task> Machine<T> {
     fn publish(&mut self, restart: bool, change: T::Change) -> DeltaOf<T::Change> {
         let base = self.version;
         self.version += 1;
-        self.delta_from(base, restart, change)
+        let told = self.told;
+        let delta = self.delta_from(base, Some(told), restart, change);
+        self.told = self.now();
+        delta
     }
 
-    /// A delta from version `base` to this state, with the given change.
-    fn delta_from(&self, base: u64, restart: bool, change: T::Change) -> DeltaOf<T::Change> {
+    /// The settings as they are.
+    fn now(&self) -> Told {
+        Told {
+            standing: (self.status, self.failure),
+            interval_ms: self.interval_ms,
+            unwatched: self.unwatched,
+        }
+    }
+
+    /// A delta from version `base` to this state, with the given change,
+    /// for a client `told` the settings (naming them all for one of whom
+    /// that is not known).
+    fn delta_from(
+        &self,
+        base: u64,
+        told: Option<Told>,
+        restart: bool,
+        change: T::Change,
+    ) -> DeltaOf<T::Change> {
+        let now = self.now();
+        let standing = told.is_none_or(|told| told.standing != now.standing);
+        let interval = told.is_none_or(|told| told.interval_ms != now.interval_ms);
+        let unwatched = told.is_none_or(|told| told.unwatched != now.unwatched);
         DeltaOf {
             base,
             version: self.version,
-            status: self.status,
-            interval_ms: self.interval_ms,
-            failure: self.failure,
-            unwatched: self.unwatched,
+            status: standing.then_some(self.status),
+            interval_ms: interval.then_some(self.interval_ms),
+            failure: self.failure.filter(|_| standing),
+            unwatched: unwatched.then_some(self.unwatched),
             started_at: self.started_at.filter(|_| restart),
             restart,
             change,

@@ -449,17 +449,21 @@ pub struct DeltaOf<C> {
     pub base: u64,
     /// The version it brings the state to; the SSE event id.
     pub version: u64,
-    /// Where the run stands afterwards.
-    pub status: Status,
-    /// The step interval afterwards.
-    pub interval_ms: u32,
-    /// Why the run failed, when it is failed afterwards.
+    /// Where the run stands afterwards, when that changed since `base`
+    /// (absent: as before). A step's delta names none of these settings
+    /// unless the step changed one: they are most of a small event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The step interval afterwards, when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u32>,
+    /// With `status`: why the run failed, when it is failed (absent: it did
+    /// not fail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
-    /// What happens while nobody watches, afterwards (absent: it keeps
-    /// running).
-    #[serde(default, skip_serializing_if = "Unwatched::is_keep")]
-    pub unwatched: Unwatched,
+    /// What happens while nobody watches, when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwatched: Option<Unwatched>,
     /// A new run began: the page's run is replaced by the one `change`
     /// begins.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -484,12 +488,20 @@ impl<C: Change> DeltaOf<C> {
             };
         }
         self.version = next.version;
-        self.status = next.status;
-        self.interval_ms = next.interval_ms;
-        self.failure = next.failure;
-        self.unwatched = next.unwatched;
+        if next.status.is_some() {
+            self.status = next.status;
+            self.failure = next.failure;
+        }
+        self.interval_ms = next.interval_ms.or(self.interval_ms);
+        self.unwatched = next.unwatched.or(self.unwatched);
         self.change.merge(next.change);
         self
+    }
+
+    /// Whether the run is running afterwards, for a run that was running at
+    /// `base` (a step's delta names the status only when it ends the run).
+    pub fn still_running(&self) -> bool {
+        self.status.is_none_or(|status| status == Status::Running)
     }
 }
 
@@ -687,6 +699,17 @@ pub enum UpdateOf<V, C> {
     Delta(DeltaOf<C>),
 }
 
+impl<V, C> UpdateOf<V, C> {
+    /// Where the run stands after this update, for a client that had it at
+    /// `before` (a delta names it only when it changed).
+    pub fn status_after(&self, before: Status) -> Status {
+        match self {
+            UpdateOf::Snapshot(snapshot) => snapshot.status,
+            UpdateOf::Delta(delta) => delta.status.unwrap_or(before),
+        }
+    }
+}
+
 /// Read tag first (see [`crate::tagged`]).
 impl<'de, V: Deserialize<'de>, C: Change> Deserialize<'de> for UpdateOf<V, C> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -782,10 +805,12 @@ impl<V> SnapshotOf<V> {
             run.apply(&delta.change, window);
         }
         self.version = delta.version;
-        self.status = delta.status;
-        self.interval_ms = delta.interval_ms;
-        self.failure = delta.failure;
-        self.unwatched = delta.unwatched;
+        if let Some(status) = delta.status {
+            self.status = status;
+            self.failure = delta.failure;
+        }
+        self.interval_ms = delta.interval_ms.unwrap_or(self.interval_ms);
+        self.unwatched = delta.unwatched.unwrap_or(self.unwatched);
         Ok(())
     }
 }

@@ -75,7 +75,7 @@ fn a_number_on_a_finished_run_starts_again() {
     let mut m = machine();
     let generation = m.apply(&set_number("2")).unwrap().start_task.unwrap();
     let delta = m.step(generation).unwrap();
-    assert_eq!(delta.status, Status::Finished);
+    assert_eq!(delta.status, Some(Status::Finished));
     assert_eq!(m.step(generation), Err(Refused::Stale));
     let next = m.apply(&set_number("3")).unwrap().start_task;
     assert!(next.is_some());
@@ -106,7 +106,7 @@ fn off_refuses_the_old_task_at_once() {
     let mut m = machine();
     let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
     let delta = m.apply(&set_running(false)).unwrap().delta.unwrap();
-    assert_eq!(delta.status, Status::Paused);
+    assert_eq!(delta.status, Some(Status::Paused));
     assert_eq!(m.step(generation), Err(Refused::Stale));
     assert_eq!(current(&m), "27");
 }
@@ -150,7 +150,7 @@ fn the_interval_is_bounded() {
         .unwrap()
         .delta
         .unwrap();
-    assert_eq!(delta.interval_ms, 0);
+    assert_eq!(delta.interval_ms, Some(0));
     assert!(m.apply(&Command::SetInterval { ms: 10_001 }).is_err());
     assert_eq!(m.interval_ms(), 0);
     // The same interval again is no change.
@@ -391,7 +391,7 @@ fn a_dead_task_fails_its_run_with_its_reason_and_the_switch_tries_again() {
     let delta = m.halt(generation, Failure::StoreRefused).unwrap();
     assert_eq!(
         (delta.status, delta.failure),
-        (Status::Failed, Some(Failure::StoreRefused))
+        (Some(Status::Failed), Some(Failure::StoreRefused))
     );
     assert_eq!(m.status(), Status::Failed, "the switch is off");
     assert_eq!(m.snapshot().failure, Some(Failure::StoreRefused));
@@ -690,7 +690,7 @@ fn cancel_ends_a_run_for_good_and_a_new_number_starts_another() {
     let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
     m.step(generation).unwrap();
     let delta = m.apply(&Command::Cancel).unwrap().delta.unwrap();
-    assert_eq!((delta.status, delta.change.steps), (Status::Cancelled, 1));
+    assert_eq!((delta.status, delta.change.steps), (Some(Status::Cancelled), 1));
     assert_eq!(m.step(generation), Err(Refused::Stale), "its task stops");
     // Neither the switch nor a second cancel changes it.
     assert_eq!(m.apply(&set_running(true)).unwrap(), Default::default());
@@ -743,7 +743,7 @@ fn an_unwatched_run_lapses_as_its_policy_says_and_only_while_it_runs() {
         .unwrap()
         .delta
         .unwrap();
-    assert_eq!(delta.unwatched, Unwatched::Pause { minutes: 10 });
+    assert_eq!(delta.unwatched, Some(Unwatched::Pause { minutes: 10 }));
     assert_eq!(m.snapshot().unwatched, Unwatched::Pause { minutes: 10 });
     assert_eq!(
         m.lapse(generation + 1),
@@ -753,7 +753,7 @@ fn an_unwatched_run_lapses_as_its_policy_says_and_only_while_it_runs() {
     let lapsed = m.lapse(generation).unwrap();
     assert_eq!(
         (lapsed.status, m.status()),
-        (Status::Paused, Status::Paused)
+        (Some(Status::Paused), Status::Paused)
     );
     assert_eq!(
         m.lapse(generation),
@@ -763,7 +763,7 @@ fn an_unwatched_run_lapses_as_its_policy_says_and_only_while_it_runs() {
     // The switch resumes it; cancel ends it for good.
     let generation = m.apply(&set_running(true)).unwrap().start_task.unwrap();
     m.apply(&policy(Unwatched::Cancel { minutes: 1 })).unwrap();
-    assert_eq!(m.lapse(generation).unwrap().status, Status::Cancelled);
+    assert_eq!(m.lapse(generation).unwrap().status, Some(Status::Cancelled));
     // Kept across a save.
     let restored = Collatz::restore(Settings::default(), &m.saved(), 65, 7).unwrap();
     assert_eq!(restored.unwatched(), Unwatched::Cancel { minutes: 1 });

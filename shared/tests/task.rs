@@ -208,7 +208,7 @@ fn a_countdown_runs_to_its_end_through_the_machine() {
     let last = m.step(generation).unwrap();
     assert_eq!(
         (last.change.left.as_slice(), last.status),
-        (&[0][..], Status::Finished)
+        (&[0][..], Some(Status::Finished))
     );
     // Leaving Running ended its generation: the task is stale.
     assert_eq!(m.step(generation), Err(Refused::Stale));

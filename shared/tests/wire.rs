@@ -89,15 +89,18 @@ fn busy_machine() -> (Collatz, Vec<Delta>) {
             .delta
             .unwrap(),
     );
-    for _ in 0..5 {
-        deltas.push(m.step(generation).unwrap());
+    // Settings changed between steps, which the steps do not repeat.
+    let policy = shared::wire::Unwatched::Pause { minutes: 5 };
+    for command in [
+        Command::SetInterval { ms: 200 },
+        Command::SetUnwatched { policy },
+        Command::SetRunning { running: false },
+    ] {
+        for _ in 0..2 {
+            deltas.push(m.step(generation).unwrap());
+        }
+        deltas.push(m.apply(&command).unwrap().delta.unwrap());
     }
-    deltas.push(
-        m.apply(&Command::SetRunning { running: false })
-            .unwrap()
-            .delta
-            .unwrap(),
-    );
     (m, deltas)
 }
 
@@ -163,8 +166,16 @@ fn big_values_travel_as_strings() {
     assert_eq!(step["type"], "delta");
     assert_eq!(step["appended"], serde_json::json!(["82"]));
     assert_eq!(step["peak"], "82");
-    // A step carries only what changed: no restart flag, no start value.
+    // A step carries only what changed: no restart flag, no start value,
+    // and none of the settings, which the step left as they were.
     assert!(step.get("restart").is_none());
+    for setting in ["status", "interval_ms", "failure", "unwatched"] {
+        assert!(step.get(setting).is_none(), "{setting} in {step}");
+    }
+    // The delta that began the run named the one it changed.
+    let began = serde_json::to_value(Update::Delta(deltas[0].clone())).unwrap();
+    assert_eq!(began["status"], "running");
+    assert!(began.get("interval_ms").is_none(), "500 ms, as before");
 }
 
 #[test]
