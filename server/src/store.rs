@@ -1152,6 +1152,7 @@ mod tests {
             failure: None,
             unwatched: Default::default(),
             started_at: Some(1_796_188_468),
+            settled_at: None,
         }
     }
 

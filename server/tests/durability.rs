@@ -111,7 +111,9 @@ async fn a_killed_server_comes_back_with_every_session_and_its_task() {
         }
         Update::Delta(delta) => {
             assert!(delta.restart, "the list starts again");
-            let status = delta.status.expect("a resumed stream's delta names the status");
+            let status = delta
+                .status
+                .expect("a resumed stream's delta names the status");
             (status, delta.change.steps, 0, delta.change.appended)
         }
     };

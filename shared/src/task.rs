@@ -163,6 +163,12 @@ pub struct Saved<R> {
     /// it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<u64>,
+    /// The version the status, interval or policy last changed at, so a
+    /// node that reloads the record names them to the clients it must
+    /// (absent in records from before it was kept: to every client before
+    /// `version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_at: Option<u64>,
 }
 
 /// What [`Machine::apply`] did.
@@ -238,12 +244,12 @@ pub struct Machine<T: Task> {
     /// When the run began, in Unix seconds, as the command that began it
     /// was stamped ([`Machine::apply_at`]); `None` before, or unstamped.
     started_at: Option<u64>,
-    /// The settings as of `version`, as its clients know them: a published
-    /// delta names only the ones that differ.
+    /// The settings as of `version`, and the version they last changed
+    /// at: a delta names them only for a client that may not have them.
     told: Told,
 }
 
-/// What a delta may say of a machine beside its run's change.
+/// A machine's settings beside its run, as the deltas tell them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Told {
     /// Where the run stands, and why it failed.
@@ -252,6 +258,17 @@ struct Told {
     interval_ms: u32,
     /// What happens to the run while nobody watches it.
     unwatched: Unwatched,
+    /// The version any of them last changed at: a client at this version
+    /// or later has them all.
+    changed_at: u64,
+}
+
+impl Told {
+    /// Whether `now` differs from these, whenever they were told.
+    fn differs(&self, now: &Told) -> bool {
+        (self.standing, self.interval_ms, self.unwatched)
+            != (now.standing, now.interval_ms, now.unwatched)
+    }
 }
 
 impl<T: Task> Machine<T> {
@@ -275,6 +292,7 @@ impl<T: Task> Machine<T> {
                 standing: (Status::Idle, None),
                 interval_ms,
                 unwatched,
+                changed_at: 0,
             },
         }
     }
@@ -305,6 +323,7 @@ impl<T: Task> Machine<T> {
             failure: self.failure,
             unwatched: self.unwatched,
             started_at: self.started_at,
+            settled_at: Some(self.told.changed_at),
         }
     }
 
@@ -331,6 +350,9 @@ impl<T: Task> Machine<T> {
         let (mut machine, began) = Machine::rebuild(settings, saved, 0, saved.incarnation)?;
         if let Some(began) = began {
             machine.began = began;
+        }
+        if let Some(settled_at) = saved.settled_at {
+            machine.told.changed_at = settled_at.min(machine.version);
         }
         Ok(machine)
     }
@@ -388,6 +410,8 @@ impl<T: Task> Machine<T> {
                 standing: (status, failure),
                 interval_ms: saved.interval_ms,
                 unwatched: saved.unwatched,
+                // A client from before may have had any settings.
+                changed_at: version,
             },
         };
         Ok((machine, began))
@@ -589,14 +613,14 @@ impl<T: Task> Machine<T> {
         let Some(run) = self.run.as_ref() else {
             // No run yet, so the client has none either: only the settings
             // changed.
-            return Some(self.delta_from(cursor.version, None, false, T::Change::default()));
+            return Some(self.delta_from(cursor.version, false, T::Change::default()));
         };
         let same_run = cursor.version >= self.began;
         if same_run && cursor.steps > run.steps() {
             return None; // not a state this run was ever in
         }
         let change = run.since(same_run.then_some(cursor.steps))?;
-        Some(self.delta_from(cursor.version, None, !same_run, change))
+        Some(self.delta_from(cursor.version, !same_run, change))
     }
 
     /// One step of the background task of `generation`. Refused unless that
@@ -651,42 +675,29 @@ impl<T: Task> Machine<T> {
     fn publish(&mut self, restart: bool, change: T::Change) -> DeltaOf<T::Change> {
         let base = self.version;
         self.version += 1;
-        let told = self.told;
-        let delta = self.delta_from(base, Some(told), restart, change);
-        self.told = self.now();
-        delta
-    }
-
-    /// The settings as they are.
-    fn now(&self) -> Told {
-        Told {
+        let now = Told {
             standing: (self.status, self.failure),
             interval_ms: self.interval_ms,
             unwatched: self.unwatched,
+            changed_at: self.version,
+        };
+        if self.told.differs(&now) {
+            self.told = now;
         }
+        self.delta_from(base, restart, change)
     }
 
     /// A delta from version `base` to this state, with the given change,
-    /// for a client `told` the settings (naming them all for one of whom
-    /// that is not known).
-    fn delta_from(
-        &self,
-        base: u64,
-        told: Option<Told>,
-        restart: bool,
-        change: T::Change,
-    ) -> DeltaOf<T::Change> {
-        let now = self.now();
-        let standing = told.is_none_or(|told| told.standing != now.standing);
-        let interval = told.is_none_or(|told| told.interval_ms != now.interval_ms);
-        let unwatched = told.is_none_or(|told| told.unwatched != now.unwatched);
+    /// naming the settings when they changed after `base`.
+    fn delta_from(&self, base: u64, restart: bool, change: T::Change) -> DeltaOf<T::Change> {
+        let told = self.told.changed_at > base;
         DeltaOf {
             base,
             version: self.version,
-            status: standing.then_some(self.status),
-            interval_ms: interval.then_some(self.interval_ms),
-            failure: self.failure.filter(|_| standing),
-            unwatched: unwatched.then_some(self.unwatched),
+            status: told.then_some(self.status),
+            interval_ms: told.then_some(self.interval_ms),
+            failure: self.failure.filter(|_| told),
+            unwatched: told.then_some(self.unwatched),
             started_at: self.started_at.filter(|_| restart),
             restart,
             change,

@@ -661,6 +661,7 @@ fn a_saved_record_keeps_its_json_shape_and_old_records_are_read() {
             "interval_ms",
             "reserved",
             "resume",
+            "settled_at",
             "start",
             "status",
             "steps",
@@ -690,7 +691,10 @@ fn cancel_ends_a_run_for_good_and_a_new_number_starts_another() {
     let generation = m.apply(&set_number("27")).unwrap().start_task.unwrap();
     m.step(generation).unwrap();
     let delta = m.apply(&Command::Cancel).unwrap().delta.unwrap();
-    assert_eq!((delta.status, delta.change.steps), (Some(Status::Cancelled), 1));
+    assert_eq!(
+        (delta.status, delta.change.steps),
+        (Some(Status::Cancelled), 1)
+    );
     assert_eq!(m.step(generation), Err(Refused::Stale), "its task stops");
     // Neither the switch nor a second cancel changes it.
     assert_eq!(m.apply(&set_running(true)).unwrap(), Default::default());
